@@ -1,0 +1,74 @@
+"""The `sgc` command: one entry point, one subcommand module per concern.
+
+Subcommand modules import their heavy dependencies (torch, celery, pynetdicom) inside the
+command functions, so `sgc --help` and the SCP start fast and the SCP never loads torch.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from sgc_node import __version__
+from sgc_node.settings import Settings, SettingsError, load_settings
+
+
+class Context:
+    """Lazily loaded settings shared by the subcommands."""
+
+    def __init__(self) -> None:
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            try:
+                self._settings = load_settings()
+            except SettingsError as exc:
+                raise click.ClickException(str(exc)) from None
+        return self._settings
+
+
+pass_ctx = click.make_pass_decorator(Context, ensure=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="sgc")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """sgc-node: a DICOM node that classifies mammograms with a score-based generative
+    classifier and sends a DICOM Structured Report back to the archive.
+
+    Configuration comes from SGC_* environment variables (see the README's table).
+    """
+    ctx.ensure_object(Context)
+
+
+# Each subcommand module exposes COMMANDS; a module that does not exist yet is skipped.
+SUBCOMMAND_MODULES = ("db", "scp", "worker", "serve", "ml", "data")
+
+
+def _register() -> None:
+    import importlib
+
+    for name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"sgc_node.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"sgc_node.cli.{name}":
+                raise
+            continue
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_register()
+
+
+def main() -> None:
+    try:
+        cli.main(prog_name="sgc", standalone_mode=True)
+    except SettingsError as exc:  # pragma: no cover - surfaced via ClickException normally
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)

@@ -1,0 +1,213 @@
+"""All configuration of the node, read from `SGC_*` environment variables in one place.
+
+Why one object: the SCP, the workers and the CLI must agree on where data lives and how the
+node talks to the broker and the archive. Every field has a documented default (the embedded
+setup: SQLite, filesystem broker, local storage under ``./data``) and invalid values fail
+early with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_AE_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # default character repertoire, no backslash
+
+
+def validate_ae_title(value: str) -> str:
+    """An AE title is 1-16 characters of the default repertoire, not all spaces, no backslash."""
+    if not value or not value.strip():
+        raise ValueError("an AE title must not be empty")
+    if len(value) > 16:
+        raise ValueError(f"AE title {value!r} is longer than 16 characters")
+    if not _AE_RE.match(value):
+        raise ValueError(f"AE title {value!r} contains characters not allowed in an AE title")
+    return value.strip()
+
+
+class RemoteNode(BaseModel):
+    """A DICOM peer written as ``AET@host:port`` (e.g. ``ORTHANC@pacs.local:4242``)."""
+
+    ae_title: str
+    host: str
+    port: int = Field(ge=1, le=65535)
+
+    @classmethod
+    def parse(cls, text: str) -> RemoteNode:
+        match = re.fullmatch(r"\s*([^@]+)@([^:@\s]+|\[[0-9a-fA-F:]+\]):(\d+)\s*", text)
+        if not match:
+            raise ValueError(f"{text!r} is not of the form AET@host:port")
+        aet, host, port = match.groups()
+        port_n = int(port)
+        if not 1 <= port_n <= 65535:
+            raise ValueError(f"port {port_n} in {text!r} is out of range 1-65535")
+        return cls(ae_title=validate_ae_title(aet), host=host.strip("[]"), port=port_n)
+
+    def __str__(self) -> str:
+        return f"{self.ae_title}@{self.host}:{self.port}"
+
+
+def _split(value: object) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return [str(v).strip() for v in value if str(v).strip()]  # type: ignore[union-attr]
+
+
+class Settings(BaseSettings):
+    """The node's settings; each field is the environment variable ``SGC_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="SGC_", extra="ignore", validate_default=True)
+
+    data_dir: Path = Field(
+        Path("data"), description="Directory for the embedded database, broker and storage."
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL; default SQLite (WAL) at DATA_DIR/sgc.db. "
+        "Production: postgresql+psycopg://user@host/db.",
+    )
+    broker_url: str | None = Field(
+        None,
+        description="Celery broker URL; default the filesystem transport under DATA_DIR/broker. "
+        "Production: redis://host:6379/0.",
+    )
+    storage_dir: Path | None = Field(
+        None, description="Where received DICOM files are stored; default DATA_DIR/storage."
+    )
+    ae_title: str = Field("SGC_NODE", description="Our AE title (1-16 characters).")
+    host: str = Field("0.0.0.0", description="Address the SCP listens on.")
+    port: int = Field(11112, ge=1, le=65535, description="Port the SCP listens on.")
+    check_called_aet: bool = Field(
+        False, description="Reject associations whose called AE title is not ours."
+    )
+    allowed_calling_aets: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated calling AE titles allowed to associate; empty allows all.",
+    )
+    archive: Annotated[list[RemoteNode], NoDecode] = Field(
+        default_factory=list,
+        description="Where SRs are sent: comma-separated AET@host:port; empty keeps them local.",
+    )
+    accept_other_storage: bool = Field(
+        False,
+        description="Also accept non-mammography storage SOP classes (stored, not classified).",
+    )
+    max_associations: int = Field(
+        16, ge=1, le=1000, description="Most concurrent associations the SCP serves."
+    )
+    fsync: bool = Field(
+        True, description="fsync every received file before acknowledging (durability)."
+    )
+    min_free_mb: int = Field(
+        512,
+        ge=0,
+        description="Free-space watermark of the storage volume in MiB: below it new "
+        "associations are refused and C-STOREs answer 0xA700.",
+    )
+    stable_age: float = Field(
+        5.0,
+        gt=0,
+        description="Seconds without a new instance after which a study counts as complete.",
+    )
+    sweep_interval: float = Field(
+        1.0, gt=0, description="Seconds between passes of the SCP's settle/outbox loop."
+    )
+    resend_after: float = Field(
+        300.0,
+        gt=0,
+        description="Seconds after which a job or delivery still pending is sent again.",
+    )
+    tls_cert: Path | None = Field(None, description="PEM certificate: enables DICOM TLS.")
+    tls_key: Path | None = Field(None, description="PEM private key for SGC_TLS_CERT.")
+    tls_ca: Path | None = Field(
+        None, description="PEM CA bundle; when set, clients must present a certificate it signed."
+    )
+    model: Path | None = Field(
+        None, description="Model checkpoint (.safetensors with its card); default the bundled demo."
+    )
+    device: str = Field("auto", description="Torch device for classification: auto, cpu, cuda:N.")
+    metrics_host: str = Field("127.0.0.1", description="Address of the Prometheus endpoint.")
+    metrics_port: int = Field(
+        9108, ge=0, le=65535, description="Port of the Prometheus endpoint (0 disables it)."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level."
+    )
+    log_json: bool = Field(False, description="Write logs as one JSON object per line.")
+
+    @field_validator("ae_title")
+    @classmethod
+    def _ae_title(cls, v: str) -> str:
+        return validate_ae_title(v)
+
+    @field_validator("allowed_calling_aets", mode="before")
+    @classmethod
+    def _aets(cls, v: object) -> list[str]:
+        return [validate_ae_title(a) for a in _split(v)]
+
+    @field_validator("archive", mode="before")
+    @classmethod
+    def _archive(cls, v: object) -> list[RemoteNode]:
+        if isinstance(v, list) and all(isinstance(x, RemoteNode) for x in v):
+            return v
+        return [RemoteNode.parse(x) for x in _split(v)]
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", v):
+            raise ValueError(f"device {v!r} must be auto, cpu, cuda or cuda:N")
+        return v
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("SGC_TLS_CERT and SGC_TLS_KEY must be set together")
+        if self.tls_ca is not None and self.tls_cert is None:
+            raise ValueError("SGC_TLS_CA needs SGC_TLS_CERT and SGC_TLS_KEY")
+        return self
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'sgc.db').resolve()}"
+
+    @cached_property
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @cached_property
+    def resolved_storage_dir(self) -> Path:
+        return (self.storage_dir or self.data_dir / "storage").resolve()
+
+    @cached_property
+    def broker_dir(self) -> Path:
+        """Folder of the embedded filesystem transport (used only when no broker URL is set)."""
+        return (self.data_dir / "broker").resolve()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings from the environment; raise a one-line ``SettingsError`` when invalid."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = "_".join(str(p) for p in err["loc"]).upper()
+            name = f"SGC_{loc}" if loc else "settings"
+            lines.append(f"{name}: {err['msg']}")
+        raise SettingsError("invalid configuration: " + "; ".join(lines)) from None
+
+
+class SettingsError(ValueError):
+    """Configuration that cannot run; the CLI prints it and exits with status 2."""
