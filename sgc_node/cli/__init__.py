@@ -14,6 +14,12 @@ from sgc_node import __version__
 from sgc_node.settings import Settings, SettingsError, load_settings
 
 
+class ConfigError(click.ClickException):
+    """Invalid SGC_* configuration: printed as one line, exit status 2."""
+
+    exit_code = 2
+
+
 class Context:
     """Lazily loaded settings shared by the subcommands."""
 
@@ -26,7 +32,7 @@ class Context:
             try:
                 self._settings = load_settings()
             except SettingsError as exc:
-                raise click.ClickException(str(exc)) from None
+                raise ConfigError(str(exc)) from None
         return self._settings
 
 
@@ -46,7 +52,7 @@ def cli(ctx: click.Context) -> None:
 
 
 # Each subcommand module exposes COMMANDS; a module that does not exist yet is skipped.
-SUBCOMMAND_MODULES = ("db", "scp", "worker", "serve", "ml", "data")
+SUBCOMMAND_MODULES = ("config", "db", "scp", "worker", "serve", "ml", "data")
 
 
 def _register() -> None:

@@ -1,0 +1,49 @@
+# sgc-node: the two set-up commands are `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch (on local disk on the project's machines); on a GPU host set
+# TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126" or similar.
+TORCH ?= torch==2.13.0
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install deps run test test-long lint format clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+## install: a virtual environment with the node and its Python dependencies
+install: $(STAMP)
+
+## deps: the real DICOM peers the tests use (dcmtk, dicom3tools, Orthanc), if missing
+deps:
+	scripts/install-system-deps.sh
+
+## run: start the node on the embedded default (SQLite, filesystem broker, ./data)
+run: install
+	$(BIN)/sgc serve
+
+## test: lint, then the whole test suite against real peers
+test: install deps
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest
+
+## test-long: the long fault, fuzz and load variants
+test-long: install deps
+	$(BIN)/python -m pytest -m long
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format:
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
