@@ -1,0 +1,49 @@
+"""`sgc serve`: the whole node in one command (SCP + sweeper + worker for both queues)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import click
+
+from sgc_node.cli import Context, pass_ctx
+
+
+@click.command("serve")
+@click.option("--no-worker", is_flag=True, help="Start only the SCP (workers run elsewhere).")
+@pass_ctx
+def serve_cmd(ctx: Context, no_worker: bool) -> None:
+    """Run the node: migrate the database, then start the SCP and a worker.
+
+    On the embedded default (no SGC_DATABASE_URL / SGC_BROKER_URL) everything lives under
+    SGC_DATA_DIR: SQLite, the filesystem broker and the received files. Ctrl-C stops all.
+    """
+    from db.session import upgrade
+    from sgc_node.logs import configure_logging
+    from sgc_node.supervise import Child, run_children, sgc_argv
+
+    settings = ctx.settings
+    configure_logging(settings.log_level, settings.log_json)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        upgrade(settings.resolved_database_url)
+    except Exception as exc:
+        raise click.ClickException(f"cannot prepare the database: {exc}") from None
+    children = [Child("scp", sgc_argv("scp"))]
+    if not no_worker:
+        children.append(
+            Child("worker", sgc_argv("worker", "--queues", "classify,deliver", "--pool", "solo"))
+        )
+    logging.getLogger("sgc.serve").info(
+        "sgc-node: %s on port %d, data in %s",
+        settings.ae_title,
+        settings.port,
+        settings.data_dir.resolve(),
+    )
+    env = dict(os.environ)
+    sys.exit(run_children(children, env))
+
+
+COMMANDS = [serve_cmd]
