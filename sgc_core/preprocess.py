@@ -1,0 +1,445 @@
+"""From a DICOM mammogram to the model's tensor: one function for training and for serving.
+
+The order follows the DICOM grayscale pipeline (PS3.4 N.2): stored values -> Modality LUT ->
+VOI LUT -> Presentation LUT (MONOCHROME1 is inverted), then the image-analysis steps: crop to
+the breast (threshold + largest connected component), flip so every breast has its chest wall
+on the same side, resize with anti-aliasing (aspect kept, padded away from the chest wall),
+optional CLAHE, and scaling. Every parameter lives in :class:`PreprocessConfig`, which the model
+card stores under ``"preprocess"``: serving rebuilds the config from the card, so it can never
+disagree with training.
+
+MONOCHROME1 is handled by inverting the modality values and mirroring the window *before* the
+VOI step (``x -> lo + hi - x``, with the window centre mirrored the way the VOI function's own
+formula requires). That is the same image as "VOI then invert", but it runs the very same
+floating-point operations as the equivalent MONOCHROME2 encoding, so the two give bit-identical
+tensors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pydicom
+import torch
+from pydicom.dataset import Dataset
+
+MAMMOGRAPHY_MODALITIES = frozenset({"MG"})
+SUPPORTED_PHOTOMETRIC = frozenset({"MONOCHROME1", "MONOCHROME2"})
+# ViewCodeSequence codes (SNOMED-RT ids used by DICOM CID 4014) for the views we name.
+_VIEW_CODES = {
+    "R-10242": "CC",
+    "399162004": "CC",
+    "R-10226": "MLO",
+    "399368009": "MLO",
+    "R-10224": "ML",
+    "399260004": "ML",
+    "R-10228": "LM",
+    "399352003": "LM",
+    "R-102D0": "XCCL",
+    "399192003": "XCCL",
+}
+
+
+class PreprocessError(ValueError):
+    """An image the preprocessing cannot turn into a tensor; the message says why."""
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Every parameter of the image -> tensor mapping (stored verbatim in the model card).
+
+    image_size: output (height, width); an int means a square.
+    channels: 1, or 3 (the gray image repeated, for ImageNet-shaped networks).
+    scaling: "[-1,1]" (score models) or "[0,1]".
+    voi: "auto" (VOI LUT Sequence, else the first window, else min-max), "window" (first
+        window, else min-max), "lut" (VOI LUT Sequence, else window, else min-max) or
+        "minmax" (ignore the file's VOI and stretch the modality values' range).
+    crop: crop to the bounding box of the largest bright component.
+    crop_threshold: the breast is where the VOI-mapped [0, 1] image exceeds this.
+    mask_background: zero the pixels outside the breast component (markers, labels).
+    flip_to: the side every chest wall is moved to ("left": all breasts look like a standard
+        left-breast view, chest wall at column 0, nipple pointing right), or None.
+    keep_aspect: resize keeping the aspect ratio and pad; False stretches to image_size.
+    clahe: contrast-limited adaptive histogram equalisation (the paper used it).
+    modality_policy: "refuse" raises PreprocessError for a non-MG image; "ood" processes it
+        anyway and reports the modality, so the classifier can flag it out of distribution.
+    """
+
+    image_size: tuple[int, int] = (256, 256)
+    channels: int = 1
+    scaling: Literal["[-1,1]", "[0,1]"] = "[-1,1]"
+    voi: Literal["auto", "window", "lut", "minmax"] = "auto"
+    crop: bool = True
+    crop_threshold: float = 0.05
+    mask_background: bool = True
+    flip_to: Literal["left", "right"] | None = "left"
+    keep_aspect: bool = True
+    clahe: bool = False
+    clahe_clip_limit: float = 0.01
+    clahe_kernel_size: int | None = None
+    clahe_nbins: int = 256
+    modality_policy: Literal["refuse", "ood"] = "ood"
+    version: int = field(default=1)
+
+    def __post_init__(self) -> None:
+        size = self.image_size
+        if isinstance(size, int):
+            object.__setattr__(self, "image_size", (size, size))
+        elif isinstance(size, list | tuple) and len(size) == 2:
+            object.__setattr__(self, "image_size", (int(size[0]), int(size[1])))
+        else:
+            raise ValueError(f"image_size must be an int or (height, width), not {size!r}")
+        if min(self.image_size) < 8:
+            raise ValueError(f"image_size {self.image_size} is too small (min 8)")
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, not {self.channels}")
+        if self.scaling not in ("[-1,1]", "[0,1]"):
+            raise ValueError(f"scaling must be '[-1,1]' or '[0,1]', not {self.scaling!r}")
+        if self.voi not in ("auto", "window", "lut", "minmax"):
+            raise ValueError(f"voi must be auto|window|lut|minmax, not {self.voi!r}")
+        if self.flip_to not in ("left", "right", None):
+            raise ValueError(f"flip_to must be 'left', 'right' or None, not {self.flip_to!r}")
+        if self.modality_policy not in ("refuse", "ood"):
+            raise ValueError(
+                f"modality_policy must be 'refuse' or 'ood', not {self.modality_policy!r}"
+            )
+        if not 0.0 <= self.crop_threshold < 1.0:
+            raise ValueError(f"crop_threshold must be in [0, 1), not {self.crop_threshold}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form for the model card."""
+        out = dataclasses.asdict(self)
+        out["image_size"] = list(self.image_size)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PreprocessConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error, not silently dropped,
+        because a card written by a newer version must not be served with different maths."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown preprocessing parameters in model card: {sorted(unknown)}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Preprocessed:
+    """The model input and what the caller needs to report it.
+
+    bbox: the breast's box in ORIGINAL pixel coordinates (row0, col0, row1, col1), half-open,
+        before any flip, for the SR's region of interest.
+    """
+
+    tensor: torch.Tensor
+    bbox: tuple[int, int, int, int]
+    flipped: bool
+    laterality: str | None
+    view: str | None
+    modality: str | None
+    photometric: str
+    breast_found: bool
+
+
+def preprocess_file(path: str | Path, config: PreprocessConfig) -> Preprocessed:
+    """Read a DICOM file and preprocess it."""
+    try:
+        ds = pydicom.dcmread(path)
+    except (pydicom.errors.InvalidDicomError, OSError) as exc:
+        raise PreprocessError(f"{path}: not a readable DICOM file ({exc})") from exc
+    return preprocess_dataset(ds, config)
+
+
+def preprocess_dataset(ds: Dataset, config: PreprocessConfig) -> Preprocessed:
+    """The whole pipeline for one image (see the module docstring for the order)."""
+    modality = str(ds.get("Modality", "") or "").upper() or None
+    if modality not in MAMMOGRAPHY_MODALITIES and config.modality_policy == "refuse":
+        raise PreprocessError(
+            f"modality {modality or '(missing)'} is not mammography (MG); "
+            "set modality_policy='ood' to score it as out of distribution instead"
+        )
+    image = presentation_values(ds, config.voi)
+    laterality = image_laterality(ds)
+    view = view_position(ds)
+
+    mask = breast_mask(image, config.crop_threshold)
+    breast_found = bool(mask is not None)
+    rows, cols = image.shape
+    if config.crop and mask is not None:
+        r0, c0, r1, c1 = _bbox(mask)
+        if config.mask_background:
+            image = np.where(mask, image, 0.0)
+        image = image[r0:r1, c0:c1]
+    else:
+        r0, c0, r1, c1 = 0, 0, rows, cols
+
+    flipped = False
+    if config.flip_to is not None and modality in MAMMOGRAPHY_MODALITIES:
+        side = chest_wall_side(ds, image)
+        if side is not None and side != config.flip_to:
+            image = image[:, ::-1]
+            flipped = True
+
+    out = _resize(image, config.image_size, config.keep_aspect, anchor=config.flip_to or "left")
+    if config.clahe:
+        from skimage.exposure import equalize_adapthist
+
+        out = equalize_adapthist(
+            np.clip(out, 0.0, 1.0),
+            kernel_size=config.clahe_kernel_size,
+            clip_limit=config.clahe_clip_limit,
+            nbins=config.clahe_nbins,
+        )
+    if config.scaling == "[-1,1]":
+        out = out * 2.0 - 1.0
+    tensor = torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32))[None]
+    if config.channels == 3:
+        tensor = tensor.expand(3, -1, -1).contiguous()
+    return Preprocessed(
+        tensor=tensor,
+        bbox=(int(r0), int(c0), int(r1), int(c1)),
+        flipped=flipped,
+        laterality=laterality,
+        view=view,
+        modality=modality,
+        photometric=str(ds.PhotometricInterpretation),
+        breast_found=breast_found,
+    )
+
+
+# --- DICOM grayscale pipeline ------------------------------------------------------------
+
+
+def stored_pixels(ds: Dataset) -> np.ndarray:
+    """Decoded stored values of one frame (the middle frame of a multi-frame image)."""
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        raise PreprocessError("the dataset has no pixel data (7FE0,0010)")
+    photometric = str(ds.get("PhotometricInterpretation", "") or "")
+    if photometric not in SUPPORTED_PHOTOMETRIC:
+        raise PreprocessError(
+            f"unsupported photometric interpretation {photometric or '(missing)'}: "
+            "only MONOCHROME1 and MONOCHROME2 grayscale images can be classified"
+        )
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    if rows == 0 or cols == 0:
+        raise PreprocessError(f"zero-size image ({rows} x {cols})")
+    if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
+        raise PreprocessError("grayscale images must have SamplesPerPixel 1")
+    try:
+        pixels = ds.pixel_array
+    except Exception as exc:  # decoders raise many types; the user needs the cause
+        tsuid = ds.file_meta.get("TransferSyntaxUID", "?") if hasattr(ds, "file_meta") else "?"
+        raise PreprocessError(
+            f"cannot decode the pixel data (transfer syntax {tsuid}): {exc}"
+        ) from exc
+    if pixels.ndim == 3:
+        pixels = pixels[pixels.shape[0] // 2]
+    if pixels.size == 0:
+        raise PreprocessError("zero-size image (no pixels decoded)")
+    return pixels
+
+
+def presentation_values(ds: Dataset, voi: str = "auto") -> np.ndarray:
+    """Modality LUT + VOI + Presentation LUT -> float64 image in [0, 1], 1 = bright (dense)."""
+    stored = stored_pixels(ds)
+    values, lo, hi = _modality_values(ds, stored)
+    inverted = str(ds.PhotometricInterpretation) == "MONOCHROME1"
+    if inverted:
+        values = (lo + hi) - values
+
+    lut_item = _first_item(ds.get("VOILUTSequence")) if voi in ("auto", "lut") else None
+    if lut_item is not None and "LUTData" in lut_item:
+        out = _apply_voi_lut_sequence(lut_item, (lo + hi) - values if inverted else values)
+        return 1.0 - out if inverted else out
+
+    if voi != "minmax" and "WindowCenter" in ds and "WindowWidth" in ds:
+        center = float(_first_value(ds.WindowCenter))
+        width = float(_first_value(ds.WindowWidth))
+        function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
+        if width <= 0 or (function == "LINEAR" and width < 1):
+            raise PreprocessError(f"invalid VOI window width {width}")
+        if inverted:
+            # Mirror the centre so that window(lo+hi-x; c') == 1 - window(x; c) exactly.
+            center = (lo + hi) - center + (1.0 if function == "LINEAR" else 0.0)
+        return _window(values, center, width, function)
+
+    vmin, vmax = float(values.min()), float(values.max())
+    if vmax <= vmin:
+        return np.zeros_like(values)
+    return (values - vmin) / (vmax - vmin)
+
+
+def _modality_values(ds: Dataset, stored: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Rescale slope/intercept (or a Modality LUT Sequence) and the range a value can take."""
+    bits = int(ds.get("BitsStored", 16) or 16)
+    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    smin, smax = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    lut_item = _first_item(ds.get("ModalityLUTSequence"))
+    if lut_item is not None and "LUTData" in lut_item:
+        table, first, _ = _lut_table(lut_item)
+        idx = np.clip(stored.astype(np.int64) - first, 0, len(table) - 1)
+        return table[idx].astype(np.float64), float(table.min()), float(table.max())
+    slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
+    intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+    values = stored.astype(np.float64) * slope + intercept
+    ends = sorted((smin * slope + intercept, smax * slope + intercept))
+    return values, ends[0], ends[1]
+
+
+def _window(x: np.ndarray, c: float, w: float, function: str) -> np.ndarray:
+    """VOI window to [0, 1] (PS3.3 C.11.2.1.2 and C.11.2.1.3)."""
+    if function == "SIGMOID":
+        return 1.0 / (1.0 + np.exp(-4.0 * (x - c) / w))
+    if function == "LINEAR_EXACT":
+        return np.clip((x - c) / w + 0.5, 0.0, 1.0)
+    if function != "LINEAR":
+        raise PreprocessError(f"unsupported VOI LUT function {function}")
+    return np.clip((x - (c - 0.5)) / (w - 1.0) + 0.5, 0.0, 1.0)
+
+
+def _lut_table(item: Dataset) -> tuple[np.ndarray, int, int]:
+    descriptor = [int(v) for v in item.LUTDescriptor]
+    n_entries = descriptor[0] or 65536
+    first = descriptor[1]
+    bits = descriptor[2]
+    raw = item.LUTData
+    if isinstance(raw, bytes):
+        dtype = np.uint8 if bits <= 8 and len(raw) == n_entries else np.uint16
+        table = np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<"))
+    else:
+        table = np.asarray(raw if isinstance(raw, list | tuple | np.ndarray) else [raw])
+    if first >= 2**15 and descriptor[1] != first - 2**16:
+        first = first - 2**16  # a signed first-value written as unsigned
+    return table.astype(np.float64)[:n_entries], first, bits
+
+
+def _apply_voi_lut_sequence(item: Dataset, values: np.ndarray) -> np.ndarray:
+    table, first, bits = _lut_table(item)
+    idx = np.clip(np.round(values).astype(np.int64) - first, 0, len(table) - 1)
+    return table[idx] / float(2**bits - 1)
+
+
+def _first_item(seq: Any) -> Dataset | None:
+    return seq[0] if seq else None
+
+
+def _first_value(value: Any) -> Any:
+    return value[0] if isinstance(value, pydicom.multival.MultiValue | list | tuple) else value
+
+
+# --- laterality, view and orientation -----------------------------------------------------
+
+
+def image_laterality(ds: Dataset) -> str | None:
+    """ImageLaterality, else the series Laterality ("L", "R", "B" or None)."""
+    for keyword in ("ImageLaterality", "Laterality"):
+        value = str(ds.get(keyword, "") or "").strip().upper()
+        if value in ("L", "R", "B", "U"):
+            return value
+    return None
+
+
+def view_position(ds: Dataset) -> str | None:
+    """ViewPosition, else the first ViewCodeSequence code, as "CC", "MLO", ... or None."""
+    value = str(ds.get("ViewPosition", "") or "").strip().upper()
+    if value:
+        return value
+    item = _first_item(ds.get("ViewCodeSequence"))
+    if item is not None:
+        return _VIEW_CODES.get(str(item.get("CodeValue", "")))
+    return None
+
+
+def chest_wall_side(ds: Dataset, image: np.ndarray | None = None) -> str | None:
+    """Which image side ("left" = column 0) holds the chest wall.
+
+    PatientOrientation's row direction says where the image's right edge points: "A"
+    (anterior, toward the nipple) means the chest wall is on the left; "P" on the right.
+    Without it, the DICOM hanging convention for the laterality is assumed (a right breast
+    has its chest wall on the right). Without both, the brighter half of the image wins,
+    because the breast is thickest at the chest wall.
+    """
+    orientation = ds.get("PatientOrientation")
+    if orientation and len(orientation) >= 1:
+        row_dir = str(orientation[0]).upper()
+        if row_dir.startswith("A"):
+            return "left"
+        if row_dir.startswith("P"):
+            return "right"
+    laterality = image_laterality(ds)
+    if laterality == "L":
+        return "left"
+    if laterality == "R":
+        return "right"
+    if image is not None and image.size:
+        half = image.shape[1] // 2
+        left, right = image[:, :half].sum(), image[:, image.shape[1] - half :].sum()
+        if left != right:
+            return "left" if left > right else "right"
+    return None
+
+
+# --- crop, resize --------------------------------------------------------------------------
+
+
+def breast_mask(image: np.ndarray, threshold: float) -> np.ndarray | None:
+    """The largest connected bright region (the breast), or None on a blank image.
+
+    Markers and text burnt into the background are smaller components and are dropped.
+    """
+    from scipy import ndimage
+
+    binary = image > threshold
+    if not binary.any():
+        return None
+    labels, n = ndimage.label(binary)
+    if n == 0:
+        return None
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    largest = labels == int(np.argmax(sizes))
+    if largest.sum() < 0.001 * image.size:
+        return None
+    return ndimage.binary_fill_holes(largest)
+
+
+def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
+
+
+def _resize(image: np.ndarray, size: tuple[int, int], keep_aspect: bool, anchor: str) -> np.ndarray:
+    """Anti-aliased resize; with keep_aspect, pad with 0 on the side away from ``anchor``.
+
+    Large integer factors are first reduced by block averaging (exact area anti-aliasing and
+    ~10x faster than a Gaussian on a full-field image), the remainder by skimage.
+    """
+    from skimage.transform import resize
+
+    height, width = size
+    if keep_aspect:
+        scale = min(height / image.shape[0], width / image.shape[1])
+        target = (max(1, round(image.shape[0] * scale)), max(1, round(image.shape[1] * scale)))
+    else:
+        target = (height, width)
+    factor = min(image.shape[0] // target[0], image.shape[1] // target[1])
+    if factor >= 2:
+        r = image.shape[0] // factor * factor
+        c = image.shape[1] // factor * factor
+        image = image[:r, :c].reshape(r // factor, factor, c // factor, factor).mean(axis=(1, 3))
+    if image.shape != target:
+        image = resize(image, target, order=1, anti_aliasing=True, preserve_range=True)
+    if not keep_aspect:
+        return image
+    out = np.zeros((height, width), dtype=np.float64)
+    top = (height - target[0]) // 2
+    if anchor == "right":
+        out[top : top + target[0], width - target[1] :] = image
+    else:
+        out[top : top + target[0], : target[1]] = image
+    return out
