@@ -1,0 +1,63 @@
+"""How every process of the node reaches the Celery broker: one function, shared by SCP and workers.
+
+Why here: the SCP sends tasks by name and the workers consume them; both must agree on the URL
+and the transport options, yet ``scp/`` and ``worker/`` may not import each other. The embedded
+default is kombu's filesystem transport under ``DATA_DIR/broker`` (no server to run); production
+sets ``SGC_BROKER_URL=redis://...``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from sgc_node.settings import Settings
+
+#: Seconds between directory scans of the filesystem transport (measured ~0.1 s round trip).
+FILESYSTEM_POLLING_INTERVAL = 0.1
+
+#: URL query parameters that are transport options, not connection parameters: a key prefix
+#: lets several nodes (or test sessions) share one Redis without seeing each other's queues.
+_URL_TRANSPORT_OPTIONS = ("global_keyprefix",)
+
+
+def broker_options(settings: Settings) -> tuple[str, dict[str, Any]]:
+    """The broker URL and kombu transport options for ``settings``.
+
+    Filesystem transport: messages are files in ``broker_dir/queue`` (the folders are created
+    here so a sender that starts before any worker does not fail). Redis: the visibility
+    timeout equals ``settings.resend_after``, the node's one deadline for "work that should
+    have finished": a message unacknowledged for that long (its worker was killed) is
+    delivered again, and the tasks' atomic claims make a duplicate harmless.
+    """
+    url = settings.resolved_broker_url
+    scheme = url.split("://", 1)[0].lower()
+    if scheme == "filesystem":
+        queue = settings.broker_dir / "queue"
+        processed = settings.broker_dir / "processed"
+        queue.mkdir(parents=True, exist_ok=True)
+        processed.mkdir(parents=True, exist_ok=True)
+        return "filesystem://", {
+            "data_folder_in": str(queue),
+            "data_folder_out": str(queue),
+            "processed_folder": str(processed),
+            "store_processed": False,
+            "polling_interval": FILESYSTEM_POLLING_INTERVAL,
+        }
+    if scheme in ("redis", "rediss", "sentinel"):
+        url, options = _split_transport_options(url)
+        options.setdefault("visibility_timeout", max(1.0, float(settings.resend_after)))
+        return url, options
+    return url, {}
+
+
+def _split_transport_options(url: str) -> tuple[str, dict[str, Any]]:
+    """Move the transport-option query parameters out of ``url``."""
+    parts = urlsplit(url)
+    kept, options = [], {}
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key in _URL_TRANSPORT_OPTIONS:
+            options[key] = value
+        else:
+            kept.append((key, value))
+    return urlunsplit(parts._replace(query=urlencode(kept))), options
