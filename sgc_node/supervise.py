@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 class Child:
     name: str
     argv: list[str]
+    env: dict[str, str] | None = None  # overrides on top of the supervisor's environment
     proc: subprocess.Popen | None = None
 
 
@@ -41,7 +42,9 @@ def run_children(children: Sequence[Child], env: dict[str, str], grace: float = 
     try:
         for child in children:
             # Own process group: a terminal's Ctrl-C reaches only us, and we stop each child once.
-            child.proc = subprocess.Popen(child.argv, env=env, start_new_session=True)
+            child.proc = subprocess.Popen(
+                child.argv, env={**env, **(child.env or {})}, start_new_session=True
+            )
             log.info("started %s (pid %d)", child.name, child.proc.pid)
         status = 0
         while not stopping:

@@ -22,6 +22,7 @@ def serve_cmd(ctx: Context, no_worker: bool) -> None:
     """
     from db.session import upgrade
     from sgc_node.logs import configure_logging
+    from sgc_node.metrics import prepare_multiprocess_dir
     from sgc_node.supervise import Child, run_children, sgc_argv
 
     settings = ctx.settings
@@ -31,18 +32,21 @@ def serve_cmd(ctx: Context, no_worker: bool) -> None:
         upgrade(settings.resolved_database_url)
     except Exception as exc:
         raise click.ClickException(f"cannot prepare the database: {exc}") from None
+    env = dict(os.environ)
+    # Both children count into one directory; the SCP's /metrics endpoint serves the sum.
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(
+        prepare_multiprocess_dir(settings.data_dir.resolve() / "metrics")
+    )
     children = [Child("scp", sgc_argv("scp"))]
     if not no_worker:
-        children.append(
-            Child("worker", sgc_argv("worker", "--queues", "classify,deliver", "--pool", "solo"))
-        )
+        argv = sgc_argv("worker", "--queues", "classify,deliver", "--pool", "solo")
+        children.append(Child("worker", argv, env={"SGC_METRICS_PORT": "0"}))
     logging.getLogger("sgc.serve").info(
         "sgc-node: %s on port %d, data in %s",
         settings.ae_title,
         settings.port,
         settings.data_dir.resolve(),
     )
-    env = dict(os.environ)
     sys.exit(run_children(children, env))
 
 
