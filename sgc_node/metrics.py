@@ -55,22 +55,38 @@ class DatabaseCollector:
         yield depth
 
 
+class _ProcessMetrics:
+    """This process's own counters (the default registry), re-exported into ours."""
+
+    def collect(self) -> Iterator:
+        from prometheus_client import REGISTRY
+
+        yield from REGISTRY.collect()
+
+
+def build_registry(database_url: str | None):
+    """The registry /metrics serves: process (or multi-process) counters + database gauges."""
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry(auto_describe=True)
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry.register(_ProcessMetrics())
+    if database_url:
+        registry.register(DatabaseCollector(database_url))
+    return registry
+
+
 def start_metrics_server(host: str, port: int, database_url: str | None) -> int | None:
     """Serve /metrics on host:port (port 0 disables); return the bound port."""
     if port == 0:
         return None
-    from prometheus_client import REGISTRY as default_registry
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import start_http_server
 
-    registry = default_registry
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-    if database_url:
-        registry.register(DatabaseCollector(database_url))
-    server, _thread = start_http_server(port, addr=host, registry=registry)
+    server, _thread = start_http_server(port, addr=host, registry=build_registry(database_url))
     bound = server.server_address[1]
     log.info("metrics on http://%s:%d/metrics", host, bound)
     return bound
