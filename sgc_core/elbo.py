@@ -80,15 +80,22 @@ def elbo_scores(
     eps: float = 1e-5,
     generator: torch.Generator | None = None,
     max_batch: int = 512,
+    same_noise_for_batch: bool = False,
 ) -> ElboEstimate:
-    """Estimate the ELBO of every image in ``x`` (model space, [-1, 1]) under every class."""
+    """Estimate the ELBO of every image in ``x`` (model space, [-1, 1]) under every class.
+
+    ``same_noise_for_batch`` reuses one set of (t, z) for all images, which makes each image's
+    result independent of the batch it is in (used by the deployed classifier)."""
     if weighting not in ("likelihood", "uniform"):
         raise ValueError(f"unknown weighting {weighting!r}; expected 'likelihood' or 'uniform'")
     b = x.shape[0]
     d = x[0].numel()
     dev, dt = x.device, x.dtype
-    t, q = _draw_times(sde, b, k, t_sampling, eps, generator)
-    z = torch.randn((b, k, *x.shape[1:]), generator=generator, dtype=dt).to(dev)
+    nb = 1 if same_noise_for_batch else b
+    t, q = _draw_times(sde, nb, k, t_sampling, eps, generator)
+    z = torch.randn((nb, k, *x.shape[1:]), generator=generator, dtype=dt).to(dev)
+    if same_noise_for_batch:
+        t, q, z = t.expand(b, k), q.expand(b, k), z.expand(b, *z.shape[1:])
     t = t.to(dev)
     q = q.to(dev)
     # Layout (b, k, y): every class sees the identical x_t for a given (image, k).

@@ -169,6 +169,7 @@ def ode_log_likelihood(
     probe: str = "rademacher",
     eps: float = 1e-5,
     generator: torch.Generator | None = None,
+    same_probes_for_batch: bool = False,
 ) -> OdeEstimate:
     """log p(x | y) for every image of ``x`` (model space) and every class, in one ODE solve."""
     b = x.shape[0]
@@ -176,7 +177,10 @@ def ode_log_likelihood(
     dev, dt = x.device, x.dtype
     n = b * num_classes
     labels = torch.arange(num_classes, device=dev).repeat(b)
-    probes = draw_probes((b, *shape), n_probes, probe, generator, dt).to(dev)
+    probes = draw_probes(
+        (1 if same_probes_for_batch else b, *shape), n_probes, probe, generator, dt
+    )
+    probes = probes.expand(n_probes, b, *shape).to(dev)
     probes = probes.repeat_interleave(num_classes, dim=1)  # shared by the classes of an image
     d = x[0].numel()
 

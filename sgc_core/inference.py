@@ -1,0 +1,265 @@
+"""The loaded classifier the worker uses: ``load_classifier(path).classify(images)``.
+
+The model is loaded once (weights verified against the card's sha256); ``classify`` validates
+its input, maps [0, 1] pixels to the model's dequantized [-1, 1] space, estimates the class
+log-likelihoods (ELBO by default, or the exact probability-flow ODE), and turns them into a
+calibrated posterior, a decision at the card's operating point and an OOD flag.
+
+Determinism: the estimator's random numbers (dequantization noise, (t, eps) pairs, probes) come
+from a generator seeded from the card for every call and are the same for every image of a
+batch, so an image gets the same answer whatever batch it arrives in.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from sgc_core.calibration import log_posterior
+from sgc_core.checkpoint import load_model
+from sgc_core.elbo import elbo_scores
+from sgc_core.likelihood_ode import ode_log_likelihood
+from sgc_core.scaling import bits_per_dim
+from sgc_core.sde import sde_from_dict
+
+
+@dataclass(frozen=True)
+class ClassResult:
+    """One image's result. ``log_likelihoods`` are nats in the model's [-1, 1] space (ELBO or
+    exact); ``bits_per_dim`` is of the discretised image under the class-marginal p(x)."""
+
+    predicted_class: str
+    probabilities: dict[str, float]
+    log_likelihoods: dict[str, float]
+    bits_per_dim: float
+    ood: bool
+    ood_score: float
+    method: str
+
+
+@dataclass(frozen=True)
+class EstimatorConfig:
+    """How log p(x | y) is estimated. ``method``: ``elbo`` (fast, default) or ``ode`` (exact)."""
+
+    method: str = "elbo"
+    k: int = 16
+    t_sampling: str = "stratified"
+    weighting: str = "uniform"
+    ode_method: str = "dopri5"
+    rtol: float = 1e-5
+    atol: float = 1e-5
+    ode_steps: int = 100
+    n_probes: int = 1
+    probe: str = "rademacher"
+    eps: float = 1e-5
+    seed: int = 0
+    max_batch: int = 256
+    extra: dict = field(default_factory=dict)
+
+    def label(self) -> str:
+        if self.method == "elbo":
+            return f"elbo-{self.weighting}-{self.t_sampling}-k{self.k}"
+        return f"ode-{self.ode_method}-{self.probe}{self.n_probes}"
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> EstimatorConfig:
+        d = dict(d or {})
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown estimator settings {sorted(unknown)}")
+        cfg = cls(**d)
+        if cfg.method not in ("elbo", "ode"):
+            raise ValueError(f"unknown estimator method {cfg.method!r}; expected 'elbo' or 'ode'")
+        if cfg.k < 1:
+            raise ValueError(f"K must be >= 1, got {cfg.k}")
+        return cfg
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("extra")
+        return d
+
+
+class Classifier:
+    """A score network plus its card; see the module docstring."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        card: dict,
+        device: str = "cpu",
+        estimator: EstimatorConfig | None = None,
+    ) -> None:
+        self.model = model.to(device).eval().requires_grad_(False)
+        self.card = card
+        self.device = torch.device(device)
+        self.sde = sde_from_dict(card["sde"])
+        self.classes: list[str] = list(card["classes"])
+        self.estimator = estimator or EstimatorConfig.from_dict(card.get("estimator"))
+        self.levels = int(card.get("quantization_levels", 256))
+
+    # -- input checks -------------------------------------------------------------------
+    def validate(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(
+                f"expected a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}"
+            )
+        c, s = int(self.card["channels"]), int(self.card["image_size"])
+        if x.dim() != 4:
+            raise ValueError(f"expected images of shape (B, {c}, {s}, {s}), got {tuple(x.shape)}")
+        if x.shape[1] != c:
+            raise ValueError(f"model {self.card['name']} expects {c} channel(s), got {x.shape[1]}")
+        if tuple(x.shape[2:]) != (s, s):
+            raise ValueError(
+                f"model {self.card['name']} expects {s}x{s} images, got {x.shape[2]}x{x.shape[3]}"
+            )
+        if not torch.is_floating_point(x):
+            x = x.float()
+        if not torch.isfinite(x).all():
+            raise ValueError("images contain NaN or infinite pixel values")
+        lo, hi = float(x.min()), float(x.max())
+        if lo < -1e-3 or hi > 1 + 1e-3:
+            raise ValueError(
+                f"pixel values must lie in [0, 1] (preprocessed), got range [{lo:.4g}, {hi:.4g}]"
+            )
+        return x.float().clamp(0.0, 1.0)
+
+    # -- estimates ----------------------------------------------------------------------
+    def _generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(int(self.estimator.seed))
+
+    def estimate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scores, log_likelihoods), both (B, Y), for validated [0, 1] images."""
+        gen = self._generator()
+        # One dequantization draw shared by all images (batch-independent results).
+        u = torch.rand((1, *x.shape[1:]), generator=gen)
+        k = torch.clamp(torch.round(x.cpu() * (self.levels - 1)), 0, self.levels - 1)
+        y = (2.0 * (k + u) / self.levels - 1.0).to(self.device)
+        est = self.estimator
+        if est.method == "elbo":
+            r = elbo_scores(
+                self.model,
+                self.sde,
+                y,
+                len(self.classes),
+                k=est.k,
+                t_sampling=est.t_sampling,
+                weighting=est.weighting,
+                eps=est.eps,
+                generator=gen,
+                max_batch=est.max_batch,
+                same_noise_for_batch=True,
+            )
+            return r.score.cpu(), r.elbo.cpu()
+        r2 = ode_log_likelihood(
+            self.model,
+            self.sde,
+            y,
+            len(self.classes),
+            method=est.ode_method,
+            rtol=est.rtol,
+            atol=est.atol,
+            n_steps=est.ode_steps,
+            n_probes=est.n_probes,
+            probe=est.probe,
+            eps=est.eps,
+            generator=gen,
+            same_probes_for_batch=True,
+        )
+        logp = r2.logp.double().cpu()
+        return logp, logp
+
+    def priors(self) -> list[float]:
+        cal = self.card.get("calibration") or {}
+        pri = cal.get("priors")
+        return list(pri) if pri else [1.0 / len(self.classes)] * len(self.classes)
+
+    def temperature(self) -> float:
+        return float((self.card.get("calibration") or {}).get("temperature", 1.0))
+
+    def posterior(self, scores: torch.Tensor) -> torch.Tensor:
+        return log_posterior(scores, self.temperature(), self.priors()).exp()
+
+    def ood_scores(self, loglik: torch.Tensor) -> torch.Tensor:
+        """Bits/dim of p(x) = sum_y p(x | y) pi_y (higher = less like the training data)."""
+        pri = torch.as_tensor(self.priors(), dtype=torch.float64)
+        log_px = torch.logsumexp(loglik.double() + torch.log(pri / pri.sum()), dim=1)
+        d = int(self.card["channels"]) * int(self.card["image_size"]) ** 2
+        return bits_per_dim(log_px, d, self.levels)
+
+    def decide(self, probs: torch.Tensor) -> list[str]:
+        """Positive class if P(positive) >= the operating threshold, else the likeliest other."""
+        pos_name = self.card.get("positive_class")
+        op = self.card.get("operating_point") or {}
+        if pos_name is None or "threshold" not in op:
+            return [self.classes[int(i)] for i in probs.argmax(1)]
+        pos = self.classes.index(pos_name)
+        thr = float(op["threshold"])
+        out = []
+        for row in probs:
+            if row[pos] >= thr:
+                out.append(pos_name)
+            else:
+                others = row.clone()
+                others[pos] = -1.0
+                out.append(self.classes[int(others.argmax())])
+        return out
+
+    @torch.no_grad()
+    def classify(self, x: torch.Tensor) -> list[ClassResult]:
+        x = self.validate(x)
+        results: list[ClassResult] = []
+        chunk = max(
+            1,
+            self.estimator.max_batch
+            // max(
+                1, len(self.classes) * (self.estimator.k if self.estimator.method == "elbo" else 1)
+            ),
+        )
+        for s in range(0, x.shape[0], chunk):
+            scores, loglik = self.estimate(x[s : s + chunk])
+            probs = self.posterior(scores)
+            bpd = self.ood_scores(loglik)
+            ood_cfg = self.card.get("ood") or {}
+            ood_thr = ood_cfg.get("threshold")
+            for i, name in enumerate(self.decide(probs)):
+                score = float(bpd[i])
+                results.append(
+                    ClassResult(
+                        predicted_class=name,
+                        probabilities={c: float(probs[i, j]) for j, c in enumerate(self.classes)},
+                        log_likelihoods={
+                            c: float(loglik[i, j]) for j, c in enumerate(self.classes)
+                        },
+                        bits_per_dim=score,
+                        ood=bool(
+                            ood_thr is not None and (math.isnan(score) or score > float(ood_thr))
+                        ),
+                        ood_score=score,
+                        method=self.estimator.label(),
+                    )
+                )
+        return results
+
+
+def load_classifier(
+    path: str | Path,
+    device: str = "cpu",
+    *,
+    estimator: EstimatorConfig | dict | None = None,
+) -> Classifier:
+    """Load ``<name>.safetensors`` + ``<name>.json`` (sha256-verified) into a ``Classifier``.
+
+    ``estimator`` overrides the card's estimator settings (e.g. ``{"method": "ode"}``).
+    """
+    model, card = load_model(path, device)
+    if isinstance(estimator, dict):
+        base = dict(card.get("estimator") or {})
+        base.update(estimator)
+        estimator = EstimatorConfig.from_dict(base)
+    return Classifier(model, card, device, estimator)

@@ -1,0 +1,92 @@
+"""Parameters of the synthetic mammography generator and how the difficulty knob moves them."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from typing import Any
+
+# Image sizes: "full" is a Hologic-like 3328 x 2560 detector at 70 um (17 MB at 16 bits);
+# "small" keeps the same 233 mm field of view at ~0.9 mm per pixel for fast tests.
+SIZES: dict[str, tuple[int, int]] = {
+    "small": (256, 208),
+    "medium": (832, 640),
+    "full": (3328, 2560),
+}
+FIELD_HEIGHT_MM = 3328 * 0.07
+
+
+def parse_size(size: str | tuple[int, int]) -> tuple[int, int]:
+    """ "small" | "medium" | "full" | "ROWSxCOLS" | (rows, cols) -> (rows, cols)."""
+    if isinstance(size, tuple | list):
+        rows, cols = int(size[0]), int(size[1])
+    elif size in SIZES:
+        rows, cols = SIZES[size]
+    else:
+        match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(size))
+        if match is None:
+            raise ValueError(f"size must be small, medium, full or ROWSxCOLS, not {size!r}")
+        rows, cols = int(match.group(1)), int(match.group(2))
+    if rows < 64 or cols < 48:
+        raise ValueError(f"size {rows}x{cols} is too small for a breast phantom (min 64x48)")
+    if rows > 8192 or cols > 8192:
+        raise ValueError(f"size {rows}x{cols} is larger than any mammography detector (max 8192)")
+    return rows, cols
+
+
+def lerp(easy: float, hard: float, difficulty: float) -> float:
+    """The parameter value at this difficulty (0 = easy end, 1 = hard end)."""
+    return easy + (hard - easy) * difficulty
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """What a generated study looks like.
+
+    difficulty: 0 (large, high-contrast lesions with textbook shapes in fatty breasts) to 1
+        (small, faint lesions whose shapes overlap between classes, in dense breasts at a
+        lower dose). docs/synthetic.md lists every parameter it moves.
+    malignant_fraction: probability that a breast with a lesion has a malignant one.
+    normal_fraction: probability that a breast has no lesion at all. Such breasts are labelled
+        "benign" in the binary label column (the negative class means "no malignancy") and
+        "normal" in the finding column, so a user can drop them.
+    mass_fraction: probability that a lesion is a mass rather than calcifications.
+    bits_stored: 12 or 14 (16-bit words either way).
+    monochrome1_fraction: probability that a study is written MONOCHROME1 (inverted).
+    """
+
+    rows: int = 256
+    cols: int = 208
+    difficulty: float = 0.5
+    malignant_fraction: float = 0.5
+    normal_fraction: float = 0.0
+    mass_fraction: float = 0.6
+    bits_stored: int = 12
+    monochrome1_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        parse_size((self.rows, self.cols))
+        for name in ("difficulty", "malignant_fraction", "normal_fraction", "mass_fraction"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], not {value}")
+        if not 0.0 <= self.monochrome1_fraction <= 1.0:
+            raise ValueError(
+                f"monochrome1_fraction must be in [0, 1], not {self.monochrome1_fraction}"
+            )
+        if self.bits_stored not in (12, 13, 14):
+            raise ValueError(f"bits_stored must be 12, 13 or 14, not {self.bits_stored}")
+
+    @property
+    def pixel_spacing_mm(self) -> float:
+        """Square pixels; the field of view's height is that of the full detector."""
+        return FIELD_HEIGHT_MM / self.rows
+
+    @classmethod
+    def for_size(cls, size: str | tuple[int, int], **kwargs: Any) -> SynthConfig:
+        rows, cols = parse_size(size)
+        return cls(rows=rows, cols=cols, **kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

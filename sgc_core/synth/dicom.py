@@ -1,0 +1,183 @@
+"""Digital Mammography X-Ray Image - For Presentation (PS3.3 A.26) datasets for the phantoms.
+
+Every attribute dciodvfy asks of an MG image is set (see docs/synthetic.md): the DX and
+Mammography modules' ImageLaterality, ViewCodeSequence, PatientOrientation, ImagerPixelSpacing,
+PresentationIntentType, PixelIntensityRelationship(+Sign), PresentationLUTShape (INVERSE for
+MONOCHROME1), BreastImplantPresent, OrganExposed and an empty AcquisitionContextSequence.
+
+UIDs are derived from the seed (pydicom's ``generate_uid`` with entropy sources, a 2.25 UUID
+form), so the same seed writes byte-identical files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import (
+    UID,
+    DigitalMammographyXRayImageStorageForPresentation,
+    ExplicitVRLittleEndian,
+    generate_uid,
+)
+
+IMPLEMENTATION_CLASS_UID = UID("1.2.826.0.1.3680043.8.498.1")  # pydicom's root + .1
+VIEW_CODES = {
+    "CC": ("399162004", "cranio-caudal"),
+    "MLO": ("399368009", "medio-lateral oblique"),
+}
+# PatientOrientation (row direction \ column direction) in the standard hanging: a left
+# breast with its chest wall at column 0 points anterior along rows.
+PATIENT_ORIENTATION = {
+    ("L", "CC"): ["A", "R"],
+    ("R", "CC"): ["P", "L"],
+    ("L", "MLO"): ["A", "FR"],
+    ("R", "MLO"): ["P", "FL"],
+}
+
+
+@dataclass(frozen=True)
+class StudyHeader:
+    """What the four images of a study share."""
+
+    patient_id: str
+    patient_name: str
+    birth_date: str
+    age_years: int
+    study_uid: str
+    series_uid: str
+    study_date: str
+    accession: str
+
+
+def uid_for(*parts: object) -> str:
+    """A deterministic UID from the seed and the object's place in the data set."""
+    return generate_uid(prefix=None, entropy_srcs=["sgc-synth", *map(str, parts)])
+
+
+def code_item(value: str, scheme: str, meaning: str) -> Dataset:
+    item = Dataset()
+    item.CodeValue = value
+    item.CodingSchemeDesignator = scheme
+    item.CodeMeaning = meaning
+    return item
+
+
+def build_mg_dataset(
+    header: StudyHeader,
+    sop_uid: str,
+    instance_number: int,
+    laterality: str,
+    view: str,
+    pixels: np.ndarray,
+    bits_stored: int,
+    window_center: float,
+    window_width: float,
+    pixel_spacing_mm: float,
+    monochrome1: bool,
+    thickness_mm: float,
+) -> Dataset:
+    """One MG image. ``pixels`` are MONOCHROME2-sense values (bright = dense); with
+    ``monochrome1`` they are stored inverted and the window is mirrored so that the display
+    (and sgc_core.preprocess) is identical."""
+    max_value = 2**bits_stored - 1
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = DigitalMammographyXRayImageStorageForPresentation
+    ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    ds.file_meta.ImplementationVersionName = "SGC_SYNTH_1"
+
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.SOPClassUID = DigitalMammographyXRayImageStorageForPresentation
+    ds.SOPInstanceUID = sop_uid
+    ds.InstanceCreationDate = header.study_date
+    # Patient, General Study, Patient Study
+    ds.PatientName = header.patient_name
+    ds.PatientID = header.patient_id
+    ds.PatientBirthDate = header.birth_date
+    ds.PatientSex = "F"
+    ds.PatientAge = f"{header.age_years:03d}Y"
+    ds.StudyInstanceUID = header.study_uid
+    ds.StudyDate = header.study_date
+    ds.StudyTime = "090000"
+    ds.ReferringPhysicianName = ""
+    ds.StudyID = header.accession[-8:]
+    ds.AccessionNumber = header.accession
+    ds.StudyDescription = "Synthetic screening mammography (phantom)"
+    # General Series, DX Series, Mammography Series
+    ds.Modality = "MG"
+    ds.SeriesInstanceUID = header.series_uid
+    ds.SeriesNumber = 1
+    ds.SeriesDescription = "Synthetic FFDM"
+    ds.PresentationIntentType = "FOR PRESENTATION"
+    # General Equipment
+    ds.Manufacturer = "sgc-node synthetic phantom"
+    ds.ManufacturerModelName = "sgc synth"
+    ds.SoftwareVersions = "1"
+    ds.InstitutionName = "Synthetic"
+    # General Image, DX Image, Mammography Image
+    ds.InstanceNumber = instance_number
+    ds.ContentDate = header.study_date
+    ds.ContentTime = "090000"
+    ds.AcquisitionDate = header.study_date
+    ds.AcquisitionTime = "090000"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", ""]
+    ds.PatientOrientation = PATIENT_ORIENTATION[(laterality, view)]
+    ds.ImageLaterality = laterality
+    ds.BurnedInAnnotation = "NO"
+    ds.LossyImageCompression = "00"
+    ds.QualityControlImage = "NO"
+    ds.PixelIntensityRelationship = "LOG"
+    ds.PixelIntensityRelationshipSign = 1 if monochrome1 else -1
+    ds.RescaleIntercept = 0
+    ds.RescaleSlope = 1
+    ds.RescaleType = "US"
+    ds.PresentationLUTShape = "INVERSE" if monochrome1 else "IDENTITY"
+    ds.OrganExposed = "BREAST"
+    ds.BreastImplantPresent = "NO"
+    ds.PartialView = "NO"
+    ds.AnatomicRegionSequence = Sequence([code_item("76752008", "SCT", "Breast")])
+    ds.ViewPosition = view
+    ds.ViewCodeSequence = Sequence([code_item(VIEW_CODES[view][0], "SCT", VIEW_CODES[view][1])])
+    ds.ViewCodeSequence[0].ViewModifierCodeSequence = Sequence()
+    ds.AcquisitionContextSequence = Sequence()
+    # DX Detector, DX Positioning, X-Ray Acquisition Dose
+    ds.DetectorType = "DIRECT"
+    ds.DetectorConfiguration = "AREA"
+    ds.ImagerPixelSpacing = [f"{pixel_spacing_mm:.6g}", f"{pixel_spacing_mm:.6g}"]
+    ds.PixelSpacing = [f"{pixel_spacing_mm:.6g}", f"{pixel_spacing_mm:.6g}"]
+    ds.PixelSpacingCalibrationType = "GEOMETRY"
+    ds.PixelSpacingCalibrationDescription = "phantom geometry"
+    ds.EstimatedRadiographicMagnificationFactor = 1.0
+    ds.DistanceSourceToDetector = 660
+    ds.DistanceSourceToPatient = 640
+    ds.PositionerType = "MAMMOGRAPHIC"
+    ds.PositionerPrimaryAngle = 0 if view == "CC" else (45 if laterality == "R" else -45)
+    ds.BodyPartThickness = round(thickness_mm, 1)
+    ds.CompressionForce = 100
+    ds.KVP = 28
+    ds.AnodeTargetMaterial = "TUNGSTEN"
+    ds.FilterMaterial = "RHODIUM"
+    # Image Pixel
+    rows, cols = pixels.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME1" if monochrome1 else "MONOCHROME2"
+    ds.Rows = rows
+    ds.Columns = cols
+    ds.BitsAllocated = 16
+    ds.BitsStored = bits_stored
+    ds.HighBit = bits_stored - 1
+    ds.PixelRepresentation = 0
+    stored = (max_value - pixels.astype(np.int64)).astype(np.uint16) if monochrome1 else pixels
+    # VOI LUT: mirror the LINEAR window for the inverted encoding (see sgc_core.preprocess).
+    center = (max_value + 1 - window_center) if monochrome1 else window_center
+    ds.WindowCenter = f"{center:.6g}"
+    ds.WindowWidth = f"{window_width:.6g}"
+    ds.VOILUTFunction = "LINEAR"
+    ds.WindowCenterWidthExplanation = "breast tissue"
+    ds.PixelData = np.ascontiguousarray(stored, dtype="<u2").tobytes()
+    return ds

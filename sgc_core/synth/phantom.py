@@ -1,0 +1,213 @@
+"""One breast, one view: anatomy -> X-ray attenuation -> quantum-limited detector -> pixels.
+
+The image formation is a simple physical chain, so the pictures behave like mammograms:
+
+1. Outline: a compressed breast is a half-ellipse against the chest wall (CC) or a taller,
+   teardrop-like shape with the pectoral muscle in the upper corner (MLO). Its thickness is
+   constant under the paddle and falls off over a rounded edge; the skin (1-2 mm, denser than
+   fat) is crossed tangentially at the edge, which draws the skin line.
+2. Parenchyma: the fibroglandular fraction is a power-law random field (texture.py) passed
+   through a soft threshold whose offset sets the BI-RADS density (A-D), weighted by an
+   envelope (subcutaneous and retromammary fat carry none).
+3. Attenuation line integral A = mu_fat*t + (mu_gland-mu_fat)*t*g + skin + muscle + lesion.
+4. Detector: Poisson counts N ~ Poisson(N0 exp(-A)) with N0 = fluence x pixel area (quantum
+   noise at the real dose per pixel), log-converted, thickness-equalised at the periphery
+   (as "for presentation" processing does) and mapped to 12-14 bit values: bright = dense.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from sgc_core.synth.config import SynthConfig, lerp
+from sgc_core.synth.lesions import MU_FAT, MU_GLAND, Lesion, render_lesion
+from sgc_core.synth.texture import power_law_field
+
+MU_SKIN = 0.085
+MU_MUSCLE = 0.085
+FLUENCE_PER_MM2 = 4.0e6  # incident photons per mm^2 at the detector without the breast
+DENSITY_OFFSETS = {"A": -1.6, "B": -0.7, "C": 0.1, "D": 0.9}
+
+
+@dataclass(frozen=True)
+class Breast:
+    """One breast's anatomy, shared by its CC and MLO views."""
+
+    laterality: str  # "L" | "R"
+    thickness_mm: float
+    depth_mm: float  # chest wall to nipple (CC)
+    half_height_mm: float  # CC half-extent across the nipple axis
+    density: str  # BI-RADS density A-D
+    beta: float  # power-law exponent of the texture
+    outline: tuple[tuple[int, float, float], ...]
+    lesion: Lesion | None
+
+    @property
+    def finding(self) -> str:
+        if self.lesion is None:
+            return "normal"
+        return "malignant" if self.lesion.malignant else "benign"
+
+
+@dataclass(frozen=True)
+class RenderedView:
+    """Presentation values (MONOCHROME2 sense) and where the lesion landed."""
+
+    pixels: np.ndarray  # uint16, bright = dense
+    window_center: float
+    window_width: float
+    lesion_center: tuple[int, int] | None  # (row, col) in this image
+    lesion_radius_px: float
+
+
+def sample_density(rng: np.random.Generator, difficulty: float) -> str:
+    """Dense breasts hide lesions; the hard end of the knob makes them more common."""
+    easy = np.array([0.30, 0.40, 0.20, 0.10])
+    hard = np.array([0.10, 0.25, 0.40, 0.25])
+    p = easy + (hard - easy) * difficulty
+    return str(rng.choice(["A", "B", "C", "D"], p=p / p.sum()))
+
+
+def sample_breast(
+    rng: np.random.Generator, laterality: str, lesion: Lesion | None, config: SynthConfig
+) -> Breast:
+    return Breast(
+        laterality=laterality,
+        thickness_mm=float(rng.uniform(35.0, 70.0)),
+        depth_mm=float(rng.uniform(85.0, 140.0)),
+        half_height_mm=float(rng.uniform(65.0, 95.0)),
+        density=sample_density(rng, config.difficulty),
+        beta=float(rng.uniform(2.6, 3.4)),
+        outline=tuple(
+            (k, float(rng.uniform(0.0, 0.03)), float(rng.uniform(0, 2 * math.pi)))
+            for k in (2, 3, 4)
+        ),
+        lesion=lesion,
+    )
+
+
+def render_view(
+    rng: np.random.Generator, breast: Breast, view: str, config: SynthConfig
+) -> RenderedView:
+    """Render ``view`` ("CC" | "MLO") of ``breast`` as presentation values."""
+    rows, cols, px = config.rows, config.cols, config.pixel_spacing_mm
+    max_value = 2**config.bits_stored - 1
+    rr = np.arange(rows, dtype=np.float64)[:, None]
+    cc = np.arange(cols, dtype=np.float64)[None, :]
+
+    depth_px = min(breast.depth_mm / px, cols * 0.93)
+    if view == "CC":
+        yc = rows * float(rng.uniform(0.46, 0.54))
+        half_px = min(breast.half_height_mm / px, rows * 0.47)
+    else:
+        depth_px = min(depth_px * 1.05, cols * 0.95)
+        yc = rows * float(rng.uniform(0.52, 0.6))
+        half_px = rows * 0.62
+    theta = np.arctan2((rr - yc) / half_px, cc / depth_px)
+    wobble = 1.0 + sum(a * np.cos(k * theta + ph) for k, a, ph in breast.outline)
+    rho = np.sqrt((cc / depth_px) ** 2 + ((rr - yc) / half_px) ** 2) / wobble
+
+    muscle = np.zeros((rows, cols))
+    if view == "MLO":
+        muscle = _pectoral(rng, rows, cols, px)
+        rho = np.where(muscle > 0.5, np.minimum(rho, 0.5), rho)
+
+    edge_mm = (1.0 - rho) * min(depth_px, half_px) * px
+    thickness = _edge_profile(edge_mm, breast.thickness_mm)
+    skin_mm = float(rng.uniform(1.0, 2.0))
+    inner = _edge_profile(edge_mm - skin_mm, breast.thickness_mm - 2 * skin_mm)
+    skin_path = np.clip(thickness - inner, 0.0, None)
+    inside = thickness > 0
+
+    field = power_law_field(rng, (rows, cols), px, beta=breast.beta, anisotropy=1.6)
+    along = cc / depth_px
+    envelope = np.clip((1.0 - rho) / 0.2, 0.0, 1.0) * np.clip((along - 0.03) / 0.2, 0.0, 1.0)
+    gland = envelope / (1.0 + np.exp(-(field + DENSITY_OFFSETS[breast.density]) / 0.35))
+    gland *= 1.0 - np.clip(muscle, 0.0, 1.0)
+
+    atten = (
+        MU_FAT * inner
+        + (MU_GLAND - MU_FAT) * inner * gland
+        + MU_SKIN * skin_path
+        + (MU_MUSCLE - MU_FAT) * inner * muscle
+    )
+
+    lesion_center = None
+    lesion_radius = 0.0
+    if breast.lesion is not None:
+        lesion_center = _lesion_center(breast.lesion, view, yc, depth_px, half_px, muscle, px)
+        rotation = 0.0 if view == "CC" else math.radians(35.0)
+        render_lesion(atten, breast.lesion, lesion_center, px, rotation)
+        lesion_radius = breast.lesion.extent_mm / px
+
+    difficulty = config.difficulty
+    n0 = FLUENCE_PER_MM2 * lerp(1.0, 0.3, difficulty) * px * px
+    counts = rng.poisson(n0 * np.exp(-atten))
+    log_signal = np.log(n0 / np.maximum(counts, 1.0))
+    # Periphery equalisation: lift the thin edge as if it had the full thickness of fat.
+    log_signal += np.where(inside, 0.8 * MU_FAT * (breast.thickness_mm - thickness), 0.0)
+    reference = float(np.quantile(log_signal[inside], 0.995)) if inside.any() else 1.0
+    background = 0.02 * max_value
+    values = background + (0.8 * max_value - background) * log_signal / reference
+    pixels = np.clip(np.rint(values), 0, max_value).astype(np.uint16)
+
+    breast_values = pixels[inside] if inside.any() else pixels.ravel()
+    lo, hi = np.quantile(breast_values, [0.005, 0.995])
+    width = float(max(2.0, round((hi - lo) * 1.15)))
+    center = float(round((hi + lo) / 2.0))
+
+    if breast.laterality == "R":
+        pixels = np.ascontiguousarray(pixels[:, ::-1])
+        if lesion_center is not None:
+            lesion_center = (lesion_center[0], cols - 1 - lesion_center[1])
+    if lesion_center is not None:
+        lesion_center = (int(round(lesion_center[0])), int(round(lesion_center[1])))
+    return RenderedView(pixels, center, width, lesion_center, lesion_radius)
+
+
+def _edge_profile(edge_mm: np.ndarray, thickness_mm: float) -> np.ndarray:
+    """Compressed thickness vs distance from the skin: a rounded (semicircular) edge."""
+    radius = thickness_mm / 2.0
+    x = np.clip(1.0 - edge_mm / radius, 0.0, 1.0)
+    return np.where(edge_mm > 0, thickness_mm * np.sqrt(1.0 - x * x), 0.0)
+
+
+def _pectoral(rng: np.random.Generator, rows: int, cols: int, px: float) -> np.ndarray:
+    """Soft mask of the pectoral muscle: a convex triangle in the upper chest-wall corner."""
+    width = cols * float(rng.uniform(0.25, 0.42))
+    height = rows * float(rng.uniform(0.45, 0.75))
+    bulge = float(rng.uniform(0.0, 0.12)) * width
+    r = np.arange(rows, dtype=np.float64)[:, None]
+    c = np.arange(cols, dtype=np.float64)[None, :]
+    frac = np.clip(r / height, 0.0, 1.0)
+    boundary = width * (1.0 - frac) + bulge * np.sin(math.pi * frac)
+    softness = max(1.0 / px, 1.0)
+    return 1.0 / (1.0 + np.exp((c - boundary) / softness)) * (r < height)
+
+
+def _lesion_center(
+    lesion: Lesion,
+    view: str,
+    yc: float,
+    depth_px: float,
+    half_px: float,
+    muscle: np.ndarray,
+    px: float,
+) -> tuple[float, float]:
+    """The 3D position (depth, mediolateral, craniocaudal) projected into this view."""
+    col = lesion.depth * depth_px * 0.85
+    across = (
+        lesion.mediolateral if view == "CC" else (lesion.mediolateral + lesion.craniocaudal) / 2
+    )
+    local_half = half_px * math.sqrt(max(0.0, 1.0 - (col / depth_px) ** 2))
+    row = yc + across * local_half * 0.7
+    row = float(np.clip(row, 0, muscle.shape[0] - 1))
+    if view == "MLO":
+        margin = lesion.extent_mm / px * 0.5
+        muscle_cols = np.flatnonzero(muscle[int(row)] > 0.5)
+        if muscle_cols.size and col < muscle_cols[-1] + margin:
+            col = min(muscle_cols[-1] + margin, depth_px * 0.85)
+    return row, float(col)
