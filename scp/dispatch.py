@@ -1,0 +1,77 @@
+"""Handing work to the workers through the Celery broker, by task name only.
+
+Why by name: the SCP must never import worker code (and through it torch). A task message
+names ``sgc.classify_study`` or ``sgc.deliver_report`` and carries a database id; the
+database row is the truth, the message only says "look at row N". The broker configuration
+lives here in :func:`broker_options` so the SCP and the workers build the same connection.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery
+
+from sgc_node.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CLASSIFY_TASK = "sgc.classify_study"
+CLASSIFY_QUEUE = "classify"
+DELIVER_TASK = "sgc.deliver_report"
+DELIVER_QUEUE = "deliver"
+
+
+def broker_options(settings: Settings) -> tuple[str, dict[str, Any]]:
+    """Broker URL and transport options: Redis etc. as configured, else the filesystem.
+
+    The embedded filesystem transport passes messages through one folder that producers
+    write and consumers read (``data_folder_in`` == ``data_folder_out``); the folders are
+    created here because the transport does not create them and fails on first use.
+    """
+    url = settings.resolved_broker_url
+    if not url.startswith("filesystem"):
+        return url, {}
+    queue = settings.broker_dir / "queue"
+    processed = settings.broker_dir / "processed"
+    for folder in (queue, processed):
+        folder.mkdir(parents=True, exist_ok=True)
+    return url, {
+        "data_folder_in": str(queue),
+        "data_folder_out": str(queue),
+        "processed_folder": str(processed),
+        "store_processed": False,
+    }
+
+
+def make_producer(settings: Settings) -> Celery:
+    """A Celery app that only sends: no tasks registered, no result backend."""
+    url, options = broker_options(settings)
+    app = Celery("sgc-scp", broker=url, set_as_current=False)
+    app.conf.broker_transport_options = options
+    app.conf.broker_connection_timeout = 3.0
+    app.conf.broker_connection_retry_on_startup = False
+    app.conf.task_ignore_result = True
+    return app
+
+
+class Dispatcher:
+    """Sends one task message per call; raises when the broker cannot take it."""
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+
+    def send(self, task: str, row_id: int, queue: str) -> str:
+        """Publish ``task(row_id)`` on ``queue``; return the message id."""
+        result = self.app.send_task(task, args=[row_id], queue=queue, retry=False)
+        return result.id
+
+    def classify(self, job_id: int) -> str:
+        return self.send(CLASSIFY_TASK, job_id, CLASSIFY_QUEUE)
+
+    def deliver(self, delivery_id: int) -> str:
+        return self.send(DELIVER_TASK, delivery_id, DELIVER_QUEUE)
+
+    def close(self) -> None:
+        self.app.close()

@@ -1,0 +1,225 @@
+"""The durable writer: received bytes become ``storage/<study>/<series>/<sop>.dcm``.
+
+Why each step: the C-STORE acknowledgement promises the sender it may delete its copy, so a
+file must survive a crash the instant 0x0000 leaves. The encoded dataset is copied as
+received (no decode/re-encode: faster, bit-preserving) behind our own File Meta Information
+into a temporary file on the same volume, fsync'd, renamed atomically over the final name, and the directory is fsync'd so the rename itself is durable. Readers therefore see
+either the old complete file or the new complete file, never a partial one. A re-sent
+instance with identical content leaves the stored file untouched; a changed one replaces it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import logging
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+from typing import Literal
+
+from pydicom.dataset import FileMetaDataset
+from pydicom.filewriter import write_file_meta_info
+
+from scp.uids import require_uid
+
+log = logging.getLogger(__name__)
+
+TEMP_SUFFIX = ".partial"
+_CHUNK = 1 << 20
+# The node names itself as the files' writer; a UUID-derived UID (PS3.5 B.2) needs no org root.
+IMPLEMENTATION_CLASS_UID = "2.25.150092006219739972099628346588340916255"
+IMPLEMENTATION_VERSION = "SGC_NODE_0_1"
+
+Outcome = Literal["new", "replaced", "unchanged"]
+
+
+class StorageFull(OSError):
+    """Storage cannot take the instance: below the free-space watermark or not writable."""
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """Where an instance landed; ``sha256`` hashes the dataset bytes (file meta excluded)."""
+
+    relpath: str
+    size: int
+    sha256: str
+    outcome: Outcome
+
+
+def instance_relpath(study_uid: str, series_uid: str, sop_instance_uid: str) -> str:
+    """``<study>/<series>/<sop>.dcm`` from validated UIDs (raises ``InvalidUID`` otherwise)."""
+    study = require_uid("StudyInstanceUID", study_uid)
+    series = require_uid("SeriesInstanceUID", series_uid)
+    sop = require_uid("SOPInstanceUID", sop_instance_uid)
+    return f"{study}/{series}/{sop}.dcm"
+
+
+def file_meta(
+    sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str, source_aet: str = ""
+) -> FileMetaDataset:
+    """The File Meta Information written in front of a received dataset (PS3.10 7.1)."""
+    meta = FileMetaDataset()
+    meta.FileMetaInformationVersion = b"\x00\x01"
+    meta.MediaStorageSOPClassUID = sop_class_uid
+    meta.MediaStorageSOPInstanceUID = sop_instance_uid
+    meta.TransferSyntaxUID = transfer_syntax
+    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION
+    if source_aet:
+        meta.SourceApplicationEntityTitle = source_aet
+    return meta
+
+
+def _encode_meta(meta: FileMetaDataset) -> bytes:
+    buf = BytesIO()
+    buf.write(b"\x00" * 128 + b"DICM")
+    write_file_meta_info(buf, meta, enforce_standard=True)  # type: ignore[arg-type]
+    return buf.getvalue()
+
+
+def _meta_length(fp) -> int:
+    """Byte offset of the dataset in a Part 10 file this module wrote (group length first)."""
+    head = fp.read(144)
+    if len(head) < 144 or head[128:132] != b"DICM" or head[132:136] != b"\x02\x00\x00\x00":
+        raise ValueError("not a Part 10 file with a File Meta group length")
+    return 144 + int.from_bytes(head[140:144], "little")
+
+
+def dataset_sha256(path: Path) -> str:
+    """SHA-256 of the dataset bytes of a stored file (its file meta excluded)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fp:
+        fp.seek(_meta_length(fp))
+        while chunk := fp.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _make_dirs(folder: Path, root: Path) -> list[Path]:
+    """Create ``folder`` and missing parents below ``root``; return the ones created."""
+    missing = []
+    current = folder
+    while current != root and not current.is_dir():
+        missing.append(current)
+        current = current.parent
+    for path in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            path.mkdir()
+    return missing
+
+
+class Storage:
+    """The storage root, its durability policy and its free-space watermark."""
+
+    def __init__(self, root: Path, fsync: bool = True, min_free_mb: int = 0) -> None:
+        self.root = Path(root).resolve()
+        self.fsync = fsync
+        self.min_free_mb = min_free_mb
+
+    @property
+    def incoming(self) -> Path:
+        """Where files are written before their rename: one folder, so cleanup is cheap."""
+        return self.root / ".incoming"
+
+    def prepare(self) -> int:
+        """Create the root and remove temporaries left by a crash; return how many."""
+        self.incoming.mkdir(parents=True, exist_ok=True)
+        removed = 0
+        for temp in self.incoming.glob(f"*{TEMP_SUFFIX}"):
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+                removed += 1
+        if removed:
+            log.warning("removed %d incomplete temporary file(s) in %s", removed, self.incoming)
+        return removed
+
+    def free_bytes(self) -> int:
+        return shutil.disk_usage(self.root).free
+
+    def check_room(self, incoming: int = 0) -> None:
+        """Raise :class:`StorageFull` when ``incoming`` bytes would cross the watermark."""
+        try:
+            free = self.free_bytes()
+        except OSError as exc:
+            raise StorageFull(exc.errno, f"storage root unusable: {exc.strerror}") from None
+        need = self.min_free_mb * 1024 * 1024 + incoming
+        if free < need:
+            raise StorageFull(
+                errno.ENOSPC,
+                f"storage has {free // (1024 * 1024)} MiB free, below the watermark of "
+                f"{self.min_free_mb} MiB plus this instance",
+            )
+
+    def path_of(self, relpath: str) -> Path:
+        return self.root / relpath
+
+    def store(
+        self,
+        source: Path,
+        offset: int,
+        meta: FileMetaDataset,
+        study_uid: str,
+        series_uid: str,
+    ) -> StoredFile:
+        """Copy the dataset ``source[offset:]`` behind ``meta`` to its durable place.
+
+        Raises :class:`StorageFull` for the watermark and any OS error while writing (no
+        space, read-only, not a directory); an existing file is never touched on failure.
+        """
+        relpath = instance_relpath(study_uid, series_uid, meta.MediaStorageSOPInstanceUID)
+        target = self.root / relpath
+        size = os.path.getsize(source) - offset
+        self.check_room(size)
+        temp = self.incoming / f"{uuid.uuid4().hex}{TEMP_SUFFIX}"
+        try:
+            self.incoming.mkdir(parents=True, exist_ok=True)
+            new_dirs = _make_dirs(target.parent, self.root)
+            digest = hashlib.sha256()
+            with open(source, "rb") as src, open(temp, "xb") as dst:
+                dst.write(_encode_meta(meta))
+                src.seek(offset)
+                while chunk := src.read(_CHUNK):
+                    digest.update(chunk)
+                    dst.write(chunk)
+                dst.flush()
+                if self.fsync:
+                    os.fsync(dst.fileno())
+            sha = digest.hexdigest()
+            outcome: Outcome = "new"
+            if target.exists():
+                try:
+                    same = dataset_sha256(target) == sha
+                except (OSError, ValueError):
+                    same = False  # unreadable old file: the new complete one replaces it
+                if same:
+                    temp.unlink()
+                    return StoredFile(relpath, size, sha, "unchanged")
+                outcome = "replaced"
+            os.replace(temp, target)
+            if self.fsync:
+                _fsync_dir(target.parent)
+                for created in new_dirs:  # a new directory's entry lives in its parent
+                    _fsync_dir(created.parent)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+            if isinstance(exc, StorageFull):
+                raise
+            raise StorageFull(exc.errno or errno.EIO, f"cannot write {relpath}: {exc}") from exc
+        if outcome == "replaced":
+            log.info("replaced %s: content differs from the stored copy", relpath)
+        return StoredFile(relpath, size, sha, outcome)

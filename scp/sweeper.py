@@ -1,0 +1,155 @@
+"""The SCP's periodic loop: settle studies, then send what the outbox holds.
+
+Why a sweeper: the database is the outbox. A job is committed before its message is sent,
+so a broker that is down, a message that is lost, or a crash between commit and send only
+delays the work: the next pass finds the row still pending and not (recently) dispatched
+and sends it again. Workers treat a repeated message for a finished row as a no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.models import Delivery, DeliveryState, Job, JobState, utcnow
+from scp.dispatch import Dispatcher
+from scp.settle import settle_studies
+
+log = logging.getLogger(__name__)
+
+_BATCH = 200
+
+
+def _mark_job_sent(session_factory: sessionmaker[Session], job_id: int) -> None:
+    with session_factory.begin() as session:
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(dispatched_at=utcnow(), dispatch_count=Job.dispatch_count + 1)
+        )
+
+
+def send_pending_jobs(
+    session_factory: sessionmaker[Session],
+    dispatcher: Dispatcher,
+    resend_after: float,
+    now: datetime | None = None,
+) -> int:
+    """Send pending jobs never dispatched or dispatched over ``resend_after`` s ago."""
+    stale = (now or utcnow()) - timedelta(seconds=resend_after)
+    with session_factory() as session:
+        job_ids = session.scalars(
+            select(Job.id)
+            .where(
+                Job.state == JobState.pending,
+                or_(Job.dispatched_at.is_(None), Job.dispatched_at <= stale),
+            )
+            .order_by(Job.id)
+            .limit(_BATCH)
+        ).all()
+    sent = 0
+    for job_id in job_ids:
+        try:
+            dispatcher.classify(job_id)
+        except Exception as exc:  # kombu/redis raise many types; the row stays pending
+            log.warning(
+                "broker unavailable (%s); %d job(s) stay pending",
+                type(exc).__name__,
+                len(job_ids) - sent,
+            )
+            break
+        _mark_job_sent(session_factory, job_id)
+        sent += 1
+    return sent
+
+
+def send_pending_deliveries(
+    session_factory: sessionmaker[Session],
+    dispatcher: Dispatcher,
+    resend_after: float,
+    now: datetime | None = None,
+) -> int:
+    """Re-send deliveries still pending ``resend_after`` s past their last hand-over.
+
+    The deliver worker sends the first message and schedules its own retries
+    (``next_attempt_at``); the sweeper only steps in when both are long overdue, which
+    means the message was lost.
+    """
+    now = now or utcnow()
+    stale = now - timedelta(seconds=resend_after)
+    with session_factory() as session:
+        rows = session.execute(
+            select(
+                Delivery.id, Delivery.created_at, Delivery.dispatched_at, Delivery.next_attempt_at
+            )
+            .where(
+                Delivery.state == DeliveryState.pending,
+                or_(Delivery.dispatched_at.is_(None), Delivery.dispatched_at <= stale),
+                Delivery.created_at <= stale,
+                or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= stale),
+            )
+            .order_by(Delivery.id)
+            .limit(_BATCH)
+        ).all()
+    sent = 0
+    for delivery_id, *_ in rows:
+        try:
+            dispatcher.deliver(delivery_id)
+        except Exception as exc:
+            log.warning("broker unavailable (%s); deliveries stay pending", type(exc).__name__)
+            break
+        with session_factory.begin() as session:
+            session.execute(
+                update(Delivery).where(Delivery.id == delivery_id).values(dispatched_at=utcnow())
+            )
+        sent += 1
+    return sent
+
+
+class Sweeper(threading.Thread):
+    """Runs :meth:`run_once` every ``interval`` seconds until :meth:`stop`."""
+
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        dispatcher: Dispatcher,
+        stable_age: float,
+        interval: float,
+        resend_after: float,
+    ) -> None:
+        super().__init__(name="sgc-sweeper", daemon=True)
+        self.session_factory = session_factory
+        self.dispatcher = dispatcher
+        self.stable_age = stable_age
+        self.interval = interval
+        self.resend_after = resend_after
+        self._stop_event = threading.Event()
+
+    def run_once(self) -> tuple[int, int, int]:
+        """One pass: (jobs created, jobs sent, deliveries sent)."""
+        created = settle_studies(self.session_factory, self.stable_age)
+        jobs = send_pending_jobs(self.session_factory, self.dispatcher, self.resend_after)
+        deliveries = send_pending_deliveries(
+            self.session_factory, self.dispatcher, self.resend_after
+        )
+        return len(created), jobs, deliveries
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            try:
+                self.run_once()
+            except SQLAlchemyError as exc:  # database down: try again next pass
+                log.warning("sweeper pass skipped, database unavailable: %s", type(exc).__name__)
+            except Exception:
+                log.exception("sweeper pass failed")
+            self._stop_event.wait(self.interval)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop_event.set()
+        if self.is_alive():
+            self.join(timeout)

@@ -1,0 +1,39 @@
+"""`sgc scp`: run the DICOM C-STORE/C-ECHO SCP with its settle/outbox sweeper."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from sgc_node.cli import Context, pass_ctx
+
+
+@click.command("scp")
+@pass_ctx
+def scp_cmd(ctx: Context) -> None:
+    """Receive studies over DICOM (C-STORE) and queue settled studies for classification.
+
+    Listens on SGC_HOST:SGC_PORT as SGC_AE_TITLE, stores files under SGC_STORAGE_DIR,
+    applies database migrations first, and stops cleanly on Ctrl-C or SIGTERM.
+    """
+    settings = ctx.settings
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from db.session import upgrade
+
+    try:
+        upgrade(settings.resolved_database_url)
+    except Exception as exc:
+        raise click.ClickException(f"cannot upgrade the database: {exc}") from None
+
+    from scp.server import serve
+
+    try:
+        serve(settings)
+    except OSError as exc:  # e.g. the port is taken or TLS files cannot be read
+        raise click.ClickException(f"cannot start the SCP: {exc}") from None
+
+
+COMMANDS = [scp_cmd]
