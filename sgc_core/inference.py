@@ -134,7 +134,7 @@ class Classifier:
         return torch.Generator().manual_seed(int(self.estimator.seed))
 
     def estimate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(scores, log_likelihoods), both (B, Y), for validated [0, 1] images."""
+        """(scores, log_likelihoods), both (B, Y), for images returned by ``validate`` ([0, 1])."""
         gen = self._generator()
         # One dequantization draw shared by all images (batch-independent results).
         u = torch.rand((1, *x.shape[1:]), generator=gen)

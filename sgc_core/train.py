@@ -57,6 +57,7 @@ class TrainConfig:
     sde: dict = field(default_factory=lambda: {"kind": "vp", "beta_min": 0.1, "beta_max": 20.0})
     checkpoint_every: int = 500
     amp: bool = True
+    input_range: tuple[float, float] = (0.0, 1.0)
 
     def validate(self) -> None:
         if self.arch not in ("seed", "default"):
@@ -66,6 +67,11 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"learning rate must be > 0, got {self.lr}")
+        lo, hi = self.input_range
+        if not hi > lo:
+            raise ValueError(
+                f"input_range must be (low, high) with high > low, got {self.input_range}"
+            )
 
 
 @dataclass
@@ -203,7 +209,10 @@ def train(
         idx = batch_indices(dataset.labels, config, step, num_classes)
         x = torch.stack([cache.get(int(i)) for i in idx])
         y = torch.tensor([dataset.labels[int(i)] for i in idx], device=device)
-        x = to_model_space(x, config.levels, dequantize=config.dequantize, generator=gen)
+        lo, hi = config.input_range
+        x = to_model_space(
+            (x - lo) / (hi - lo), config.levels, dequantize=config.dequantize, generator=gen
+        )
         if config.flip:
             flip = torch.rand(x.shape[0], generator=gen) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
@@ -299,6 +308,13 @@ def train_and_export(
 
     out = Path(out)
     out = out.with_suffix("") if out.suffix in (".safetensors", ".json") else out
+    scaling = (preprocess or {}).get("scaling")
+    if scaling is not None:
+        declared = {"[0,1]": (0.0, 1.0), "[-1,1]": (-1.0, 1.0)}.get(scaling)
+        if declared is None or tuple(config.input_range) != declared:
+            raise ValueError(
+                f"preprocess scaling {scaling!r} disagrees with the training input_range {tuple(config.input_range)}"
+            )
     if val_dataset is None:
         train_set, val_set = stratified_split(dataset, val_fraction, config.seed)
     else:
@@ -319,7 +335,7 @@ def train_and_export(
         "positive_class": positive_class,
         "image_size": config.image_size,
         "channels": config.channels,
-        "input_range": [0.0, 1.0],
+        "input_range": [float(v) for v in config.input_range],
         "quantization_levels": config.levels,
         "preprocess": preprocess or {},
         "sde": config.sde,

@@ -152,7 +152,7 @@ def build_mg_dataset(
     ds.PixelSpacing = [f"{pixel_spacing_mm:.6g}", f"{pixel_spacing_mm:.6g}"]
     ds.PixelSpacingCalibrationType = "GEOMETRY"
     ds.PixelSpacingCalibrationDescription = "phantom geometry"
-    ds.EstimatedRadiographicMagnificationFactor = 1.0
+    ds.EstimatedRadiographicMagnificationFactor = round(660 / 640, 6)
     ds.DistanceSourceToDetector = 660
     ds.DistanceSourceToPatient = 640
     ds.PositionerType = "MAMMOGRAPHIC"

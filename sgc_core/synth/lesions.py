@@ -70,8 +70,9 @@ class Lesion:
     def extent_mm(self) -> float:
         """Radius of a circle that holds the whole lesion (for placement and the CSV)."""
         if self.is_mass:
-            reach = max((s.length_mm for s in self.spicules), default=0.0)
-            return self.radius_mm * self.aspect * 1.4 + reach
+            lobes = 1.0 + sum(abs(amp) for _, amp, _ in self.harmonics)
+            reach = max((0.8 * self.radius_mm + s.length_mm for s in self.spicules), default=0.0)
+            return max(self.radius_mm * self.aspect * lobes, reach)
         return max(math.hypot(c.dx_mm, c.dy_mm) + c.a_mm for c in self.calcifications)
 
 
@@ -89,7 +90,7 @@ def sample_lesion(rng: np.random.Generator, malignant: bool, mass: bool, d: floa
 
 def _sample_mass(rng: np.random.Generator, malignant: bool, d: float, position: dict) -> Lesion:
     radius = float(rng.uniform(lerp(7.0, 3.5, d), lerp(15.0, 9.0, d)))
-    contrast = float(rng.uniform(lerp(0.7, 0.25, d), lerp(1.2, 0.6, d)))
+    contrast = float(rng.uniform(lerp(0.9, 0.3, d), lerp(1.5, 0.7, d)))
     angle = float(rng.uniform(0, math.pi))
     if malignant:
         spiculated = bool(rng.random() < 0.55)

@@ -27,9 +27,9 @@ from sgc_core.synth.lesions import MU_FAT, MU_GLAND, Lesion, render_lesion
 from sgc_core.synth.texture import power_law_field
 
 MU_SKIN = 0.085
-MU_MUSCLE = 0.085
+MU_MUSCLE = 0.070
 FLUENCE_PER_MM2 = 4.0e6  # incident photons per mm^2 at the detector without the breast
-DENSITY_OFFSETS = {"A": -1.6, "B": -0.7, "C": 0.1, "D": 0.9}
+DENSITY_OFFSETS = {"A": -1.8, "B": -0.8, "C": 0.1, "D": 1.0}
 
 
 @dataclass(frozen=True)
@@ -125,14 +125,14 @@ def render_view(
     field = power_law_field(rng, (rows, cols), px, beta=breast.beta, anisotropy=1.6)
     along = cc / depth_px
     envelope = np.clip((1.0 - rho) / 0.2, 0.0, 1.0) * np.clip((along - 0.03) / 0.2, 0.0, 1.0)
-    gland = envelope / (1.0 + np.exp(-(field + DENSITY_OFFSETS[breast.density]) / 0.35))
+    gland = envelope / (1.0 + np.exp(-(field + DENSITY_OFFSETS[breast.density]) / 0.7))
     gland *= 1.0 - np.clip(muscle, 0.0, 1.0)
 
     atten = (
         MU_FAT * inner
         + (MU_GLAND - MU_FAT) * inner * gland
         + MU_SKIN * skin_path
-        + (MU_MUSCLE - MU_FAT) * inner * muscle
+        + (MU_MUSCLE - MU_FAT) * inner * muscle * (1.0 + 0.05 * field)
     )
 
     lesion_center = None
@@ -149,12 +149,13 @@ def render_view(
     log_signal = np.log(n0 / np.maximum(counts, 1.0))
     # Periphery equalisation: lift the thin edge as if it had the full thickness of fat.
     log_signal += np.where(inside, 0.8 * MU_FAT * (breast.thickness_mm - thickness), 0.0)
-    reference = float(np.quantile(log_signal[inside], 0.995)) if inside.any() else 1.0
+    tissue = inside & (muscle < 0.5)
+    reference = float(np.quantile(log_signal[tissue], 0.995)) if tissue.any() else 1.0
     background = 0.02 * max_value
     values = background + (0.8 * max_value - background) * log_signal / reference
     pixels = np.clip(np.rint(values), 0, max_value).astype(np.uint16)
 
-    breast_values = pixels[inside] if inside.any() else pixels.ravel()
+    breast_values = pixels[tissue] if tissue.any() else pixels.ravel()
     lo, hi = np.quantile(breast_values, [0.005, 0.995])
     width = float(max(2.0, round((hi - lo) * 1.15)))
     center = float(round((hi + lo) / 2.0))

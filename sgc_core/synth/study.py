@@ -1,0 +1,303 @@
+"""Synthetic screening studies (4 views) and whole data sets written to disk with labels.csv.
+
+Reproducibility: study i of a data set is drawn from ``SeedSequence([seed, i])`` alone, so the
+same seed gives the same pixels and UIDs whatever the number of studies, the worker count or
+the order in which they are written, and a data set of N studies is a prefix of one of 2N
+studies. The train/val/test split is a seeded permutation of the study indices, at the
+study (= patient) level so no patient is in two splits.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from sgc_core.synth.config import SynthConfig, parse_size
+from sgc_core.synth.dicom import StudyHeader, build_mg_dataset, uid_for
+from sgc_core.synth.lesions import sample_lesion
+from sgc_core.synth.phantom import render_view, sample_breast
+
+VIEWS = (("R", "CC"), ("L", "CC"), ("R", "MLO"), ("L", "MLO"))
+LABELS_CSV = "labels.csv"
+LABEL_COLUMNS = [
+    "path",
+    "study_uid",
+    "series_uid",
+    "sop_instance_uid",
+    "patient_id",
+    "laterality",
+    "view",
+    "label",
+    "finding",
+    "lesion_type",
+    "lesion_row",
+    "lesion_col",
+    "lesion_radius_px",
+    "density",
+    "study_label",
+    "photometric",
+    "difficulty",
+    "split",
+]
+_FINDING_RANK = {"normal": 0, "benign": 1, "malignant": 2}
+
+
+@dataclass(frozen=True)
+class ViewTruth:
+    """The ground truth of one generated image (one row of labels.csv without path/split)."""
+
+    laterality: str
+    view: str
+    finding: str  # normal | benign | malignant
+    lesion_type: str  # none | mass_round | ... | calc_pleomorphic
+    lesion_row: int | None
+    lesion_col: int | None
+    lesion_radius_px: float
+    density: str
+
+    @property
+    def label(self) -> str:
+        """Binary training label: a breast without a lesion counts as not malignant."""
+        return "malignant" if self.finding == "malignant" else "benign"
+
+
+@dataclass(frozen=True)
+class SyntheticStudy:
+    datasets: list[Dataset]
+    truth: list[ViewTruth]
+
+    @property
+    def study_finding(self) -> str:
+        """The worst breast decides the study."""
+        return max((t.finding for t in self.truth), key=_FINDING_RANK.__getitem__)
+
+
+def _rng(rng_or_seed: np.random.Generator | int | Iterable[int]) -> np.random.Generator:
+    if isinstance(rng_or_seed, np.random.Generator):
+        return rng_or_seed
+    if isinstance(rng_or_seed, int | np.integer):
+        return np.random.default_rng(int(rng_or_seed))
+    return np.random.default_rng(np.random.SeedSequence(list(rng_or_seed)))
+
+
+def generate_study(
+    rng_or_seed: np.random.Generator | int | Iterable[int], config: SynthConfig | None = None
+) -> list[Dataset]:
+    """Four MG datasets (R/L x CC/MLO) of one synthetic patient."""
+    return generate_study_with_truth(rng_or_seed, config).datasets
+
+
+def generate_study_with_truth(
+    rng_or_seed: np.random.Generator | int | Iterable[int],
+    config: SynthConfig | None = None,
+    patient_id: str | None = None,
+) -> SyntheticStudy:
+    """Four MG datasets and their ground truth (finding, lesion type and position per view)."""
+    config = config or SynthConfig()
+    rng = _rng(rng_or_seed)
+    token = int(rng.integers(0, 2**62))
+    breasts = {}
+    for laterality in ("R", "L"):
+        roll = rng.random()
+        lesion = None
+        if roll >= config.normal_fraction:
+            malignant = bool(rng.random() < config.malignant_fraction)
+            mass = bool(rng.random() < config.mass_fraction)
+            lesion = sample_lesion(rng, malignant, mass, config.difficulty)
+        breasts[laterality] = sample_breast(rng, laterality, lesion, config)
+    monochrome1 = bool(rng.random() < config.monochrome1_fraction)
+    age = int(rng.integers(40, 76))
+    study_day = date(2024, 1, 1) + timedelta(days=int(rng.integers(0, 365)))
+    pid = patient_id or f"SYN{token % 10**10:010d}"
+    header = StudyHeader(
+        patient_id=pid,
+        patient_name=f"Phantom^{pid}",
+        birth_date=f"{study_day.year - age}0101",
+        age_years=age,
+        study_uid=uid_for(token, "study"),
+        series_uid=uid_for(token, "series"),
+        study_date=study_day.strftime("%Y%m%d"),
+        accession=f"A{token % 10**12:012d}",
+    )
+    datasets, truth = [], []
+    for number, (laterality, view) in enumerate(VIEWS, start=1):
+        breast = breasts[laterality]
+        rendered = render_view(rng, breast, view, config)
+        datasets.append(
+            build_mg_dataset(
+                header,
+                sop_uid=uid_for(token, laterality, view),
+                instance_number=number,
+                laterality=laterality,
+                view=view,
+                pixels=rendered.pixels,
+                bits_stored=config.bits_stored,
+                window_center=rendered.window_center,
+                window_width=rendered.window_width,
+                pixel_spacing_mm=config.pixel_spacing_mm,
+                monochrome1=monochrome1,
+                thickness_mm=breast.thickness_mm,
+            )
+        )
+        center = rendered.lesion_center
+        truth.append(
+            ViewTruth(
+                laterality=laterality,
+                view=view,
+                finding=breast.finding,
+                lesion_type=breast.lesion.lesion_type if breast.lesion else "none",
+                lesion_row=center[0] if center else None,
+                lesion_col=center[1] if center else None,
+                lesion_radius_px=round(rendered.lesion_radius_px, 2),
+                density=breast.density,
+            )
+        )
+    return SyntheticStudy(datasets, truth)
+
+
+def assign_splits(n_studies: int, seed: int, fractions: tuple[float, float, float]) -> list[str]:
+    """A seeded study-level split with exact proportions (train gets the rounding)."""
+    if (
+        len(fractions) != 3
+        or any(f < 0 for f in fractions)
+        or not math.isclose(sum(fractions), 1.0)
+    ):
+        raise ValueError(
+            f"split fractions must be three non-negative numbers summing to 1: {fractions}"
+        )
+    order = np.random.default_rng(np.random.SeedSequence([seed, 0x5E11])).permutation(n_studies)
+    n_val = round(fractions[1] * n_studies)
+    n_test = round(fractions[2] * n_studies)
+    splits = ["train"] * n_studies
+    for rank, index in enumerate(order):
+        if rank < n_test:
+            splits[index] = "test"
+        elif rank < n_test + n_val:
+            splits[index] = "val"
+    return splits
+
+
+def _monochrome1_fraction(monochrome: str | float) -> float:
+    if isinstance(monochrome, str):
+        table = {"MONOCHROME2": 0.0, "MONOCHROME1": 1.0}
+        if monochrome.upper() not in table:
+            raise ValueError(
+                f"monochrome must be MONOCHROME1, MONOCHROME2 or a fraction, not {monochrome!r}"
+            )
+        return table[monochrome.upper()]
+    return float(monochrome)
+
+
+def _write_study(job: tuple) -> list[dict]:
+    """Generate and write study ``index``; top-level so a process pool can run it."""
+    out_dir, index, seed, config, jpeg2000 = job
+    patient_id = f"SYN{seed:04d}-{index:06d}" if seed < 10**4 else f"SYN{seed}-{index:06d}"
+    study = generate_study_with_truth([seed, index], config, patient_id)
+    rows = []
+    folder = Path(out_dir) / "images" / patient_id
+    folder.mkdir(parents=True, exist_ok=True)
+    for ds, truth in zip(study.datasets, study.truth, strict=True):
+        if jpeg2000:
+            from pydicom.uid import JPEG2000Lossless
+
+            ds.compress(JPEG2000Lossless, encoding_plugin="pylibjpeg")
+        name = f"{truth.laterality}_{truth.view}.dcm"
+        ds.save_as(folder / name, enforce_file_format=True)
+        rows.append(
+            {
+                "path": f"images/{patient_id}/{name}",
+                "study_uid": ds.StudyInstanceUID,
+                "series_uid": ds.SeriesInstanceUID,
+                "sop_instance_uid": ds.SOPInstanceUID,
+                "patient_id": patient_id,
+                "laterality": truth.laterality,
+                "view": truth.view,
+                "label": truth.label,
+                "finding": truth.finding,
+                "lesion_type": truth.lesion_type,
+                "lesion_row": "" if truth.lesion_row is None else truth.lesion_row,
+                "lesion_col": "" if truth.lesion_col is None else truth.lesion_col,
+                "lesion_radius_px": truth.lesion_radius_px,
+                "density": truth.density,
+                "study_label": "malignant" if study.study_finding == "malignant" else "benign",
+                "photometric": ds.PhotometricInterpretation,
+                "difficulty": config.difficulty,
+            }
+        )
+    return rows
+
+
+def write_dataset(
+    out_dir: str | Path,
+    n_studies: int,
+    seed: int = 0,
+    size: str | tuple[int, int] = "small",
+    difficulty: float = 0.5,
+    jpeg2000: bool = False,
+    monochrome: str | float = "MONOCHROME2",
+    *,
+    normal_fraction: float = 0.0,
+    malignant_fraction: float = 0.5,
+    bits_stored: int = 12,
+    splits: tuple[float, float, float] = (0.7, 0.15, 0.15),
+    workers: int = 1,
+    progress: Callable[[int], None] | None = None,
+) -> Path:
+    """Write ``n_studies`` studies as DICOM files under ``out_dir``/images plus labels.csv
+    and synth.json (the exact parameters, to regenerate it). Returns the labels.csv path."""
+    if n_studies < 1:
+        raise ValueError(f"n_studies must be >= 1, not {n_studies}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, not {seed}")
+    rows_cols = parse_size(size)
+    config = SynthConfig(
+        rows=rows_cols[0],
+        cols=rows_cols[1],
+        difficulty=difficulty,
+        malignant_fraction=malignant_fraction,
+        normal_fraction=normal_fraction,
+        bits_stored=bits_stored,
+        monochrome1_fraction=_monochrome1_fraction(monochrome),
+    )
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    split_of = assign_splits(n_studies, seed, splits)
+    jobs = [(str(out), i, seed, config, jpeg2000) for i in range(n_studies)]
+    results: list[list[dict]] = []
+    if workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for rows in pool.map(_write_study, jobs):
+                results.append(rows)
+                if progress:
+                    progress(1)
+    else:
+        for job in jobs:
+            results.append(_write_study(job))
+            if progress:
+                progress(1)
+    labels = out / LABELS_CSV
+    with labels.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=LABEL_COLUMNS)
+        writer.writeheader()
+        for index, rows in enumerate(results):
+            for row in rows:
+                writer.writerow({**row, "split": split_of[index]})
+    meta = {
+        "generator": "sgc_core.synth",
+        "seed": seed,
+        "n_studies": n_studies,
+        "jpeg2000": jpeg2000,
+        "splits": list(splits),
+        "config": replace(config).to_dict(),
+    }
+    (out / "synth.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return labels
