@@ -33,6 +33,7 @@ class Spicule:
     length_mm: float
     width_mm: float
     curvature: float  # radians of bend over the length
+    depth_mm: float  # extent along the X-ray beam
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,7 @@ def _sample_mass(rng: np.random.Generator, malignant: bool, d: float, position: 
             length_mm=float(radius * reach * rng.uniform(0.5, 1.5)),
             width_mm=float(width * rng.uniform(0.6, 1.4)),
             curvature=float(rng.normal(0, 0.3)),
+            depth_mm=float(radius * rng.uniform(0.4, 0.8)),
         )
         for _ in range(n)
     )
@@ -260,20 +262,23 @@ def _render_mass(
     )
     thickness = 2.0 * lesion.radius_mm * np.sqrt(np.clip(1.0 - (r / boundary) ** 2, 0.0, None))
     patch = lesion.mu * thickness
-    for spicule in lesion.spicules:
-        patch += lesion.mu * _spicule_thickness(u, v, spicule, lesion, pixel_mm)
     if blur_px > 0.3:
         patch = ndimage.gaussian_filter(patch, blur_px, mode="constant")
+    # Spicules are fibrous strands, not part of the ill-defined margin: drawn sharp.
+    for spicule in lesion.spicules:
+        patch += lesion.mu * _spicule_thickness(u, v, spicule, lesion, pixel_mm)
     atten[r0:r1, c0:c1] += patch
 
 
 def _spicule_thickness(
     u: np.ndarray, v: np.ndarray, spicule: Spicule, lesion: Lesion, pixel_mm: float
 ) -> np.ndarray:
-    """Projected thickness of a tapering, slightly bent cylinder leaving the mass boundary.
+    """Projected thickness of a tapering, slightly bent strand leaving the mass boundary.
 
-    The cross-section is a Gaussian of the same area as the cylinder's, wide enough (>= half
-    a pixel) that a spicule thinner than a pixel still shows as a faint line.
+    A spicule is a flat band of desmoplastic tissue seen edge-on over ``depth_mm`` of the
+    breast's thickness; across the image its profile is a Gaussian of the band's width. The
+    profile's integral is kept when the band is thinner than a pixel (sigma >= half a pixel),
+    so a sub-pixel spicule still shows as a fainter line.
     """
     start = lesion.radius_mm * 0.8
     n_seg = 10
@@ -291,10 +296,10 @@ def _spicule_thickness(
         closer = d2 < best_d2
         best_d2 = np.where(closer, d2, best_d2)
         best_s = np.where(closer, s[i] + t / n_seg, best_s)
-    rho = 0.5 * spicule.width_mm * (1.0 - best_s)
-    sigma = np.maximum(rho / 1.2, 0.5 * pixel_mm)
-    area = math.pi * rho**2
-    return area / (math.sqrt(2 * math.pi) * sigma) * np.exp(-best_d2 / (2 * sigma**2))
+    half_width = 0.5 * spicule.width_mm * (1.0 - 0.8 * best_s)
+    sigma = np.maximum(half_width / 1.2, 0.5 * pixel_mm)
+    integral = spicule.depth_mm * 2.0 * half_width
+    return integral / (math.sqrt(2 * math.pi) * sigma) * np.exp(-best_d2 / (2 * sigma**2))
 
 
 def _render_ellipsoid(
