@@ -1,0 +1,324 @@
+"""C-STORE SCP against real peers: dcmtk storescu/echoscu and pynetdicom, on both databases.
+
+Each test starts its own node on a free port and checks what matters to a sender: the
+status it gets, and that exactly the right file and row exist afterwards.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+from pydicom.filewriter import write_dataset, write_file_meta_info
+from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid
+from pynetdicom import AE
+
+from db.models import Instance, Job, Study
+from scp import statuses
+from scp.storage import dataset_sha256
+from tests.conftest import require_binary
+from tests.helpers.mg import MG_FOR_PRESENTATION, MGSpec, mg_dataset, write_mg, write_study
+from tests.helpers.scpnode import (
+    count,
+    instances,
+    node_settings,
+    running_node,
+    scu_association,
+    send_file,
+    study,
+)
+
+CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+
+
+def storescu(port: int, files: list[Path], *extra: str, calling: str = "STORESCU") -> int:
+    cmd = [require_binary("storescu"), "-aet", calling, "-aec", "SGC_NODE", *extra]
+    cmd += ["127.0.0.1", str(port), *map(str, files)]
+    return subprocess.run(cmd, capture_output=True, timeout=120).returncode
+
+
+def test_storescu_uncompressed_and_jpeg2000_are_stored_as_received(
+    tmp_path: Path, database_url: str
+) -> None:
+    plain = write_study(tmp_path / "plain", n=2)
+    j2k = write_study(tmp_path / "j2k", n=2, j2k=True)
+    with running_node(node_settings(tmp_path, database_url), sweeper=False) as node:
+        assert storescu(node.address[1], plain) == 0
+        assert storescu(node.address[1], j2k, "-xv") == 0
+        rows = {r.sop_instance_uid: r for r in instances(node)}
+        assert len(rows) == 4
+        for path in plain + j2k:
+            sent = dcmread(path)
+            row = rows[sent.SOPInstanceUID]
+            stored = dcmread(node.storage.path_of(row.path))
+            ts = JPEG2000Lossless if path in j2k else ExplicitVRLittleEndian
+            assert row.transfer_syntax_uid == ts == stored.file_meta.TransferSyntaxUID
+            assert row.path == (
+                f"{sent.StudyInstanceUID}/{sent.SeriesInstanceUID}/{sent.SOPInstanceUID}.dcm"
+            )
+            assert stored.PixelData == sent.PixelData  # bytes as received, no transcoding
+            assert row.classifiable and row.calling_aet == "STORESCU"
+            assert row.sha256 == dataset_sha256(node.storage.path_of(row.path))
+        assert count(node, Study) == 2
+        assert not any(node.storage.incoming.iterdir()), "temporary files left behind"
+
+
+def test_stored_file_is_valid_dicom(tmp_path: Path, database_url: str) -> None:
+    path = write_mg(tmp_path / "a.dcm", MGSpec(photometric="MONOCHROME1", view="MLO"))
+    with running_node(node_settings(tmp_path, database_url), sweeper=False) as node:
+        assert storescu(node.address[1], [path]) == 0
+        stored = node.storage.path_of(instances(node)[0].path)
+    result = subprocess.run(
+        [require_binary("dciodvfy"), str(stored)], capture_output=True, text=True
+    )
+    assert [ln for ln in result.stderr.splitlines() if ln.startswith("Error")] == []
+
+
+def test_echoscu(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    from db.session import upgrade
+
+    upgrade(url)
+    with running_node(node_settings(tmp_path, url), sweeper=False) as node:
+        result = subprocess.run(
+            [require_binary("echoscu"), "-aec", "SGC_NODE", "127.0.0.1", str(node.address[1])],
+            capture_output=True,
+            timeout=30,
+        )
+    assert result.returncode == 0, result.stderr
+
+
+def test_pynetdicom_scu_and_resend_idempotency(
+    tmp_path: Path, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    spec = MGSpec(seed=1)
+    first = write_mg(tmp_path / "first.dcm", spec)
+    spec.seed = 2  # same UIDs, different pixels
+    changed = write_mg(tmp_path / "changed.dcm", spec)
+    with running_node(node_settings(tmp_path, database_url), sweeper=False) as node:
+        with scu_association(node.address[1], [ExplicitVRLittleEndian]) as assoc:
+            for _ in range(3):
+                assert send_file(assoc, first).Status == statuses.SUCCESS
+        assert count(node, Instance) == 1
+        row = instances(node)[0]
+        assert study(node, spec.study_uid).received_rev == 1  # re-sends changed nothing
+        assert row.sha256 == dataset_sha256(node.storage.path_of(row.path))
+        before = node.storage.path_of(row.path).stat().st_mtime_ns
+
+        with scu_association(node.address[1], [ExplicitVRLittleEndian]) as assoc:
+            caplog.set_level("INFO", logger="scp")
+            assert send_file(assoc, changed).Status == statuses.SUCCESS
+        assert count(node, Instance) == 1
+        new_row = instances(node)[0]
+        assert new_row.id == row.id and new_row.sha256 != row.sha256
+        assert study(node, spec.study_uid).received_rev == 2  # changed content: re-classify
+        stored = dcmread(node.storage.path_of(new_row.path))
+        assert stored.PixelData == dcmread(changed).PixelData
+        assert node.storage.path_of(row.path).stat().st_mtime_ns != before
+        assert any("replaced" in r.getMessage() for r in caplog.records)
+        assert "Test^Patient" not in caplog.text and "PAT001" not in caplog.text
+
+
+def _write_raw(path: Path, sop_class: str, sop_instance: str, body: bytes) -> Path:
+    """A Part 10 file whose meta says one thing and whose dataset bytes are ``body``."""
+    from scp.storage import file_meta
+
+    buf = io.BytesIO()
+    buf.write(b"\x00" * 128 + b"DICM")
+    write_file_meta_info(buf, file_meta(sop_class, sop_instance, ExplicitVRLittleEndian))
+    path.write_bytes(buf.getvalue() + body)
+    return path
+
+
+def _encoded(ds) -> bytes:
+    from pydicom.filebase import DicomBytesIO
+
+    buf = DicomBytesIO()
+    buf.is_little_endian, buf.is_implicit_VR = True, False
+    write_dataset(buf, ds)
+    return buf.getvalue()
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # the bad UIDs are the point
+def test_bad_inputs_get_precise_statuses_and_harm_nothing(
+    tmp_path: Path, database_url: str
+) -> None:
+    good_spec = MGSpec(seed=3)
+    good = write_mg(tmp_path / "good.dcm", good_spec)
+    good_ds = dcmread(good)
+    body = _encoded(good_ds)
+    uid = good_spec.sop_instance_uid
+
+    def variant(name: str, **changes: object):
+        ds = mg_dataset(MGSpec(seed=4, study_uid=good_spec.study_uid))
+        for key, value in changes.items():
+            if value is None:
+                del ds[key]
+            else:
+                setattr(ds, key, value)
+        sop = changes.get("SOPInstanceUID") or ds.get("SOPInstanceUID") or generate_uid()
+        return _write_raw(tmp_path / f"{name}.dcm", MG_FOR_PRESENTATION, str(sop), _encoded(ds))
+
+    fresh = generate_uid()
+    cases = [
+        # truncated re-send of an instance already stored: must not touch the stored copy
+        (_write_raw(tmp_path / "trunc.dcm", MG_FOR_PRESENTATION, uid, body[:-1000]), 0xC210),
+        (
+            _write_raw(tmp_path / "junk.dcm", MG_FOR_PRESENTATION, fresh, bytes(range(256)) * 8),
+            0xC210,
+        ),
+        (variant("no_sop", SOPInstanceUID=None), 0xC220),
+        (variant("no_study", StudyInstanceUID=None), 0xC220),
+        (variant("bad_uid", StudyInstanceUID="1.2.3/../../../etc"), 0xC221),
+        (variant("long_uid", SeriesInstanceUID="1." + "2" * 70), 0xC221),
+        (variant("ct", SOPClassUID=CT_IMAGE_STORAGE), 0xA900),
+    ]
+    mismatch = _write_raw(
+        tmp_path / "mismatch.dcm", MG_FOR_PRESENTATION, generate_uid(), _encoded(good_ds)
+    )
+    cases.append((mismatch, 0xC222))
+
+    with running_node(node_settings(tmp_path, database_url), sweeper=False) as node:
+        with scu_association(node.address[1], [ExplicitVRLittleEndian]) as assoc:
+            assert send_file(assoc, good).Status == statuses.SUCCESS
+            stored_path = node.storage.path_of(instances(node)[0].path)
+            stored_bytes = stored_path.read_bytes()
+            for path, expected in cases:
+                rsp = send_file(assoc, path)
+                assert rsp.Status == expected, f"{path.name}: 0x{rsp.Status:04X}"
+                assert rsp.ErrorComment, path.name
+                assert assoc.is_established, f"association lost after {path.name}"
+            # the association still stores good data after all the bad
+            other = write_mg(tmp_path / "other.dcm", MGSpec(seed=5))
+            assert send_file(assoc, other).Status == statuses.SUCCESS
+        assert stored_path.read_bytes() == stored_bytes
+        assert count(node, Instance) == 2
+        assert study(node, good_spec.study_uid).received_rev == 1
+        assert not (node.storage.root.parent / "etc").exists()
+        assert sorted(p.name for p in node.storage.root.iterdir() if p.is_dir()) == sorted(
+            [".incoming", good_spec.study_uid, dcmread(other).StudyInstanceUID]
+        )
+
+
+def test_missing_uid_names_the_offending_element(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    from db.session import upgrade
+
+    upgrade(url)
+    ds = mg_dataset(MGSpec())
+    del ds.SeriesInstanceUID
+    path = _write_raw(tmp_path / "x.dcm", MG_FOR_PRESENTATION, ds.SOPInstanceUID, _encoded(ds))
+    with (
+        running_node(node_settings(tmp_path, url), sweeper=False) as node,
+        scu_association(node.address[1], [ExplicitVRLittleEndian]) as assoc,
+    ):
+        rsp = send_file(assoc, path)
+    assert rsp.Status == statuses.CANNOT_UNDERSTAND_MISSING_UID
+    offending = rsp.OffendingElement
+    assert int(offending if rsp["OffendingElement"].VM == 1 else offending[0]) == 0x0020000E
+
+
+def test_unknown_calling_ae_is_rejected(tmp_path: Path, database_url: str) -> None:
+    path = write_mg(tmp_path / "a.dcm")
+    settings = node_settings(tmp_path, database_url, allowed_calling_aets="MODALITY1,PACS")
+    with running_node(settings, sweeper=False) as node:
+        assert storescu(node.address[1], [path], calling="INTRUDER") != 0
+        assert count(node, Instance) == 0
+        assert storescu(node.address[1], [path], calling="PACS") == 0
+        assert count(node, Instance) == 1
+
+
+def test_called_ae_title_must_match_when_configured(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    from db.session import upgrade
+
+    upgrade(url)
+    with running_node(node_settings(tmp_path, url, check_called_aet=True), sweeper=False) as node:
+        ae = AE(ae_title="TESTSCU")
+        ae.add_requested_context("1.2.840.10008.1.1")
+        wrong = ae.associate("127.0.0.1", node.address[1], ae_title="SOMEONE_ELSE")
+        assert wrong.is_rejected
+        right = ae.associate("127.0.0.1", node.address[1], ae_title="SGC_NODE")
+        assert right.is_established and right.send_c_echo().Status == 0
+        right.release()
+
+
+def test_storage_below_watermark_answers_a700_and_keeps_serving(
+    tmp_path: Path, database_url: str
+) -> None:
+    first, second = write_mg(tmp_path / "1.dcm", MGSpec(seed=1)), write_mg(tmp_path / "2.dcm")
+    with running_node(node_settings(tmp_path, database_url), sweeper=False) as node:
+        with scu_association(node.address[1], [ExplicitVRLittleEndian]) as assoc:
+            assert send_file(assoc, first).Status == statuses.SUCCESS
+            node.storage.min_free_mb = node.storage.free_bytes() // (1024 * 1024) + 1024
+            rsp = send_file(assoc, second)
+            assert rsp.Status == statuses.OUT_OF_RESOURCES, hex(rsp.Status)
+            assert assoc.is_established
+            node.storage.min_free_mb = 0
+            assert send_file(assoc, second).Status == statuses.SUCCESS
+        assert count(node, Instance) == 2
+
+
+def test_unwritable_storage_answers_a700(tmp_path: Path, database_url: str) -> None:
+    spec = MGSpec()
+    path = write_mg(tmp_path / "1.dcm", spec)
+    with running_node(node_settings(tmp_path, database_url), sweeper=False) as node:
+        # A file where the study's directory must go: no mkdir can succeed, even as root.
+        (node.storage.root / spec.study_uid).write_bytes(b"in the way")
+        with scu_association(node.address[1], [ExplicitVRLittleEndian]) as assoc:
+            rsp = send_file(assoc, path)
+            assert rsp.Status == statuses.OUT_OF_RESOURCES
+            assert assoc.is_established
+            assert send_file(assoc, write_mg(tmp_path / "2.dcm")).Status == statuses.SUCCESS
+        assert count(node, Instance) == 1
+        assert not any(node.storage.incoming.iterdir())
+
+
+def test_database_down_answers_processing_failure(tmp_path: Path) -> None:
+    from tests.conftest import free_port
+
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nothing"
+    path = write_mg(tmp_path / "1.dcm")
+    with (
+        running_node(node_settings(tmp_path, url), sweeper=False) as node,
+        scu_association(node.address[1], [ExplicitVRLittleEndian]) as assoc,
+    ):
+        rsp = send_file(assoc, path)
+        assert rsp.Status == statuses.PROCESSING_FAILURE
+        assert assoc.is_established
+
+
+@pytest.mark.parametrize("same_instances", [False, True], ids=["distinct", "overlapping"])
+def test_concurrent_associations_land_exactly_once(
+    tmp_path: Path, database_url: str, same_instances: bool
+) -> None:
+    """4 storescu processes x 25 instances; overlapping: all four send the same 25."""
+    folders = []
+    for sender in range(1 if same_instances else 4):
+        folders.append(write_study(tmp_path / f"s{sender}", n=25, rows=64, cols=48))
+    batches = folders * 4 if same_instances else folders
+    with running_node(node_settings(tmp_path, database_url), sweeper=False) as node:
+        codes: list[int] = []
+        threads = [
+            threading.Thread(target=lambda b=b: codes.append(storescu(node.address[1], b)))
+            for b in batches
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert codes == [0, 0, 0, 0]
+        rows = instances(node)
+        expected = {dcmread(p).SOPInstanceUID for batch in folders for p in batch}
+        assert len(rows) == len(expected) == (25 if same_instances else 100)
+        assert {r.sop_instance_uid for r in rows} == expected
+        files = [p for p in node.storage.root.rglob("*.dcm")]
+        assert len(files) == len(expected)
+        for r in rows:
+            assert r.sha256 == dataset_sha256(node.storage.path_of(r.path))
+        assert {study(node, dcmread(b[0]).StudyInstanceUID).received_rev for b in folders} == {25}
+        assert count(node, Job) == 0
