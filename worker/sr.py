@@ -66,7 +66,7 @@ PROCESSING_ALGORITHM = hd.sr.CodedConcept("Newcode1", "99IHE", "Processing Algor
 
 _LATERALITY = {"L": LEFT, "R": RIGHT, "B": BOTH}
 _BREAST_SIDE = {"L": LEFT_BREAST, "R": RIGHT_BREAST}
-_SIDE_WORD = {"L": "left", "R": "right", "B": "both"}
+_SIDE_WORD = {"L": "left", "R": "right", "B": "both", "?": "unknown side"}
 
 
 def derived_uid(*parts: object) -> str:
@@ -99,7 +99,7 @@ class ViewResult:
     """
 
     sop_instance_uid: str
-    laterality: str
+    laterality: str  # "L", "R", "B", or "" when the image does not say
     view: str
     probability: float
     bbox: tuple[int, int, int, int]
@@ -206,11 +206,11 @@ def _measurement_group(
     source: Dataset, view: ViewResult, algorithm: Algorithm, report_uid: str
 ) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
     """One TID 1410 group: the breast ROI of one view with its probability and finding."""
-    if view.laterality not in _LATERALITY:
+    if view.laterality and view.laterality not in _LATERALITY:
         raise ValueError(f"laterality {view.laterality!r} of {view.sop_instance_uid} is not L/R/B")
     if not 0.0 <= view.probability <= 1.0:
         raise ValueError(f"probability {view.probability} is outside [0, 1]")
-    side = _SIDE_WORD[view.laterality]
+    side = _SIDE_WORD.get(view.laterality, "unknown side")
     # TID 1410 row "Finding" (121071, DCM) is where highdicom and OHIF read the finding type.
     finding = MALIGNANT if view.malignant(algorithm.operating_point) else BENIGN
     evaluations = [hd.sr.QualitativeEvaluation(OOD_FLAG, YES)] if view.ood else None
@@ -233,7 +233,7 @@ def _measurement_group(
                 f"operating_point={algorithm.operating_point:g}",
             ],
         ),
-        finding_sites=[hd.sr.FindingSite(BREAST, laterality=_LATERALITY[view.laterality])],
+        finding_sites=[hd.sr.FindingSite(BREAST, laterality=_LATERALITY.get(view.laterality))],
         measurements=[
             hd.sr.Measurement(
                 name=PROBABILITY_OF_CANCER,
@@ -266,7 +266,7 @@ def _summary(views: Sequence[ViewResult], algorithm: Algorithm) -> hd.sr.Contain
     """TID 1500 row 12: the study's worst breast, as a coded finding plus a one-line impression."""
     per_breast: dict[str, float] = {}
     for v in views:
-        for side in ("L", "R") if v.laterality == "B" else (v.laterality,):
+        for side in ("L", "R") if v.laterality == "B" else (v.laterality or "?",):
             per_breast[side] = max(per_breast.get(side, 0.0), v.probability)
     worst_side = max(per_breast, key=lambda s: (per_breast[s], s))
     worst_p = per_breast[worst_side]
@@ -293,7 +293,7 @@ def _summary(views: Sequence[ViewResult], algorithm: Algorithm) -> hd.sr.Contain
             ),
             hd.sr.CodeContentItem(
                 name=FINDING_SITE,
-                value=_BREAST_SIDE[worst_side],
+                value=_BREAST_SIDE.get(worst_side, BREAST),
                 relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
             ),
             hd.sr.TextContentItem(

@@ -1,0 +1,220 @@
+"""Delivery of a written SR to the archive(s): C-STORE SCU plus the Delivery outbox rows.
+
+Why the bookkeeping lives in the database: an archive may be down for hours (maintenance), a
+worker may die mid-attempt, a broker message may be lost. Each Delivery row (one per report and
+destination) says what is left to do and when (``next_attempt_at``), so any deliver task or the
+sweeper can pick it up; a duplicate store is harmless because the SR's UIDs are deterministic.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import AE
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.models import Delivery, DeliveryState, Report
+from sgc_node.settings import RemoteNode, Settings
+
+log = logging.getLogger(__name__)
+
+#: DIMSE statuses that mean "stored" (PS3.4 Annex B.2.3): success and the coercion warnings.
+STORED_STATUSES = frozenset({0x0000, 0x0001, 0xB000, 0xB006, 0xB007})
+ACSE_TIMEOUT = 30.0
+DIMSE_TIMEOUT = 120.0
+NETWORK_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class StoreOutcome:
+    """What one C-STORE attempt got: the DIMSE status (None if none came back) and why."""
+
+    status: int | None
+    error: str | None = None
+
+    @property
+    def stored(self) -> bool:
+        return self.status in STORED_STATUSES
+
+
+def c_store(path: Path, node: RemoteNode, calling_aet: str) -> StoreOutcome:
+    """Send the file at ``path`` to ``node`` in one association.
+
+    Proposes the file's own transfer syntax (the SR is written Explicit VR Little Endian) with
+    Implicit VR Little Endian as the fallback every SCP must accept (PS3.5 10.1).
+    """
+    ds = dcmread(path)
+    ts = ds.file_meta.TransferSyntaxUID
+    syntaxes = [ts] + [s for s in (ExplicitVRLittleEndian, ImplicitVRLittleEndian) if s != ts]
+    ae = AE(ae_title=calling_aet)
+    ae.acse_timeout = ACSE_TIMEOUT
+    ae.dimse_timeout = DIMSE_TIMEOUT
+    ae.network_timeout = NETWORK_TIMEOUT
+    ae.add_requested_context(ds.SOPClassUID, syntaxes)
+    try:
+        assoc = ae.associate(node.host, node.port, ae_title=node.ae_title)
+    except OSError as exc:
+        return StoreOutcome(None, f"cannot connect to {node}: {exc}")
+    if not assoc.is_established:
+        if assoc.is_rejected:
+            return StoreOutcome(None, f"{node} rejected the association")
+        return StoreOutcome(None, f"no association with {node} (refused, aborted or timed out)")
+    try:
+        try:
+            rsp = assoc.send_c_store(ds)
+        except (ValueError, RuntimeError) as exc:
+            return StoreOutcome(None, f"{node} cannot take this SR: {exc}")
+        status = rsp.get("Status") if rsp else None
+        if status is None:
+            return StoreOutcome(None, f"{node} sent no C-STORE response (association aborted)")
+        status = int(status)
+        if status in STORED_STATUSES:
+            return StoreOutcome(status)
+        comment = str(rsp.get("ErrorComment", "") or "")
+        return StoreOutcome(
+            status,
+            f"{node} answered C-STORE status 0x{status:04X}{': ' + comment if comment else ''}",
+        )
+    finally:
+        if assoc.is_established:
+            assoc.release()
+
+
+def backoff(attempts: int, settings: Settings) -> float:
+    """Seconds to wait after the ``attempts``-th failure: base * 2^(n-1), capped."""
+    exp = min(max(attempts - 1, 0), 40)
+    return min(settings.delivery_retry_base * (2.0**exp), settings.delivery_retry_max)
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; the node writes only UTC, so naive means UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def create_deliveries(session: Session, report: Report, settings: Settings) -> list[Delivery]:
+    """One pending Delivery per configured archive (existing rows are kept: idempotent)."""
+    existing = {d.destination: d for d in report.deliveries}
+    out = []
+    for node in settings.archive:
+        row = existing.get(str(node))
+        if row is None:
+            row = Delivery(report_id=report.id, destination=str(node), state=DeliveryState.pending)
+            session.add(row)
+        out.append(row)
+    return out
+
+
+def deliver_pending(
+    sessions: sessionmaker[Session], settings: Settings, report_id: int
+) -> float | None:
+    """Attempt every due, pending delivery of the report; return seconds until the next one is
+    due (None when nothing is left pending).
+
+    Each attempt is claimed first with a conditional UPDATE that pushes ``next_attempt_at`` one
+    lease ahead: two workers holding duplicate messages never store concurrently, and a worker
+    killed mid-attempt leaves a row that becomes due again after the lease.
+    """
+    storage = settings.resolved_storage_dir
+    with sessions() as session:
+        report = session.get(Report, report_id)
+        if report is None:
+            raise LookupError(f"report {report_id} does not exist")
+        path = storage / report.path
+        ids = [d.id for d in report.deliveries if d.state == DeliveryState.pending]
+    for delivery_id in ids:
+        _attempt(sessions, settings, delivery_id, path)
+    return _next_due(sessions, report_id)
+
+
+def _attempt(
+    sessions: sessionmaker[Session], settings: Settings, delivery_id: int, path: Path
+) -> None:
+    now = datetime.now(UTC)
+    lease = now + timedelta(seconds=max(settings.resend_after, DIMSE_TIMEOUT + ACSE_TIMEOUT))
+    with sessions() as session:
+        claimed = session.execute(
+            update(Delivery)
+            .where(
+                Delivery.id == delivery_id,
+                Delivery.state == DeliveryState.pending,
+                or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
+            )
+            .values(attempts=Delivery.attempts + 1, next_attempt_at=lease, dispatched_at=now)
+        ).rowcount
+        session.commit()
+        if not claimed:
+            return
+        delivery = session.get(Delivery, delivery_id)
+        assert delivery is not None
+        destination, attempts, created = (
+            delivery.destination,
+            delivery.attempts,
+            _aware(delivery.created_at),
+        )
+
+    try:
+        node = RemoteNode.parse(destination)
+        outcome = c_store(path, node, settings.ae_title) if path.exists() else None
+    except ValueError as exc:  # an unparseable destination can never succeed
+        _finish(sessions, delivery_id, DeliveryState.failed, None, str(exc), None)
+        return
+    if outcome is None:
+        _finish(
+            sessions, delivery_id, DeliveryState.failed, None, f"SR file {path} is missing", None
+        )
+        return
+    if outcome.stored:
+        log.info("delivered report file %s to %s (status 0x%04X)", path.name, node, outcome.status)
+        _finish(sessions, delivery_id, DeliveryState.sent, outcome.status, None, None)
+        return
+    wait = backoff(attempts, settings)
+    give_up = created + timedelta(seconds=settings.delivery_give_up)
+    next_at = datetime.now(UTC) + timedelta(seconds=wait)
+    if next_at > give_up:
+        log.error("giving up delivery to %s after %d attempts: %s", node, attempts, outcome.error)
+        _finish(sessions, delivery_id, DeliveryState.failed, outcome.status, outcome.error, None)
+        return
+    log.warning(
+        "delivery to %s failed (attempt %d): %s; next try in %.0f s",
+        node,
+        attempts,
+        outcome.error,
+        wait,
+    )
+    _finish(sessions, delivery_id, DeliveryState.pending, outcome.status, outcome.error, next_at)
+
+
+def _finish(
+    sessions: sessionmaker[Session],
+    delivery_id: int,
+    state: DeliveryState,
+    status: int | None,
+    error: str | None,
+    next_at: datetime | None,
+) -> None:
+    with sessions() as session:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery_id)
+            .values(state=state, last_status=status, last_error=error, next_attempt_at=next_at)
+        )
+        session.commit()
+
+
+def _next_due(sessions: sessionmaker[Session], report_id: int) -> float | None:
+    with sessions() as session:
+        pending = session.scalars(
+            select(Delivery.next_attempt_at).where(
+                Delivery.report_id == report_id, Delivery.state == DeliveryState.pending
+            )
+        ).all()
+    if not pending:
+        return None
+    now = datetime.now(UTC)
+    return max(0.0, min((_aware(t) - now).total_seconds() if t else 0.0 for t in pending))
