@@ -124,6 +124,18 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds after which a job or delivery still pending is sent again.",
     )
+    delivery_retry_base: float = Field(
+        30.0, gt=0, description="First wait in seconds after a failed SR delivery (doubles)."
+    )
+    delivery_retry_max: float = Field(
+        3600.0, gt=0, description="Longest wait in seconds between SR delivery attempts."
+    )
+    delivery_give_up: float = Field(
+        172800.0,
+        gt=0,
+        description="Seconds after which an undeliverable SR is marked failed (archives go "
+        "down for maintenance: hours, not minutes).",
+    )
     tls_cert: Path | None = Field(None, description="PEM certificate: enables DICOM TLS.")
     tls_key: Path | None = Field(None, description="PEM private key for SGC_TLS_CERT.")
     tls_ca: Path | None = Field(
