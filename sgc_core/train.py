@@ -131,7 +131,8 @@ def dsm_loss(
 
 
 class _Cache:
-    """Keeps decoded training images in memory (float16) after first use."""
+    """Keeps decoded training images in memory after first use (exact values, so a resumed run
+    sees the same pixels as an uninterrupted one)."""
 
     def __init__(self, dataset: Dataset, enabled: bool) -> None:
         self.dataset = dataset
@@ -140,10 +141,11 @@ class _Cache:
 
     def get(self, i: int) -> torch.Tensor:
         if i in self.items:
-            return self.items[i].float()
+            return self.items[i]
         x, _ = self.dataset[i]
+        x = x.float()
         if self.enabled:
-            self.items[i] = x.half()
+            self.items[i] = x
         return x
 
 
@@ -195,7 +197,7 @@ def train(
         losses = list(state["losses"])
     sampler = LikelihoodTimeSampler(sde, config.eps) if config.likelihood_weighting else None
     use_amp = config.amp and device.type == "cuda"
-    cache = _Cache(dataset, enabled=len(dataset) * config.channels * config.image_size**2 * 2 < 4e9)
+    cache = _Cache(dataset, enabled=len(dataset) * config.channels * config.image_size**2 * 4 < 8e9)
     bar = None
     if progress:
         from tqdm.auto import tqdm
