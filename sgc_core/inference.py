@@ -122,12 +122,15 @@ class Classifier:
             x = x.float()
         if not torch.isfinite(x).all():
             raise ValueError("images contain NaN or infinite pixel values")
-        lo, hi = float(x.min()), float(x.max())
-        if lo < -1e-3 or hi > 1 + 1e-3:
+        lo, hi = (float(v) for v in self.card.get("input_range", (0.0, 1.0)))
+        tol = 1e-3 * (hi - lo)
+        xmin, xmax = float(x.min()), float(x.max())
+        if xmin < lo - tol or xmax > hi + tol:
             raise ValueError(
-                f"pixel values must lie in [0, 1] (preprocessed), got range [{lo:.4g}, {hi:.4g}]"
+                f"pixel values must lie in [{lo:g}, {hi:g}] (the model's preprocessed scaling), "
+                f"got range [{xmin:.4g}, {xmax:.4g}]"
             )
-        return x.float().clamp(0.0, 1.0)
+        return ((x.float() - lo) / (hi - lo)).clamp(0.0, 1.0)
 
     # -- estimates ----------------------------------------------------------------------
     def _generator(self) -> torch.Generator:

@@ -123,6 +123,7 @@ def train_cmd(**o) -> None:
             ood_fpr=o["ood_fpr"],
             estimator={"k": o["k"]},
             data_description=str(o["data"]),
+            preprocess=preprocess,
         )
     except (ValueError, FloatingPointError) as exc:
         raise click.ClickException(str(exc)) from None
