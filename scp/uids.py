@@ -29,9 +29,10 @@ def is_valid_uid(value: object) -> bool:
 
 def require_uid(keyword: str, value: object) -> str:
     """Return ``value`` as a UID string or raise :class:`InvalidUID` naming ``keyword``."""
-    if isinstance(value, bytes):
-        value = value.decode("ascii", "replace")
-    text = str(value).rstrip("\x00 ") if value is not None else None
+    text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
+    if not isinstance(text, str):
+        raise InvalidUID(keyword, value)
+    text = text.rstrip("\x00 ")  # UI values are padded to even length with NUL
     if not is_valid_uid(text):
         raise InvalidUID(keyword, value)
-    return text  # type: ignore[return-value]
+    return text

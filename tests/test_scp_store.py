@@ -322,3 +322,37 @@ def test_concurrent_associations_land_exactly_once(
             assert r.sha256 == dataset_sha256(node.storage.path_of(r.path))
         assert {study(node, dcmread(b[0]).StudyInstanceUID).received_rev for b in folders} == {25}
         assert count(node, Job) == 0
+
+
+def test_tls_with_client_certificates(tmp_path: Path) -> None:
+    import ssl
+
+    from db.session import upgrade
+    from tests.helpers.tls import self_signed
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    upgrade(url)
+    node_cert, node_key = self_signed(tmp_path, "node")
+    client_cert, client_key = self_signed(tmp_path, "client")
+    settings = node_settings(
+        tmp_path, url, tls_cert=node_cert, tls_key=node_key, tls_ca=client_cert
+    )
+    path = write_mg(tmp_path / "a.dcm")
+
+    def client(with_cert: bool):
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(node_cert))
+        if with_cert:
+            context.load_cert_chain(str(client_cert), str(client_key))
+        ae = AE(ae_title="TLSSCU")
+        ae.add_requested_context(MG_FOR_PRESENTATION, [ExplicitVRLittleEndian])
+        return ae.associate(
+            "127.0.0.1", node.address[1], ae_title="SGC_NODE", tls_args=(context, "127.0.0.1")
+        )
+
+    with running_node(settings, sweeper=False) as node:
+        assoc = client(with_cert=True)
+        assert assoc.is_established
+        assert assoc.send_c_store(dcmread(path)).Status == statuses.SUCCESS
+        assoc.release()
+        assert not client(with_cert=False).is_established
+        assert count(node, Instance) == 1
