@@ -28,6 +28,19 @@ import pytest
 from tests.conftest import free_port
 
 PLUGINS_DIR = Path("/usr/share/orthanc/plugins")
+
+# An error raised in Orthanc's incoming-instance filter becomes C-STORE status 0xA700
+# (measured with Orthanc 1.10.1); returning false instead would be a silent "success".
+_REFUSE_LUA = """
+function ReceivedInstanceFilter(dicom, origin, info)
+  local f = io.open("@FLAG@", "r")
+  if f ~= nil then
+    f:close()
+    error("refusing new instances while @FLAG@ exists")
+  end
+  return true
+end
+"""
 STARTUP_TIMEOUT = 30.0
 
 
@@ -145,12 +158,16 @@ def make_orthanc(
     modalities: dict[str, tuple[str, str, int]] | None = None,
     always_allow_store: bool = True,
     check_called_aet: bool = False,
+    refuse_flag: Path | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Orthanc:
     """Write a config for an Orthanc in ``folder`` (not started).
 
     ``modalities`` maps a name to (AET, host, port): the peers Orthanc knows (and may push to).
-    ``always_allow_store=False`` makes Orthanc refuse C-STORE from AE titles it does not know.
+    ``always_allow_store=False`` makes Orthanc refuse C-STORE from AE titles it does not know
+    (Orthanc aborts the association: no DIMSE status). ``refuse_flag``: while that file
+    exists, every C-STORE is answered with the failure status 0xA700 (Out of Resources), as
+    an archive with a full disk does; delete it and Orthanc stores again, no restart.
     """
     folder.mkdir(parents=True, exist_ok=True)
     http_port, dicom_port = free_port(), free_port()
@@ -178,6 +195,10 @@ def make_orthanc(
         "ConcurrentJobs": 2,
         "HttpThreadsCount": 8,
     }
+    if refuse_flag is not None:
+        script = folder / "refuse.lua"
+        script.write_text(_REFUSE_LUA.replace("@FLAG@", str(refuse_flag)))
+        config["LuaScripts"] = [str(script)]
     config.update(extra or {})
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     return Orthanc(
