@@ -5,12 +5,13 @@ Mammography modules' ImageLaterality, ViewCodeSequence, PatientOrientation, Imag
 PresentationIntentType, PixelIntensityRelationship(+Sign), PresentationLUTShape (INVERSE for
 MONOCHROME1), BreastImplantPresent, OrganExposed and an empty AcquisitionContextSequence.
 
-UIDs are derived from the seed (pydicom's ``generate_uid`` with entropy sources, a 2.25 UUID
-form), so the same seed writes byte-identical files.
+UIDs are name-based UUIDs of the seed and position (2.25 form), so the same seed writes
+byte-identical files.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +21,6 @@ from pydicom.uid import (
     UID,
     DigitalMammographyXRayImageStorageForPresentation,
     ExplicitVRLittleEndian,
-    generate_uid,
 )
 
 IMPLEMENTATION_CLASS_UID = UID("1.2.826.0.1.3680043.8.498.1")  # pydicom's root + .1
@@ -52,9 +52,14 @@ class StudyHeader:
     accession: str
 
 
+_UID_NAMESPACE = uuid.UUID("5f1fed56-0000-4000-8000-000000005359")
+
+
 def uid_for(*parts: object) -> str:
-    """A deterministic UID from the seed and the object's place in the data set."""
-    return generate_uid(prefix=None, entropy_srcs=["sgc-synth", *map(str, parts)])
+    """A deterministic UID from the seed and the object's place in the data set: a name-based
+    (version 5) UUID in the 2.25 form (PS3.5 B.2), so the same seed gives the same UIDs."""
+    name = "/".join(["sgc-synth", *map(str, parts)])
+    return UID(f"2.25.{uuid.uuid5(_UID_NAMESPACE, name).int}")
 
 
 def code_item(value: str, scheme: str, meaning: str) -> Dataset:

@@ -209,7 +209,7 @@ def _write_study(job: tuple) -> list[dict]:
         if jpeg2000:
             from pydicom.uid import JPEG2000Lossless
 
-            ds.compress(JPEG2000Lossless, encoding_plugin="pylibjpeg")
+            ds.compress(JPEG2000Lossless, encoding_plugin="pylibjpeg", generate_instance_uid=False)
         name = f"{truth.laterality}_{truth.view}.dcm"
         ds.save_as(folder / name, enforce_file_format=True)
         rows.append(

@@ -1,0 +1,108 @@
+"""`sgc synth`: write a labelled synthetic mammography data set (DICOM MG + labels.csv).
+
+sgc_core.synth (numpy, pydicom) is imported inside the command so `sgc --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import click
+
+
+def _fraction(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise click.BadParameter(f"must be between 0 and 1, not {value}")
+    return value
+
+
+@click.command("synth")
+@click.option(
+    "--studies",
+    type=click.IntRange(min=1),
+    required=True,
+    help="Number of studies (4 images each).",
+)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option(
+    "--size",
+    default="small",
+    show_default=True,
+    help="small (256x208), medium (832x640), full (3328x2560, ~17 MB) or ROWSxCOLS.",
+)
+@click.option(
+    "--difficulty",
+    type=float,
+    default=0.5,
+    show_default=True,
+    callback=_fraction,
+    help="0 = large obvious lesions in fatty breasts, 1 = small faint look-alikes in dense ones.",
+)
+@click.option("--jpeg2000", is_flag=True, help="Encode pixel data as JPEG 2000 lossless.")
+@click.option(
+    "--monochrome1-fraction",
+    type=float,
+    default=0.0,
+    show_default=True,
+    callback=_fraction,
+    help="Fraction of studies written as MONOCHROME1 (inverted), as some vendors do.",
+)
+@click.option(
+    "--normal-fraction",
+    type=float,
+    default=0.0,
+    show_default=True,
+    callback=_fraction,
+    help="Fraction of breasts without a lesion (label benign, finding normal).",
+)
+@click.option(
+    "--malignant-fraction", type=float, default=0.5, show_default=True, callback=_fraction
+)
+@click.option("--bits", type=click.Choice(["12", "14"]), default="12", show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
+def synth_cmd(
+    studies: int,
+    out: str,
+    seed: int,
+    size: str,
+    difficulty: float,
+    jpeg2000: bool,
+    monochrome1_fraction: float,
+    normal_fraction: float,
+    malignant_fraction: float,
+    bits: str,
+    workers: int,
+) -> None:
+    """Generate synthetic screening mammography studies (R/L x CC/MLO) as DICOM files.
+
+    Writes OUT/images/<patient>/<side>_<view>.dcm, OUT/labels.csv (one row per image: label,
+    finding, lesion type and position, split) and OUT/synth.json (the parameters). The same
+    seed gives the same files.
+    """
+    from rich.progress import Progress
+
+    from sgc_core.synth import parse_size, write_dataset
+
+    try:
+        parse_size(size)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--size") from None
+    with Progress(transient=True) as progress:
+        task = progress.add_task("studies", total=studies)
+        labels = write_dataset(
+            out,
+            studies,
+            seed=seed,
+            size=size,
+            difficulty=difficulty,
+            jpeg2000=jpeg2000,
+            monochrome=monochrome1_fraction,
+            normal_fraction=normal_fraction,
+            malignant_fraction=malignant_fraction,
+            bits_stored=int(bits),
+            workers=workers,
+            progress=lambda n: progress.advance(task, n),
+        )
+    click.echo(f"wrote {studies * 4} images of {studies} studies; labels in {labels}")
+
+
+COMMANDS = [synth_cmd]
