@@ -22,6 +22,7 @@ from sgc_core.datasets.mammo import (
     MammoDataset,
     MammoItem,
     carve_validation,
+    check_missing_policy,
     raise_if_missing,
     read_csv_rows,
 )
@@ -84,6 +85,7 @@ def load_cbis_ddsm(
     missing: str = "error",
 ) -> MammoDataset:
     """All full-field images named by the description CSVs under ``root``."""
+    check_missing_policy(missing)
     root = Path(root)
     images: dict[str, dict] = {}
     read_any = False

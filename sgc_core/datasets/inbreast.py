@@ -20,6 +20,7 @@ from sgc_core.datasets.mammo import (
     MammoDataset,
     MammoItem,
     check_columns,
+    check_missing_policy,
     raise_if_missing,
     random_patient_split,
     read_csv_rows,
@@ -83,6 +84,7 @@ def load_inbreast(
     seed: int = 0,
     missing: str = "error",
 ) -> MammoDataset:
+    check_missing_policy(missing)
     root = Path(root)
     mapping = {str(k).lower(): v for k, v in (birads_map or DEFAULT_BIRADS_MAP).items()}
     bad = {v for v in mapping.values() if v is not None and v not in CLASS_NAMES}

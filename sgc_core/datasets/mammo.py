@@ -156,6 +156,11 @@ def check_columns(path: Path, columns: Iterable[str], required: Iterable[str]) -
         raise DatasetLayoutError(f"{path}: missing column(s) {missing}; found {sorted(columns)}")
 
 
+def check_missing_policy(missing: str) -> None:
+    if missing not in ("error", "skip"):
+        raise ValueError(f"missing must be 'error' or 'skip', not {missing!r}")
+
+
 def raise_if_missing(name: str, missing: list[str], total: int) -> None:
     """One clear error for all the images a label file names but the disk lacks."""
     if missing:
@@ -181,6 +186,7 @@ def load_synthetic(
     include_normal: breasts without a lesion carry the binary label "benign" (not
     malignant); False drops them, leaving a pure benign-vs-malignant lesion task.
     """
+    check_missing_policy(missing)
     root = Path(root)
     labels = root / "labels.csv" if root.is_dir() else root
     if not labels.is_file():

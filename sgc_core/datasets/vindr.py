@@ -22,6 +22,7 @@ from sgc_core.datasets.mammo import (
     MammoDataset,
     MammoItem,
     carve_validation,
+    check_missing_policy,
     raise_if_missing,
     read_csv_rows,
 )
@@ -63,6 +64,7 @@ def load_vindr_mammo(
     seed: int = 0,
     missing: str = "error",
 ) -> MammoDataset:
+    check_missing_policy(missing)
     root = Path(root)
     mapping = DEFAULT_BIRADS_MAP if birads_map is None else birads_map
     bad = {v for v in mapping.values() if v is not None and v not in CLASS_NAMES}
