@@ -46,7 +46,11 @@ def broker_options(settings: Settings) -> tuple[str, dict[str, Any]]:
         }
     if scheme in ("redis", "rediss", "sentinel"):
         url, options = _split_transport_options(url)
-        options.setdefault("visibility_timeout", max(1.0, float(settings.resend_after)))
+        visibility = max(1.0, float(settings.resend_after))
+        options.setdefault("visibility_timeout", visibility)
+        # Sweep for abandoned messages a few times per timeout (kombu's default is ~100 s).
+        options.setdefault("unacked_restore_interval", int(min(10.0, max(1.0, visibility / 3))))
+        options.setdefault("unacked_restore_throttle", 1)
         return url, options
     return url, {}
 

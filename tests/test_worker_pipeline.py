@@ -28,7 +28,7 @@ LAYOUT = [("L", "CC"), ("R", "CC"), ("L", "MLO"), ("R", "MLO")]
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train_tiny_model(tmp_path_factory.mktemp("model"))
+    return train_tiny_model(tmp_path_factory.getbasetemp() / "tiny-model")
 
 
 def make_settings(tmp: Path, database_url: str, model: Path, archive: list[str]) -> Settings:
@@ -237,9 +237,7 @@ def test_study_without_classifiable_image_fails_once_with_reason(
     assert classify.claim(sessions, job_id, 2.0) is None  # terminal: never looped
 
 
-def test_partially_classifiable_study_is_reported_partial(
-    tmp_path: Path, tiny_model: Path
-) -> None:
+def test_partially_classifiable_study_is_reported_partial(tmp_path: Path, tiny_model: Path) -> None:
     settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", tiny_model, [])
     from db.session import upgrade
 
