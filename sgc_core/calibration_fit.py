@@ -35,6 +35,7 @@ def calibrate_card(
     temperature = fit_temperature(res["scores"], labels, priors)
     card["calibration"] = {
         "temperature": temperature,
+        "method": clf.estimator.label(),
         "priors": priors,
         "fitted_on": f"validation split, {len(labels)} images",
     }

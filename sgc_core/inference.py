@@ -13,6 +13,7 @@ batch, so an image gets the same answer whatever batch it arrives in.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -102,6 +103,7 @@ class Classifier:
         self.classes: list[str] = list(card["classes"])
         self.estimator = estimator or EstimatorConfig.from_dict(card.get("estimator"))
         self.levels = int(card.get("quantization_levels", 256))
+        self._warned = False
 
     # -- input checks -------------------------------------------------------------------
     def validate(self, x: torch.Tensor) -> torch.Tensor:
@@ -183,7 +185,22 @@ class Classifier:
         return list(pri) if pri else [1.0 / len(self.classes)] * len(self.classes)
 
     def temperature(self) -> float:
-        return float((self.card.get("calibration") or {}).get("temperature", 1.0))
+        """The card's temperature, if it was fitted for this estimator; otherwise 1 (uncalibrated).
+
+        Scores of different estimators live on different scales (the uniform denoising score is
+        not in nats), so a temperature fitted for one must not be applied to another."""
+        cal = self.card.get("calibration") or {}
+        fitted_for = cal.get("method")
+        if fitted_for is not None and fitted_for != self.estimator.label():
+            if not self._warned:
+                warnings.warn(
+                    f"model {self.card.get('name')} was calibrated for {fitted_for}, not "
+                    f"{self.estimator.label()}: probabilities are uncalibrated (temperature 1)",
+                    stacklevel=2,
+                )
+                self._warned = True
+            return 1.0
+        return float(cal.get("temperature", 1.0))
 
     def posterior(self, scores: torch.Tensor) -> torch.Tensor:
         return log_posterior(scores, self.temperature(), self.priors()).exp()
