@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install deps run test test-long lint format clean
+.PHONY: install deps viewer-dist viewer run test test-long lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,18 +23,27 @@ install: $(STAMP)
 deps:
 	scripts/install-system-deps.sh
 
+## viewer-dist: OHIF's prebuilt viewer (npm @ohif/app, pinned) in viewer/dist
+viewer-dist:
+	viewer/fetch-ohif.sh
+
+## viewer: OHIF on http://127.0.0.1:3000 reading Orthanc (ORTHANC_URL) through a same-origin proxy
+ORTHANC_URL ?= http://127.0.0.1:8042
+viewer: install viewer-dist
+	$(BIN)/sgc viewer --orthanc $(ORTHANC_URL)
+
 ## run: start the node on the embedded default (SQLite, filesystem broker, ./data)
 run: install
 	$(BIN)/sgc serve
 
 ## test: lint, then the whole test suite against real peers
-test: install deps
+test: install deps viewer-dist
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
 ## test-long: the long fault, fuzz and load variants
-test-long: install deps
+test-long: install deps viewer-dist
 	$(BIN)/python -m pytest -m long
 
 lint:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the real DICOM peers the tests and `make orthanc` use (Debian/Ubuntu packages):
-# dcmtk (storescu/storescp/echoscu/dsrdump), dicom3tools (dciodvfy), Orthanc with DICOMweb + GDCM.
+# dcmtk (storescu/storescp/echoscu/dsrdump), dicom3tools (dciodvfy), Orthanc with DICOMweb + GDCM,
+# Chromium for the OHIF browser test, npm to fetch OHIF's prebuilt viewer.
 # Only what is missing is installed; needs root (or sudo) when something is missing.
 set -euo pipefail
 
@@ -8,6 +9,8 @@ declare -A need=(
   [storescu]=dcmtk
   [dciodvfy]=dicom3tools
   [Orthanc]=orthanc
+  [chromium]=chromium
+  [npm]=npm
 )
 pkgs=()
 for cmd in "${!need[@]}"; do

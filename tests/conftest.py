@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+# Fixtures of the real peers (e.g. `orthanc`) are available to every test module.
+pytest_plugins = ["tests.helpers.orthanc"]
+
 PG_ADMIN_URL = os.environ.get("SGC_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("SGC_TEST_REDIS", "redis://127.0.0.1:6379")
 

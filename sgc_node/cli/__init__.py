@@ -52,7 +52,7 @@ def cli(ctx: click.Context) -> None:
 
 
 # Each subcommand module exposes COMMANDS; a module that does not exist yet is skipped.
-SUBCOMMAND_MODULES = ("config", "db", "scp", "worker", "serve", "status", "ml", "data")
+SUBCOMMAND_MODULES = ("config", "db", "scp", "worker", "serve", "status", "viewer", "ml", "data")
 
 
 def _register() -> None:

@@ -1,0 +1,42 @@
+/** OHIF configuration for sgc-node: read Orthanc's DICOMweb through the same-origin proxy
+ * of `sgc viewer` (/dicom-web -> Orthanc), so the browser needs no CORS from Orthanc. */
+window.config = {
+  name: 'sgc-node',
+  routerBasename: null,
+  extensions: [],
+  modes: [],
+  customizationService: {},
+  showStudyList: true,
+  maxNumberOfWebWorkers: 2,
+  showWarningMessageForCrossOrigin: false,
+  showCPUFallbackMessage: false,
+  showLoadingIndicator: true,
+  strictZSpacingForVolumeViewport: true,
+  groupEnabledModesFirst: true,
+  maxNumRequests: { interaction: 100, thumbnail: 5, prefetch: 10 },
+  showErrorDetails: 'always',
+  defaultDataSourceName: 'orthanc',
+  dataSources: [
+    {
+      namespace: '@ohif/extension-default.dataSourcesModule.dicomweb',
+      sourceName: 'orthanc',
+      configuration: {
+        friendlyName: 'Orthanc (via sgc viewer proxy)',
+        name: 'orthanc',
+        wadoUriRoot: '/wado',
+        qidoRoot: '/dicom-web',
+        wadoRoot: '/dicom-web',
+        qidoSupportsIncludeField: false,
+        imageRendering: 'wadors',
+        thumbnailRendering: 'wadors',
+        enableStudyLazyLoad: true,
+        supportsFuzzyMatching: false,
+        supportsWildcard: true,
+        staticWado: false,
+        singlepart: 'bulkdata,video',
+        bulkDataURI: { enabled: true, relativeResolution: 'studies' },
+        omitQuotationForMultipartRequest: true,
+      },
+    },
+  ],
+};
