@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install deps viewer-dist viewer run test test-long lint format clean
+.PHONY: install deps orthanc viewer-dist viewer run test test-long lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ install: $(STAMP)
 ## deps: the real DICOM peers the tests use (dcmtk, dicom3tools, Orthanc), if missing
 deps:
 	scripts/install-system-deps.sh
+
+## orthanc: a local Orthanc archive (HTTP 8042, DICOM 4242) that knows the node as modality "sgc"
+orthanc: deps
+	scripts/orthanc.sh
 
 ## viewer-dist: OHIF's prebuilt viewer (npm @ohif/app, pinned) in viewer/dist
 viewer-dist:
