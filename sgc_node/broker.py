@@ -35,12 +35,15 @@ def broker_options(settings: Settings) -> tuple[str, dict[str, Any]]:
     if scheme == "filesystem":
         queue = settings.broker_dir / "queue"
         processed = settings.broker_dir / "processed"
-        queue.mkdir(parents=True, exist_ok=True)
-        processed.mkdir(parents=True, exist_ok=True)
+        # kombu keeps its exchange table in ./control unless told: keep it in the data dir.
+        control = settings.broker_dir / "control"
+        for folder in (queue, processed, control):
+            folder.mkdir(parents=True, exist_ok=True)
         return "filesystem://", {
             "data_folder_in": str(queue),
             "data_folder_out": str(queue),
             "processed_folder": str(processed),
+            "control_folder": str(control),
             "store_processed": False,
             "polling_interval": FILESYSTEM_POLLING_INTERVAL,
         }
