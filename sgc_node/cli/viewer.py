@@ -25,12 +25,19 @@ VIEWER_DIR = Path(__file__).resolve().parents[2] / "viewer"
     show_default=True,
     help="OHIF's prebuilt dist/ (viewer/fetch-ohif.sh gets it).",
 )
-def viewer_cmd(orthanc: str, host: str, port: int, dist: Path) -> None:
+@click.option(
+    "--app-config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=VIEWER_DIR / "app-config.js",
+    show_default=True,
+    help="OHIF app-config.js pointing at /dicom-web on the same origin.",
+)
+def viewer_cmd(orthanc: str, host: str, port: int, dist: Path, app_config: Path) -> None:
     """Serve OHIF with a same-origin proxy to Orthanc's DICOMweb (open the printed URL)."""
     from sgc_node.viewer import make_server
 
     try:
-        server = make_server(dist, VIEWER_DIR / "app-config.js", orthanc, host, port)
+        server = make_server(dist, app_config, orthanc, host, port)
     except (FileNotFoundError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(
