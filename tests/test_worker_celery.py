@@ -169,9 +169,9 @@ def test_study_from_scp_is_classified_by_a_worker_and_lands_in_orthanc(
 
 @pytest.fixture(scope="session")
 def slow_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Same tiny network at 64 px with many ELBO samples: seconds per study on CPU, so the
+    """Same tiny network at 48 px with many ELBO samples: seconds per study on CPU, so the
     test can catch a job while it runs."""
-    return train_tiny_model(tmp_path_factory.getbasetemp() / "slow-model", image_size=64, k=96)
+    return train_tiny_model(tmp_path_factory.getbasetemp() / "slow-model", image_size=48, k=64)
 
 
 def test_sigkill_mid_classification_leaves_exactly_one_sr(tmp_path: Path, slow_model: Path) -> None:
