@@ -156,7 +156,7 @@ def _harmonics(rng: np.random.Generator, ks: range, lo: float, hi: float) -> tup
 def _sample_calcifications(
     rng: np.random.Generator, malignant: bool, d: float, position: dict
 ) -> Lesion:
-    contrast = lerp(1.0, 0.45, d)
+    contrast = lerp(1.6, 0.7, d)
     calcs: list[Calcification] = []
     if malignant:
         n = int(rng.integers(round(lerp(10, 5, d)), round(lerp(30, 14, d)) + 1))
@@ -165,7 +165,7 @@ def _sample_calcifications(
         elongation = lerp(4.0, 2.0, d)
         for _ in range(n):
             along, across = rng.uniform(-spread, spread), rng.normal(0, spread * 0.3)
-            size = float(rng.uniform(lerp(0.12, 0.08, d), lerp(0.4, 0.3, d)))
+            size = float(rng.uniform(lerp(0.15, 0.1, d), lerp(0.5, 0.35, d)))
             calcs.append(
                 Calcification(
                     dx_mm=float(along * math.cos(axis) - across * math.sin(axis)),

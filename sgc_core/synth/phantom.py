@@ -156,8 +156,8 @@ def render_view(
     pixels = np.clip(np.rint(values), 0, max_value).astype(np.uint16)
 
     breast_values = pixels[tissue] if tissue.any() else pixels.ravel()
-    lo, hi = np.quantile(breast_values, [0.005, 0.995])
-    width = float(max(2.0, round((hi - lo) * 1.15)))
+    lo, hi = np.quantile(breast_values, [0.005, 0.999])
+    width = float(max(2.0, round((hi - lo) * 1.3)))
     center = float(round((hi + lo) / 2.0))
 
     if breast.laterality == "R":
