@@ -52,7 +52,18 @@ def cli(ctx: click.Context) -> None:
 
 
 # Each subcommand module exposes COMMANDS; a module that does not exist yet is skipped.
-SUBCOMMAND_MODULES = ("config", "db", "scp", "worker", "serve", "status", "viewer", "ml", "data")
+SUBCOMMAND_MODULES = (
+    "config",
+    "db",
+    "scp",
+    "worker",
+    "serve",
+    "status",
+    "send",
+    "viewer",
+    "ml",
+    "data",
+)
 
 
 def _register() -> None:

@@ -1,0 +1,42 @@
+"""`sgc send`: send DICOM files or folders to a node (this one, a PACS, Orthanc)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("send")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--to", "to", required=True, help="Destination as AET@host:port.")
+@click.option("--aet", default="SGC_SEND", show_default=True, help="Our calling AE title.")
+def send_cmd(inputs: tuple[Path, ...], to: str, aet: str) -> None:
+    """C-STORE files (folders are searched recursively) to AET@host:port, with progress."""
+    from tqdm import tqdm
+
+    from sgc_node.send import collect_files, send_files
+    from sgc_node.settings import RemoteNode, validate_ae_title
+
+    try:
+        node = RemoteNode.parse(to)
+        calling = validate_ae_title(aet)
+        files = collect_files(inputs)
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if not files:
+        raise click.ClickException("no files to send")
+    with tqdm(total=len(files), unit="file", desc=f"-> {node}") as bar:
+        result = send_files(files, node, calling, on_progress=lambda _p, _o: bar.update(1))
+    for path, why in result.skipped:
+        click.echo(f"skipped {path}: {why}", err=True)
+    for path, why in result.failed:
+        click.echo(f"failed  {path}: {why}", err=True)
+    click.echo(
+        f"sent {len(result.sent)}, failed {len(result.failed)}, skipped {len(result.skipped)}"
+    )
+    if result.failed or result.skipped:
+        raise SystemExit(1)
+
+
+COMMANDS = [send_cmd]
