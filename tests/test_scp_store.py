@@ -356,3 +356,33 @@ def test_tls_with_client_certificates(tmp_path: Path) -> None:
         assoc.release()
         assert not client(with_cert=False).is_established
         assert count(node, Instance) == 1
+
+
+def test_sgc_scp_command_migrates_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
+    import os
+    import signal
+    import sys
+    import time
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SGC_")}
+    env.update(SGC_DATA_DIR=str(tmp_path / "data"), SGC_HOST="127.0.0.1", SGC_PORT=str(port))
+    env["SGC_MIN_FREE_MB"] = "0"
+    sgc = Path(sys.executable).with_name("sgc")
+    proc = subprocess.Popen([str(sgc), "scp"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        echo = [require_binary("echoscu"), "-aec", "SGC_NODE", "127.0.0.1", str(port)]
+        deadline = time.monotonic() + 60
+        while subprocess.run(echo, capture_output=True).returncode != 0:
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline, "sgc scp did not start listening"
+            time.sleep(0.2)
+        assert storescu(port, [write_mg(tmp_path / "a.dcm")]) == 0
+        assert list((tmp_path / "data" / "storage").rglob("*.dcm"))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    assert "shutting down" in stderr and "Test^Patient" not in stderr
