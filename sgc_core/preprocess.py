@@ -404,7 +404,14 @@ def breast_mask(image: np.ndarray, threshold: float) -> np.ndarray | None:
     largest = labels == int(np.argmax(sizes))
     if largest.sum() < 0.001 * image.size:
         return None
-    return ndimage.binary_fill_holes(largest)
+    # Fill holes (fatty regions below the threshold inside the breast): everything not
+    # connected to the image border through non-breast pixels. Two labelings are ~5x faster
+    # than binary_fill_holes' iterated dilation on a full-field image.
+    outside, _ = ndimage.label(~largest)
+    border = np.unique(np.concatenate([outside[0], outside[-1], outside[:, 0], outside[:, -1]]))
+    is_background = np.zeros(int(outside.max()) + 1, dtype=bool)
+    is_background[border[border > 0]] = True
+    return ~is_background[outside]
 
 
 def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
