@@ -160,9 +160,7 @@ def test_ood_view_is_flagged_and_partial_study_is_marked(tmp_path: Path) -> None
     sources = _study(tmp_path, 4)
     views = _views(sources[:3], [0.2, 0.3, 0.1], ood={1})
     path = tmp_path / "sr.dcm"
-    srmod.write_report(
-        srmod.build_report(sources, views, ALGO, revision=1, complete=False), path
-    )
+    srmod.write_report(srmod.build_report(sources, views, ALGO, revision=1, complete=False), path)
     _validate(path)
     doc = hd.sr.srread(path)
     assert doc.CompletionFlag == "PARTIAL"
