@@ -3,17 +3,20 @@
 Why by name: the SCP must never import worker code (and through it torch). A task message
 names ``sgc.classify_study`` or ``sgc.deliver_report`` and carries a database id; the
 database row is the truth, the message only says "look at row N". The broker configuration
-lives here in :func:`broker_options` so the SCP and the workers build the same connection.
+comes from :func:`sgc_node.broker.broker_options` (re-exported here), the one builder the SCP
+and the workers share, so both reach the same queues.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from celery import Celery
 
+from sgc_node.broker import broker_options
 from sgc_node.settings import Settings
+
+__all__ = ["Dispatcher", "broker_options", "make_producer"]
 
 log = logging.getLogger(__name__)
 
@@ -21,28 +24,6 @@ CLASSIFY_TASK = "sgc.classify_study"
 CLASSIFY_QUEUE = "classify"
 DELIVER_TASK = "sgc.deliver_report"
 DELIVER_QUEUE = "deliver"
-
-
-def broker_options(settings: Settings) -> tuple[str, dict[str, Any]]:
-    """Broker URL and transport options: Redis etc. as configured, else the filesystem.
-
-    The embedded filesystem transport passes messages through one folder that producers
-    write and consumers read (``data_folder_in`` == ``data_folder_out``); the folders are
-    created here because the transport does not create them and fails on first use.
-    """
-    url = settings.resolved_broker_url
-    if not url.startswith("filesystem"):
-        return url, {}
-    queue = settings.broker_dir / "queue"
-    processed = settings.broker_dir / "processed"
-    for folder in (queue, processed):
-        folder.mkdir(parents=True, exist_ok=True)
-    return url, {
-        "data_folder_in": str(queue),
-        "data_folder_out": str(queue),
-        "processed_folder": str(processed),
-        "store_processed": False,
-    }
 
 
 def make_producer(settings: Settings) -> Celery:

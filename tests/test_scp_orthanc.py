@@ -83,7 +83,8 @@ def orthanc_for(tmp_path: Path):
 def test_orthanc_pushes_a_study(tmp_path: Path, orthanc_for, j2k: bool, database_url: str) -> None:
     files = write_study(tmp_path / "study", n=4, j2k=j2k)
     study_uid = dcmread(files[0]).StudyInstanceUID
-    with running_node(node_settings(tmp_path, database_url)) as node:
+    # stable age 2 s: longer than any gap between two instances of one push
+    with running_node(node_settings(tmp_path, database_url, stable_age=2.0)) as node:
         orthanc = orthanc_for(node.address[1])
         for f in files:
             orthanc.request("POST", "/instances", f.read_bytes())

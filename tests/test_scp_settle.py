@@ -58,7 +58,8 @@ def _queue_messages(folder: Path) -> list[tuple[str, list]]:
 def test_settled_study_gets_exactly_one_job_per_revision(tmp_path: Path, database_url: str) -> None:
     files = write_study(tmp_path / "study", n=4)
     study_uid = dcmread(files[0]).StudyInstanceUID
-    settings = node_settings(tmp_path, database_url)
+    # 2 s: longer than any gap between two instances of one storescu run on a loaded machine
+    settings = node_settings(tmp_path, database_url, stable_age=2.0)
     queue = Path(broker_options(settings)[1]["data_folder_in"])
     with running_node(settings) as node:
         storescu(node.address[1], files)
