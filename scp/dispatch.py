@@ -51,8 +51,9 @@ class Dispatcher:
     def classify(self, job_id: int) -> str:
         return self.send(CLASSIFY_TASK, job_id, CLASSIFY_QUEUE)
 
-    def deliver(self, delivery_id: int) -> str:
-        return self.send(DELIVER_TASK, delivery_id, DELIVER_QUEUE)
+    def deliver(self, report_id: int) -> str:
+        """The deliver task takes a Report id and serves every pending destination of it."""
+        return self.send(DELIVER_TASK, report_id, DELIVER_QUEUE)
 
     def close(self) -> None:
         self.app.close()

@@ -84,9 +84,7 @@ def send_pending_deliveries(
     stale = now - timedelta(seconds=resend_after)
     with session_factory() as session:
         rows = session.execute(
-            select(
-                Delivery.id, Delivery.created_at, Delivery.dispatched_at, Delivery.next_attempt_at
-            )
+            select(Delivery.id, Delivery.report_id)
             .where(
                 Delivery.state == DeliveryState.pending,
                 or_(Delivery.dispatched_at.is_(None), Delivery.dispatched_at <= stale),
@@ -96,18 +94,22 @@ def send_pending_deliveries(
             .order_by(Delivery.id)
             .limit(_BATCH)
         ).all()
+    # The deliver task takes a report and serves all of its pending destinations.
+    by_report: dict[int, list[int]] = {}
+    for delivery_id, report_id in rows:
+        by_report.setdefault(report_id, []).append(delivery_id)
     sent = 0
-    for delivery_id, *_ in rows:
+    for report_id, delivery_ids in by_report.items():
         try:
-            dispatcher.deliver(delivery_id)
+            dispatcher.deliver(report_id)
         except Exception as exc:
             log.warning("broker unavailable (%s); deliveries stay pending", type(exc).__name__)
             break
         with session_factory.begin() as session:
             session.execute(
-                update(Delivery).where(Delivery.id == delivery_id).values(dispatched_at=utcnow())
+                update(Delivery).where(Delivery.id.in_(delivery_ids)).values(dispatched_at=utcnow())
             )
-        sent += 1
+        sent += len(delivery_ids)
     return sent
 
 

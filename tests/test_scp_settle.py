@@ -133,6 +133,9 @@ def test_sweeper_resends_stale_jobs_and_deliveries(tmp_path: Path, database_url:
         job = Job(study=st, revision=1, dispatched_at=long_ago, dispatch_count=1)
         fresh = Job(study=st, revision=2, dispatched_at=utcnow(), dispatch_count=1)
         done = Job(study=st, revision=3, state=JobState.done, dispatched_at=long_ago)
+        # A report of an older job first, so that report ids and delivery ids differ.
+        s.add(Report(job=done, sop_instance_uid=generate_uid(), series_uid="1.1", path="o.dcm"))
+        s.flush()
         report = Report(job=job, sop_instance_uid=generate_uid(), series_uid="1.2", path="r.dcm")
         lost = Delivery(report=report, destination="PACS@h:1", created_at=long_ago)
         backing_off = Delivery(
@@ -161,8 +164,9 @@ def test_sweeper_resends_stale_jobs_and_deliveries(tmp_path: Path, database_url:
     queue = Path(broker_options(settings)[1]["data_folder_in"])
     assert sorted(_queue_messages(queue)) == [
         ("sgc.classify_study", [job.id]),
-        ("sgc.deliver_report", [lost.id]),
+        ("sgc.deliver_report", [report.id]),
     ]
+    assert lost.id != report.id
     routing = {
         json.loads(p.read_text())["properties"]["delivery_info"]["routing_key"]
         for p in queue.glob("*.msg")
