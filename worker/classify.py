@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Instance, Job, JobState, Prediction, Report, Study
 from sgc_node.settings import Settings
+from worker import metrics
 from worker import sr as srmod
 from worker.deliver import create_deliveries
 
@@ -198,6 +200,7 @@ def run(
 
     card = classifier.card
     config = _preprocess_config(card)
+    started = time.perf_counter()
     views = [_prepare(inst, storage / inst.path, config) for inst in instances]
     ok = [v for v in views if v.error is None]
     results = []
@@ -266,6 +269,7 @@ def run(
                 )
             )
             session.commit()
+            metrics.IMAGES.labels("unclassifiable").inc(len(views))
             return JobResult(job_id, None, [])
         report_row = session.scalar(
             select(Report).where(Report.sop_instance_uid == uids.sop_instance_uid)
@@ -294,6 +298,11 @@ def run(
         session.flush()
         result = JobResult(job_id, report_row.id, [d.id for d in deliveries])
         session.commit()
+    metrics.CLASSIFY_SECONDS.observe(time.perf_counter() - started)
+    n_ood = sum(1 for r in results if r.ood)
+    metrics.IMAGES.labels("classified").inc(len(ok) - n_ood)
+    metrics.IMAGES.labels("ood").inc(n_ood)
+    metrics.IMAGES.labels("unclassifiable").inc(len(views) - len(ok))
     log.info(
         "job %d: study %s rev %d classified (%d view(s)), report %s",
         job_id,

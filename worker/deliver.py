@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Delivery, DeliveryState, Report
 from sgc_node.settings import RemoteNode, Settings
+from worker import metrics
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +173,7 @@ def _attempt(
     if outcome.stored:
         log.info("delivered report file %s to %s (status 0x%04X)", path.name, node, outcome.status)
         _finish(sessions, delivery_id, DeliveryState.sent, outcome.status, None, None)
+        metrics.DELIVERY_ATTEMPTS.labels("sent").inc()
         return
     wait = backoff(attempts, settings)
     give_up = created + timedelta(seconds=settings.delivery_give_up)
@@ -179,6 +181,7 @@ def _attempt(
     if next_at > give_up:
         log.error("giving up delivery to %s after %d attempts: %s", node, attempts, outcome.error)
         _finish(sessions, delivery_id, DeliveryState.failed, outcome.status, outcome.error, None)
+        metrics.DELIVERY_ATTEMPTS.labels("failed").inc()
         return
     log.warning(
         "delivery to %s failed (attempt %d): %s; next try in %.0f s",
@@ -188,6 +191,7 @@ def _attempt(
         wait,
     )
     _finish(sessions, delivery_id, DeliveryState.pending, outcome.status, outcome.error, next_at)
+    metrics.DELIVERY_ATTEMPTS.labels("retry").inc()
 
 
 def _finish(

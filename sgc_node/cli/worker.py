@@ -94,8 +94,12 @@ def worker_cmd(
             resolve_device(settings.device)
         except ModelUnavailable as exc:
             raise click.ClickException(str(exc)) from None
+    from sgc_node.metrics import start_metrics_server
     from worker.celery_app import make_celery
 
+    start_metrics_server(
+        settings.metrics_host, settings.metrics_port, settings.resolved_database_url
+    )
     app = make_celery(settings)
     argv = worker_argv(names, pool or default_pool(names), concurrency, settings.log_level)
     app.worker_main(argv=argv)
