@@ -18,7 +18,7 @@ from pynetdicom.events import Event
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from scp import statuses
+from scp import metrics, statuses
 from scp.catalog import ReceivedInstance, record_instance
 from scp.encoding import MalformedDataset, check_encoding
 from scp.storage import Storage, StorageFull, file_meta
@@ -112,6 +112,7 @@ class StoreHandler:
         try:
             status = self._store(event, calling, command_instance)
         except Rejection as rej:
+            metrics.C_STORE.labels(f"0x{rej.status:04X}").inc()
             log.warning(
                 "refused C-STORE of %s from %s: 0x%04X %s",
                 command_instance if is_valid_uid(command_instance) else "<invalid UID>",
@@ -122,7 +123,9 @@ class StoreHandler:
             return rej.as_dataset()
         except Exception:  # a bug must not read as success nor kill the association
             log.exception("C-STORE of %s failed unexpectedly", command_instance)
+            metrics.C_STORE.labels(f"0x{statuses.PROCESSING_FAILURE:04X}").inc()
             return Rejection(statuses.PROCESSING_FAILURE, "internal error").as_dataset()
+        metrics.C_STORE.labels(f"0x{status:04X}").inc()
         return status
 
     def _store(self, event: Event, calling: str, command_instance: str) -> int:
@@ -165,6 +168,8 @@ class StoreHandler:
                 type(exc).__name__,
             )
             raise Rejection(statuses.PROCESSING_FAILURE, "database unavailable") from None
+        metrics.INSTANCES.labels(str(stored.outcome)).inc()
+        metrics.BYTES.inc(stored.size)
         log.info(
             "stored %s study %s from %s: file %s, row %s",
             item.sop_instance_uid,

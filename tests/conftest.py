@@ -73,6 +73,14 @@ def database_url(request, tmp_path: Path) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
 
 
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real (tiny, 16 px) model trained through sgc_core in seconds; cached per session."""
+    from tests.helpers.tiny_model import train_tiny_model
+
+    return train_tiny_model(tmp_path_factory.getbasetemp() / "tiny-model")
+
+
 @pytest.fixture
 def settings_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Clear SGC_* variables and point the data directory at tmp_path."""

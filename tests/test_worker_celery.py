@@ -25,7 +25,7 @@ from tests.conftest import REDIS_URL, free_port, require_binary
 from tests.helpers.mg import write_study
 from tests.helpers.orthanc import orthanc_server
 from tests.helpers.tiny_model import train_tiny_model
-from tests.test_worker_pipeline import check_sr_in_orthanc, ingest_study, tiny_model  # noqa: F401
+from tests.test_worker_pipeline import check_sr_in_orthanc, ingest_study
 from worker.runtime import sessions_for
 
 #: Redis database of the worker tests (the SCP's tests use 11); flushed by these tests only.
@@ -110,7 +110,7 @@ def _settings(env: dict[str, str]) -> Settings:
 def test_study_from_scp_is_classified_by_a_worker_and_lands_in_orthanc(
     tmp_path: Path,
     broker_url: str | None,
-    tiny_model: Path,  # noqa: F811
+    tiny_model: Path,
 ) -> None:
     storescu = require_binary("storescu")
     with orthanc_server(tmp_path / "orthanc") as orthanc:

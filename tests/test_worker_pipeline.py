@@ -18,17 +18,11 @@ from db.models import Delivery, DeliveryState, Instance, Job, JobState, Predicti
 from sgc_node.settings import Settings
 from tests.helpers.mg import MGSpec, write_mg
 from tests.helpers.orthanc import Orthanc, orthanc_server
-from tests.helpers.tiny_model import train_tiny_model
 from worker import classify, sr
 from worker.deliver import deliver_pending
 from worker.runtime import classifier_for, sessions_for
 
 LAYOUT = [("L", "CC"), ("R", "CC"), ("L", "MLO"), ("R", "MLO")]
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train_tiny_model(tmp_path_factory.getbasetemp() / "tiny-model")
 
 
 def make_settings(tmp: Path, database_url: str, model: Path, archive: list[str]) -> Settings:

@@ -182,7 +182,8 @@ def build_mg_dataset(
     center = (max_value + 1 - window_center) if monochrome1 else window_center
     ds.WindowCenter = f"{center:.6g}"
     ds.WindowWidth = f"{window_width:.6g}"
-    ds.VOILUTFunction = "LINEAR"
+    # VOILUTFunction is left out: LINEAR is its default (PS3.3 C.11.2.1.3), and OHIF 3.13.2
+    # stops rendering an image that carries the attribute ("Invalid VOI LUT function").
     ds.WindowCenterWidthExplanation = "breast tissue"
     ds.PixelData = np.ascontiguousarray(stored, dtype="<u2").tobytes()
     return ds

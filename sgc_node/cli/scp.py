@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import click
 
 from sgc_node.cli import Context, pass_ctx
@@ -18,10 +16,11 @@ def scp_cmd(ctx: Context) -> None:
     applies database migrations first, and stops cleanly on Ctrl-C or SIGTERM.
     """
     settings = ctx.settings
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     from db.session import upgrade
+    from sgc_node.logs import configure_logging
+    from sgc_node.metrics import start_metrics_server
+
+    configure_logging(settings.log_level, settings.log_json)
 
     try:
         upgrade(settings.resolved_database_url)
@@ -31,6 +30,9 @@ def scp_cmd(ctx: Context) -> None:
     from scp.server import serve
 
     try:
+        start_metrics_server(
+            settings.metrics_host, settings.metrics_port, settings.resolved_database_url
+        )
         serve(settings)
     except OSError as exc:  # e.g. the port is taken or TLS files cannot be read
         raise click.ClickException(f"cannot start the SCP: {exc}") from None
