@@ -7,6 +7,10 @@ node would otherwise recognise re-sends and skip the write). Printed: wall-clock
 run, the medians and the ratio ours/dcmtk, for one association and for 4 concurrent ones.
 
     .venv/bin/python benchmarks/ingest.py --count 16 --rounds 3
+    .venv/bin/python benchmarks/ingest.py --quick      # 4 images, 2 rounds: a smoke run
+
+The machine's load average (``/proc/loadavg``) is printed before and after each setting,
+because on a shared machine it moves the absolute numbers far more than the ratio.
 """
 
 from __future__ import annotations
@@ -139,13 +143,29 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
 
 
+def load() -> str:
+    """The 1, 5 and 15 minute load averages: how busy the shared machine was."""
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=16, help="images per run")
     parser.add_argument("--size-mb", type=float, default=17.0, help="size of each image")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per setting")
     parser.add_argument("--scratch", type=Path, default=None, help="disk to write to")
+    parser.add_argument(
+        "--senders",
+        type=int,
+        nargs="+",
+        default=[1, 4],
+        help="concurrent associations per setting (default: 1 4)",
+    )
+    parser.add_argument("--quick", action="store_true", help="small run: 4 images, 2 rounds")
     args = parser.parse_args()
+    if args.quick:
+        args.count, args.rounds = min(args.count, 4), min(args.rounds, 2)
     for tool in ("storescu", "storescp", "echoscu"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} not found: install dcmtk")
@@ -156,7 +176,8 @@ def main() -> None:
         total = sum(f.stat().st_size for f in files) / 1e6
         print(f"machine: {machine()}")
         print(f"scratch: {scratch} ({total:.0f} MB in {len(files)} files)")
-        for senders in (1, 4):
+        for senders in args.senders:
+            print(f"load average before: {load()}", flush=True)
             results: dict[str, list[float]] = {"ours": [], "dcmtk": []}
             for r in range(args.rounds):
                 order = ("ours", "dcmtk") if r % 2 == 0 else ("dcmtk", "ours")
@@ -167,7 +188,8 @@ def main() -> None:
             ours, dcmtk = (statistics.median(results[k]) for k in ("ours", "dcmtk"))
             print(
                 f"{senders} association(s): ours {ours:.1f} MB/s, dcmtk storescp {dcmtk:.1f} "
-                f"MB/s, ratio {ours / dcmtk:.2f} (median of {args.rounds})",
+                f"MB/s, ratio {ours / dcmtk:.2f} (median of {args.rounds}; "
+                f"load average after: {load()})",
                 flush=True,
             )
     finally:
