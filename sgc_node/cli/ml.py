@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+FORMAT_CHOICES = ["auto", "generic", "synthetic", "cbis-ddsm", "vindr-mammo", "inbreast"]
+
 
 def _open(data: str, image_size: int, channels: int, class_names: list[str] | None = None):
     """The data set and the preprocessing parameters stored in the card (DICOM files only)."""
@@ -28,13 +30,40 @@ def _open(data: str, image_size: int, channels: int, class_names: list[str] | No
         raise click.ClickException(str(exc)) from None
 
 
+def _mammo_format(fmt: str, data: str) -> str | None:
+    """The mammography layout to use, or None for the generic folder/CSV loaders."""
+    from sgc_core.datasets.formats import detect_format
+
+    if fmt == "auto":
+        return detect_format(data)
+    return None if fmt == "generic" else fmt
+
+
+def _open_mammo(fmt: str, data: str, preprocess, seed: int):
+    from sgc_core.datasets.formats import open_mammography
+
+    try:
+        return open_mammography(fmt, data, preprocess, seed=seed)
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @click.command("train")
 @click.option(
     "--data",
     required=True,
     type=click.Path(exists=True),
-    help="Folder per class, or CSV path,label.",
+    help="Folder per class, CSV path,label, or a mammography data set folder (see --format).",
 )
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMAT_CHOICES),
+    default="auto",
+    show_default=True,
+    help="Data set layout; mammography layouts use their own train/val splits.",
+)
+@click.option("--clahe", is_flag=True, help="CLAHE in preprocessing (mammography layouts).")
 @click.option(
     "--out",
     required=True,
@@ -89,10 +118,24 @@ def train_cmd(**o) -> None:
     if o["steps"] is not None and o["epochs"] is not None:
         raise click.UsageError("give --steps or --epochs, not both")
     torch.manual_seed(o["seed"])
-    ds, preprocess = _open(o["data"], o["image_size"], o["channels"])
+    fmt = _mammo_format(o["fmt"], o["data"])
+    val_ds = None
+    if fmt is None:
+        ds, preprocess = _open(o["data"], o["image_size"], o["channels"])
+        n_train = round(len(ds) * (1 - o["val_fraction"]))
+    else:
+        from sgc_core.preprocess import PreprocessConfig
+
+        config = PreprocessConfig(
+            image_size=o["image_size"], channels=o["channels"], scaling="[0,1]", clahe=o["clahe"]
+        )
+        full = _open_mammo(fmt, o["data"], config, o["seed"])
+        ds, val_ds = full.subset("train"), full.subset("val")
+        if not len(ds) or not len(val_ds):
+            raise click.ClickException(f"{o['data']}: the {fmt} data set has no train or val split")
+        preprocess, n_train = config.to_dict(), len(ds)
     steps = o["steps"] or 1000
     if o["epochs"] is not None:
-        n_train = round(len(ds) * (1 - o["val_fraction"]))
         steps = epochs_to_steps(o["epochs"], n_train, o["batch_size"])
     if o["device"].startswith("cuda") and not torch.cuda.is_available():
         raise click.ClickException(f"--device {o['device']}: CUDA is not available here")
@@ -115,6 +158,7 @@ def train_cmd(**o) -> None:
             cfg,
             ds,
             o["out"],
+            val_dataset=val_ds,
             val_fraction=o["val_fraction"],
             name=o["name"],
             resume=o["resume"],
@@ -122,7 +166,7 @@ def train_cmd(**o) -> None:
             target_sensitivity=o["target_sensitivity"],
             ood_fpr=o["ood_fpr"],
             estimator={"k": o["k"]},
-            data_description=str(o["data"]),
+            data_description=f"{fmt or 'generic'}: {o['data']}",
             preprocess=preprocess,
         )
     except (ValueError, FloatingPointError) as exc:
@@ -144,7 +188,17 @@ def train_cmd(**o) -> None:
     "--data",
     required=True,
     type=click.Path(exists=True),
-    help="Folder per class, or CSV path,label.",
+    help="Folder per class, CSV path,label, or a mammography data set folder (see --format).",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(FORMAT_CHOICES), default="auto", show_default=True
+)
+@click.option(
+    "--split",
+    type=click.Choice(["test", "val", "train"]),
+    default="test",
+    show_default=True,
+    help="Which split of a mammography layout to evaluate on.",
 )
 @click.option(
     "--out",
@@ -164,6 +218,8 @@ def train_cmd(**o) -> None:
 def evaluate_cmd(
     model_path: str,
     data: str,
+    fmt: str,
+    split: str,
     out: str,
     device: str,
     method: str | None,
@@ -180,7 +236,17 @@ def evaluate_cmd(
         clf = load_classifier(model_path, device, estimator=override or None)
     except ModelFileError as exc:
         raise click.ClickException(str(exc)) from None
-    ds, _ = _open(data, int(clf.card["image_size"]), int(clf.card["channels"]), clf.classes)
+    mammo = _mammo_format(fmt, data)
+    if mammo is None:
+        ds, _ = _open(data, int(clf.card["image_size"]), int(clf.card["channels"]), clf.classes)
+    else:
+        from sgc_core.preprocess import PreprocessConfig
+
+        # The card's own preprocessing: evaluation never disagrees with training or serving.
+        config = PreprocessConfig.from_dict(clf.card["preprocess"])
+        ds = _open_mammo(mammo, data, config, seed=0).subset(split)
+        if not len(ds):
+            raise click.ClickException(f"{data}: no images in the {split} split")
     try:
         m = evaluate(clf, ds, out, batch_size=batch_size, progress=True)
     except ValueError as exc:
