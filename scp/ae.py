@@ -34,6 +34,7 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
+from scp.admission import StorageGate
 from scp.handlers import StoreHandler, handle_echo
 from sgc_node.settings import Settings
 
@@ -94,8 +95,16 @@ def build_ae(settings: Settings) -> AE:
 
 
 def handlers(store: StoreHandler) -> list:
-    """The event bindings passed to ``AE.start_server``."""
-    return [(evt.EVT_C_ECHO, handle_echo), (evt.EVT_C_STORE, store)]
+    """The event bindings passed to ``AE.start_server``.
+
+    EVT_REQUESTED runs before negotiation: below the storage watermark it rejects
+    associations that propose storage (see scp/admission.py).
+    """
+    return [
+        (evt.EVT_REQUESTED, StorageGate(store.storage)),
+        (evt.EVT_C_ECHO, handle_echo),
+        (evt.EVT_C_STORE, store),
+    ]
 
 
 def server_ssl_context(settings: Settings) -> ssl.SSLContext | None:
