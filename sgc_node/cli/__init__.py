@@ -60,6 +60,7 @@ SUBCOMMAND_MODULES = (
     "serve",
     "status",
     "send",
+    "classify",
     "viewer",
     "ml",
     "data",
