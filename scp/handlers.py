@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from scp import metrics, statuses
 from scp.catalog import ReceivedInstance, record_instance
 from scp.encoding import MalformedDataset, check_encoding
+from scp.spool import spool_failed
 from scp.storage import Storage, StorageFull, file_meta
 from scp.uids import InvalidUID, is_valid_uid
 
@@ -132,6 +133,8 @@ class StoreHandler:
         cx = event.context
         sop_class, transfer_syntax = str(cx.abstract_syntax), str(cx.transfer_syntax)
         path = event.dataset_path
+        if spool_failed(path):
+            raise Rejection(statuses.OUT_OF_RESOURCES, "no space to receive the dataset")
         try:
             offset = dataset_offset(path)
             header = read_header(path, offset, transfer_syntax)

@@ -19,6 +19,7 @@ from db.session import make_engine, make_session_factory
 from scp.ae import MAMMOGRAPHY_SOP_CLASSES, build_ae, handlers, server_ssl_context
 from scp.dispatch import Dispatcher, make_producer
 from scp.handlers import StoreHandler
+from scp.spool import install as install_spool
 from scp.storage import Storage
 from scp.sweeper import Sweeper
 from sgc_node.settings import Settings
@@ -59,6 +60,7 @@ class SCPServer:
     def start(self) -> SCPServer:
         # Receive C-STORE datasets into a spool file, not into memory (20-60 MB each).
         _config.STORE_RECV_CHUNKED_DATASET = True
+        install_spool()  # a full disk while spooling answers 0xA700, never kills the link
         self.storage.prepare()
         store = StoreHandler(self.storage, self.session_factory, MAMMOGRAPHY_SOP_CLASSES)
         ae = build_ae(self.settings)
