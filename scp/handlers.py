@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from scp import metrics, statuses
 from scp.catalog import ReceivedInstance, record_instance
 from scp.encoding import MalformedDataset, check_encoding
-from scp.spool import spool_failed
+from scp.spool import lookup, spool_failed
 from scp.storage import Storage, StorageFull, file_meta
 from scp.uids import InvalidUID, is_valid_uid
 
@@ -143,10 +143,14 @@ class StoreHandler:
         uids = validate_uids(header, sop_class, command_instance)
         classifiable = sop_class in self.classifiable
         meta = file_meta(sop_class, uids["SOPInstanceUID"], transfer_syntax, calling)
+        study_uid, series_uid = uids["StudyInstanceUID"], uids["SeriesInstanceUID"]
+        spooled = lookup(path)
         try:
-            stored = self.storage.store(
-                path, offset, meta, uids["StudyInstanceUID"], uids["SeriesInstanceUID"]
-            )
+            stored = None
+            if spooled is not None and spooled.offset == offset:
+                stored = self.storage.adopt(spooled, meta, study_uid, series_uid)
+            if stored is None:  # not our spool file, or it cannot be renamed: copy it
+                stored = self.storage.store(path, offset, meta, study_uid, series_uid)
         except StorageFull as exc:
             raise Rejection(statuses.OUT_OF_RESOURCES, exc.strerror or str(exc)) from None
         except InvalidUID as exc:  # defensive: validate_uids already checked the syntax

@@ -20,12 +20,15 @@ import uuid
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydicom.dataset import FileMetaDataset
 from pydicom.filewriter import write_file_meta_info
 
 from scp.uids import require_uid
+
+if TYPE_CHECKING:
+    from scp.spool import SpoolFile
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +75,15 @@ def file_meta(
     meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
     meta.ImplementationVersionName = IMPLEMENTATION_VERSION
     if source_aet:
-        meta.SourceApplicationEntityTitle = source_aet
+        # Padded to the full 16 characters (trailing spaces are not significant, PS3.5 6.2)
+        # so every file meta of an instance has one length whatever the calling AE title:
+        # the spool file reserves exactly that much in front of the dataset (scp/spool.py).
+        meta.SourceApplicationEntityTitle = source_aet.ljust(16)
     return meta
 
 
-def _encode_meta(meta: FileMetaDataset) -> bytes:
+def encode_meta(meta: FileMetaDataset) -> bytes:
+    """Preamble, ``DICM`` and the File Meta group: everything in front of the dataset."""
     buf = BytesIO()
     buf.write(b"\x00" * 128 + b"DICM")
     write_file_meta_info(buf, meta, enforce_standard=True)  # type: ignore[arg-type]
@@ -190,7 +197,7 @@ class Storage:
             new_dirs = _make_dirs(target.parent, self.root)
             digest = hashlib.sha256()
             with open(source, "rb") as src, open(temp, "xb") as dst:
-                dst.write(_encode_meta(meta))
+                dst.write(encode_meta(meta))
                 src.seek(offset)
                 while chunk := src.read(_CHUNK):
                     digest.update(chunk)
@@ -199,27 +206,78 @@ class Storage:
                 if self.fsync:
                     os.fsync(dst.fileno())
             sha = digest.hexdigest()
-            outcome: Outcome = "new"
-            if target.exists():
-                try:
-                    same = dataset_sha256(target) == sha
-                except (OSError, ValueError):
-                    same = False  # unreadable old file: the new complete one replaces it
-                if same:
-                    temp.unlink()
-                    return StoredFile(relpath, size, sha, "unchanged")
-                outcome = "replaced"
-            os.replace(temp, target)
-            if self.fsync:
-                _fsync_dir(target.parent)
-                for created in new_dirs:  # a new directory's entry lives in its parent
-                    _fsync_dir(created.parent)
+            return self._place(temp, relpath, size, sha, new_dirs, fsync_file=None)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 temp.unlink()
             if isinstance(exc, StorageFull):
                 raise
             raise StorageFull(exc.errno or errno.EIO, f"cannot write {relpath}: {exc}") from exc
+
+    def adopt(
+        self, spooled: SpoolFile, meta: FileMetaDataset, study_uid: str, series_uid: str
+    ) -> StoredFile | None:
+        """Rename a complete spool file into place instead of copying it; None if it can't.
+
+        The spool file already holds the dataset after a File Meta of exactly our length
+        (scp/spool.py), already hashed and mostly written back: only the header is rewritten
+        in place, then the file is fsync'd and renamed like :meth:`store` renames its copy.
+        None (nothing touched) when the header would not fit or the spool directory is on
+        another filesystem; the caller then copies with :meth:`store`. pynetdicom unlinks
+        the spool name after the handler, which is harmless once it was renamed.
+        """
+        relpath = instance_relpath(study_uid, series_uid, meta.MediaStorageSOPInstanceUID)
+        header = encode_meta(meta)
+        if len(header) != spooled.offset:
+            return None
+        target = self.root / relpath
+        self.check_room(spooled.size)
+        try:
+            if os.stat(spooled.fd).st_dev != os.stat(self.root).st_dev:
+                return None
+            new_dirs = _make_dirs(target.parent, self.root)
+            if os.pwrite(spooled.fd, header, 0) != len(header):
+                raise OSError(errno.EIO, "short write of the file meta")
+            return self._place(
+                Path(spooled.name), relpath, spooled.size, spooled.sha256(), new_dirs, spooled.fd
+            )
+        except OSError as exc:
+            if isinstance(exc, StorageFull):
+                raise
+            raise StorageFull(exc.errno or errno.EIO, f"cannot write {relpath}: {exc}") from exc
+
+    def _place(
+        self,
+        temp: Path,
+        relpath: str,
+        size: int,
+        sha: str,
+        new_dirs: list[Path],
+        fsync_file: int | None,
+    ) -> StoredFile:
+        """Rename the complete ``temp`` over ``relpath`` unless that holds the same dataset.
+
+        ``fsync_file``: a descriptor of ``temp`` still to be fsync'd (None: already done);
+        an unchanged re-send skips that fsync, since the file is thrown away.
+        """
+        target = self.root / relpath
+        outcome: Outcome = "new"
+        if target.exists():
+            try:
+                same = dataset_sha256(target) == sha
+            except (OSError, ValueError):
+                same = False  # unreadable old file: the new complete one replaces it
+            if same:
+                temp.unlink(missing_ok=True)
+                return StoredFile(relpath, size, sha, "unchanged")
+            outcome = "replaced"
+        if self.fsync and fsync_file is not None:
+            os.fsync(fsync_file)
+        os.replace(temp, target)
+        if self.fsync:
+            _fsync_dir(target.parent)
+            for created in new_dirs:  # a new directory's entry lives in its parent
+                _fsync_dir(created.parent)
         if outcome == "replaced":
             log.info("replaced %s: content differs from the stored copy", relpath)
         return StoredFile(relpath, size, sha, outcome)
