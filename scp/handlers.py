@@ -42,7 +42,10 @@ class Rejection(Exception):
     def as_dataset(self) -> Dataset:
         ds = Dataset()
         ds.Status = self.status
-        ds.ErrorComment = self.comment[:64]  # LO: 64 characters at most
+        # LO: 64 characters of the default repertoire, no backslash (it separates values)
+        ds.ErrorComment = "".join(
+            c if " " <= c <= "~" and c != "\\" else "?" for c in self.comment
+        )[:64]
         if self.offending:
             ds.OffendingElement = self.offending
         return ds
