@@ -1,0 +1,1 @@
+"""The SCP fuzzer's mutations and its kept regression cases (``cases/``)."""
