@@ -6,6 +6,8 @@ node runs as it does in production (`sgc scp` + `sgc worker`, the embedded SQLit
 filesystem broker) while Orthanc is stopped, then answers 0xA700 (its incoming-instance
 filter refuses), then accepts: the deliveries must say so at each step (no status and an
 error while down, 0xA700 while refused) and every study's SR must end up in Orthanc once.
+The outbox sweep is set to an hour, so the deliver task's own retries must carry it (they
+stopped after three before Celery's ``max_retries`` was set on the task).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def test_archive_down_refusing_then_accepting(tmp_path: Path, tiny_model: Path) 
         node = NodeProcesses.create(
             tmp_path / "node", port=free_port(), model=tiny_model, device="cpu",
             archive=orthanc.node, stable_age=1, sweep_interval=0.2, min_free_mb=0,
-            delivery_retry_base=0.5, delivery_retry_max=1.5, resend_after=30,
+            delivery_retry_base=0.5, delivery_retry_max=1.5, resend_after=3600,
         )  # fmt: skip
         sessions = node.sessions()
         try:
@@ -52,11 +54,12 @@ def test_archive_down_refusing_then_accepting(tmp_path: Path, tiny_model: Path) 
             for files in studies:
                 assert storescu(node.port, files).returncode == 0
 
-            def all_failed_once() -> bool:
+            def failed_repeatedly() -> bool:
                 rows = _deliveries(sessions)
-                return len(rows) == 2 and all(d.attempts >= 2 for d in rows)
+                # more attempts than Celery's default max_retries (3) would allow one task
+                return len(rows) == 2 and all(d.attempts >= 5 for d in rows)
 
-            wait_until(all_failed_once, "delivery attempts against a down archive", 180, procs)
+            wait_until(failed_repeatedly, "delivery attempts against a down archive", 180, procs)
             for d in _deliveries(sessions):
                 assert d.state == DeliveryState.pending and d.last_status is None
                 assert "ORTHANC" in (d.last_error or "")

@@ -28,7 +28,11 @@ def _hop(settings) -> float:
     return max(1.0, lease_seconds(settings) / 2.0)
 
 
-@shared_task(bind=True, name=CLASSIFY_TASK, acks_late=True, reject_on_worker_lost=True)
+# max_retries=None on the task: Celery reads retry(max_retries=None) as "the task's default"
+# (3), which ended the hops below after three; the limits that matter are passed explicitly.
+@shared_task(
+    bind=True, name=CLASSIFY_TASK, acks_late=True, reject_on_worker_lost=True, max_retries=None
+)
 def classify_study(self: Task, job_id: int) -> None:
     """Classify one study revision (a Job row) and queue delivery of its SR."""
     from db.models import JobState
@@ -93,7 +97,9 @@ def _retry_wait(attempt: int, settings) -> float:
     return min(CLASSIFY_RETRY_BASE * 2.0**attempt, _hop(settings))
 
 
-@shared_task(bind=True, name=DELIVER_TASK, acks_late=True, reject_on_worker_lost=True)
+@shared_task(
+    bind=True, name=DELIVER_TASK, acks_late=True, reject_on_worker_lost=True, max_retries=None
+)
 def deliver_report(self: Task, report_id: int) -> None:
     """Store one report in every archive it is pending for; come back when one is due again.
 
