@@ -2,4 +2,5 @@
 
 from sgc_node.cli import main
 
-main()
+if __name__ == "__main__":  # not when multiprocessing's spawn re-imports it (scp processes)
+    main()
