@@ -69,7 +69,7 @@ def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> 
     raise RuntimeError("server did not start")
 
 
-def start_ours(workdir: Path, port: int) -> subprocess.Popen:
+def start_ours(workdir: Path, port: int, processes: int = 1) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SGC_")}
     env.update(
         SGC_DATA_DIR=str(workdir / "sgc-data"),
@@ -78,12 +78,13 @@ def start_ours(workdir: Path, port: int) -> subprocess.Popen:
         SGC_FSYNC="true",
         SGC_LOG_LEVEL="WARNING",
         SGC_MAX_ASSOCIATIONS="8",
+        SGC_SCP_PROCESSES=str(processes),
     )
     sgc = Path(sys.executable).with_name("sgc")
     return subprocess.Popen([str(sgc), "scp"], env=env, stderr=subprocess.DEVNULL)
 
 
-def start_dcmtk(workdir: Path, port: int) -> subprocess.Popen:
+def start_dcmtk(workdir: Path, port: int, processes: int = 1) -> subprocess.Popen:
     out = workdir / "storescp-out"
     out.mkdir(parents=True)
     return subprocess.Popen(
@@ -109,12 +110,16 @@ def send(port: int, batches: list[list[Path]]) -> float:
     return elapsed
 
 
-def run_once(kind: str, files: list[Path], senders: int, scratch: Path) -> float:
+def run_once(
+    kind: str, files: list[Path], senders: int, scratch: Path, processes: int = 1
+) -> float:
     workdir = Path(tempfile.mkdtemp(prefix=f"ingest-{kind}-", dir=scratch))
     port = free_port()
-    proc = (start_ours if kind == "ours" else start_dcmtk)(workdir, port)
+    proc = (start_ours if kind == "ours" else start_dcmtk)(workdir, port, processes)
     try:
         wait_listening(port, proc)
+        if processes > 1:  # the receive processes bind a moment after the first answers
+            time.sleep(3.0)
         batches = [files[i::senders] for i in range(senders)]
         seconds = send(port, batches)
         if kind == "ours":
@@ -162,6 +167,12 @@ def main() -> None:
         default=[1, 4],
         help="concurrent associations per setting (default: 1 4)",
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="SGC_SCP_PROCESSES for our SCP (processes sharing the port; default 1)",
+    )
     parser.add_argument("--quick", action="store_true", help="small run: 4 images, 2 rounds")
     args = parser.parse_args()
     if args.quick:
@@ -176,13 +187,14 @@ def main() -> None:
         total = sum(f.stat().st_size for f in files) / 1e6
         print(f"machine: {machine()}")
         print(f"scratch: {scratch} ({total:.0f} MB in {len(files)} files)")
+        print(f"our SCP: SGC_SCP_PROCESSES={args.processes}, fsync on")
         for senders in args.senders:
             print(f"load average before: {load()}", flush=True)
             results: dict[str, list[float]] = {"ours": [], "dcmtk": []}
             for r in range(args.rounds):
                 order = ("ours", "dcmtk") if r % 2 == 0 else ("dcmtk", "ours")
                 for kind in order:
-                    mbps = run_once(kind, files, senders, scratch)
+                    mbps = run_once(kind, files, senders, scratch, args.processes)
                     results[kind].append(mbps)
                     print(f"  {senders} assoc round {r + 1} {kind:5s} {mbps:7.1f} MB/s", flush=True)
             ours, dcmtk = (statistics.median(results[k]) for k in ("ours", "dcmtk"))

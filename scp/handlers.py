@@ -152,6 +152,7 @@ class StoreHandler:
             stored = None
             if spooled is not None and spooled.offset == offset:
                 stored = self.storage.adopt(spooled, meta, study_uid, series_uid)
+            written = "renamed" if stored is not None else "copied"
             if stored is None:  # not our spool file, or it cannot be renamed: copy it
                 stored = self.storage.store(path, offset, meta, study_uid, series_uid)
         except StorageFull as exc:
@@ -181,11 +182,12 @@ class StoreHandler:
         metrics.INSTANCES.labels(str(stored.outcome)).inc()
         metrics.BYTES.inc(stored.size)
         log.info(
-            "stored %s study %s from %s: file %s, row %s",
+            "stored %s study %s from %s: file %s (%s), row %s",
             item.sop_instance_uid,
             item.study_uid,
             calling,
             stored.outcome,
+            written,
             change,
         )
         return statuses.SUCCESS

@@ -7,6 +7,10 @@ the same object until SIGINT/SIGTERM, so what is tested is what runs.
 from __future__ import annotations
 
 import logging
+import math
+import multiprocessing
+import multiprocessing.process
+import os
 import signal
 import tempfile
 import threading
@@ -22,6 +26,7 @@ from scp.handlers import StoreHandler
 from scp.spool import install as install_spool
 from scp.storage import Storage
 from scp.sweeper import Sweeper
+from scp.transport import NodeRequestHandler, reuse_port_server
 from sgc_node.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -30,8 +35,18 @@ log = logging.getLogger(__name__)
 class SCPServer:
     """A running node front end: C-STORE/C-ECHO SCP + settle/outbox sweeper."""
 
-    def __init__(self, settings: Settings, sweeper: bool = True) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sweeper: bool = True,
+        reuse_port: bool = False,
+        clean_start: bool = True,
+    ) -> None:
         self.settings = settings
+        # Other processes serve the same port (see serve()); each takes a share of the limit.
+        self.reuse_port = reuse_port
+        # Remove temporaries left by a crash: only the first process, before the others run.
+        self.clean_start = clean_start
         self.storage = Storage(
             settings.resolved_storage_dir, fsync=settings.fsync, min_free_mb=settings.min_free_mb
         )
@@ -61,15 +76,25 @@ class SCPServer:
         # Receive C-STORE datasets into a spool file, not into memory (20-60 MB each).
         _config.STORE_RECV_CHUNKED_DATASET = True
         install_spool()  # a full disk while spooling answers 0xA700, never kills the link
-        self.storage.prepare()
+        if self.clean_start:
+            self.storage.prepare()
+        else:
+            self.storage.incoming.mkdir(parents=True, exist_ok=True)
         store = StoreHandler(self.storage, self.session_factory, MAMMOGRAPHY_SOP_CLASSES)
         ae = build_ae(self.settings)
-        self.server = ae.start_server(
+        if self.reuse_port:
+            ae.maximum_associations = association_share(self.settings)
+        self.server = ae.make_server(
             (self.settings.host, self.settings.port),
-            block=False,
             evt_handlers=handlers(store),
             ssl_context=server_ssl_context(self.settings),
+            server_class=reuse_port_server(self.reuse_port),
+            request_handler=NodeRequestHandler,
         )
+        ae._servers.append(self.server)  # as start_server does: shutdown() removes it
+        threading.Thread(
+            target=self.server.serve_forever, name="AcceptorServer", daemon=True
+        ).start()
         if self.sweeper is not None:
             self.sweeper.start()
         log.info(
@@ -116,8 +141,21 @@ def use_spool_dir(storage_root: Path) -> Path:
     return spool
 
 
+def association_share(settings: Settings) -> int:
+    """One process's part of ``max_associations`` when ``scp_processes`` share the port."""
+    return max(1, math.ceil(settings.max_associations / settings.scp_processes))
+
+
 def serve(settings: Settings) -> None:
-    """Run the SCP until SIGINT or SIGTERM, then shut down cleanly."""
+    """Run the SCP until SIGINT or SIGTERM, then shut down cleanly.
+
+    With ``scp_processes`` > 1 this process also starts that many minus one receive-only
+    SCP processes on the same port (SO_REUSEPORT: the kernel hands each new connection to
+    one of them), because pynetdicom decodes PDUs in Python and one process's GIL lets only
+    one association receive at a time. They share the database and the storage; this
+    process alone cleans up after a crash (first) and runs the sweeper, so settled studies
+    are dispatched once. A receive process that dies is started again.
+    """
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: object) -> None:
@@ -127,5 +165,50 @@ def serve(settings: Settings) -> None:
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
     use_spool_dir(settings.resolved_storage_dir)
-    with SCPServer(settings):
-        stop.wait()
+    extra = settings.scp_processes - 1
+    with SCPServer(settings, reuse_port=extra > 0):
+        receivers = [_start_receiver(settings) for _ in range(extra)]
+        try:
+            while not stop.wait(1.0):
+                for i, proc in enumerate(receivers):
+                    if not proc.is_alive():
+                        log.error(
+                            "SCP receive process %d exited (%s); starting another",
+                            proc.pid,
+                            proc.exitcode,
+                        )
+                        receivers[i] = _start_receiver(settings)
+        finally:
+            for proc in receivers:
+                proc.terminate()  # SIGTERM: it stops accepting and finishes its associations
+            for proc in receivers:
+                proc.join(60)
+                if proc.is_alive():
+                    proc.kill()
+
+
+def _start_receiver(settings: Settings) -> multiprocessing.process.BaseProcess:
+    # spawn, not fork: this process already runs threads (server, sweeper, metrics).
+    proc = multiprocessing.get_context("spawn").Process(
+        target=_serve_receiver, args=(settings, os.getpid()), name="sgc-scp-receiver", daemon=False
+    )
+    proc.start()
+    return proc
+
+
+def _serve_receiver(settings: Settings, parent: int) -> None:
+    """A receive-only SCP process (see :func:`serve`): no cleanup, no sweeper.
+
+    It stops with its parent, even one killed with SIGKILL: an orphan would keep taking
+    connections on the port beside the node that replaces it.
+    """
+    from sgc_node.logs import configure_logging
+
+    configure_logging(settings.log_level, settings.log_json)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    tempfile.tempdir = str(settings.resolved_storage_dir / ".spool")
+    with SCPServer(settings, sweeper=False, reuse_port=True, clean_start=False):
+        while not stop.wait(1.0) and os.getppid() == parent:
+            pass

@@ -1,0 +1,193 @@
+"""The fast ingest path: the spool file renamed into place, and several SCP processes.
+
+What must hold for the speed-ups to be safe: the renamed file is byte for byte the dataset
+that was sent behind our File Meta (with the calling AE title), its hash is the hash of
+those bytes, re-sends keep their unchanged/replaced semantics, anything that cannot be
+renamed is left untouched for the copying writer, and with several processes on one port
+every instance lands once and every study gets one job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import ExplicitVRLittleEndian
+from pynetdicom.dsutils import create_file_meta
+
+from db.models import Instance, Job
+from scp.handlers import dataset_offset
+from scp.spool import SpoolFile, lookup
+from scp.storage import Storage, dataset_sha256, file_meta
+from tests.conftest import free_port, require_binary
+from tests.helpers.mg import MG_FOR_PRESENTATION, MGSpec, write_mg, write_study
+from tests.helpers.nodeproc import NodeProcesses, count_rows, storescu, wait_until
+from tests.helpers.scpnode import instances, node_settings, running_node
+
+
+def _spool_like_pynetdicom(tmp_path: Path, source: Path, chunk: int) -> SpoolFile:
+    """Write ``source``'s dataset into a SpoolFile exactly as pynetdicom 3.0.4 does."""
+    offset = dataset_offset(source)
+    sent = dcmread(source, stop_before_pixels=True)
+    old = tempfile.tempdir
+    tempfile.tempdir = str(tmp_path)
+    try:
+        spool = SpoolFile(delete=False, mode="wb", suffix=".dcm")
+    finally:
+        tempfile.tempdir = old
+    spool.write(b"\x00" * 128)
+    spool.write(b"DICM")
+    meta = create_file_meta(
+        sop_class_uid=sent.SOPClassUID,
+        sop_instance_uid=sent.SOPInstanceUID,
+        transfer_syntax=ExplicitVRLittleEndian,
+    )
+    write_file_meta_info(spool, meta)  # type: ignore[arg-type]
+    data = source.read_bytes()[offset:]
+    for start in range(0, len(data), chunk):
+        spool.write(data[start : start + chunk])
+        spool.file.flush()
+    return spool
+
+
+def _meta(spec: MGSpec, aet: str = "STORESCU"):
+    return file_meta(MG_FOR_PRESENTATION, spec.sop_instance_uid, ExplicitVRLittleEndian, aet)
+
+
+@pytest.mark.parametrize("chunk", [1, 4093, 1 << 20])
+def test_spool_file_is_renamed_into_place_with_our_meta(tmp_path: Path, chunk: int) -> None:
+    spec = MGSpec(seed=1, rows=128 if chunk == 1 else 512, cols=96 if chunk == 1 else 384)
+    source = write_mg(tmp_path / "sent.dcm", spec)
+    sent_dataset = source.read_bytes()[dataset_offset(source) :]
+    spool = _spool_like_pynetdicom(tmp_path, source, chunk)
+    assert lookup(spool.name) is spool
+    assert spool.offset == dataset_offset(spool.name)
+    assert spool.sha256() == hashlib.sha256(sent_dataset).hexdigest()
+
+    storage = Storage(tmp_path / "store", fsync=True)
+    storage.prepare()
+    stored = storage.adopt(spool, _meta(spec), spec.study_uid, spec.series_uid)
+    assert stored is not None and stored.outcome == "new"
+    target = storage.path_of(stored.relpath)
+    assert not os.path.exists(spool.name), "the spool file was renamed, not copied"
+    assert target.read_bytes()[-len(sent_dataset) :] == sent_dataset
+    assert dataset_sha256(target) == stored.sha256 == spool.sha256()
+    written = dcmread(target)
+    assert written.file_meta.SourceApplicationEntityTitle == "STORESCU"
+    assert written.file_meta.MediaStorageSOPInstanceUID == spec.sop_instance_uid
+    assert written.PixelData == dcmread(source).PixelData
+    spool.close()
+    assert lookup(spool.name) is None
+
+
+def test_adopted_resends_are_unchanged_or_replaced(tmp_path: Path) -> None:
+    storage = Storage(tmp_path / "store", fsync=True)
+    storage.prepare()
+    spec = MGSpec(seed=1)
+    first = _spool_like_pynetdicom(tmp_path, write_mg(tmp_path / "a.dcm", spec), 4096)
+    stored = storage.adopt(first, _meta(spec), spec.study_uid, spec.series_uid)
+    assert stored is not None
+    target = storage.path_of(stored.relpath)
+    inode = target.stat().st_ino
+
+    again = _spool_like_pynetdicom(tmp_path, write_mg(tmp_path / "b.dcm", spec), 4096)
+    same = storage.adopt(again, _meta(spec, "OTHER"), spec.study_uid, spec.series_uid)
+    assert same is not None and same.outcome == "unchanged"
+    assert target.stat().st_ino == inode and not os.path.exists(again.name)
+
+    spec.seed = 2
+    changed = _spool_like_pynetdicom(tmp_path, write_mg(tmp_path / "c.dcm", spec), 4096)
+    replaced = storage.adopt(changed, _meta(spec), spec.study_uid, spec.series_uid)
+    assert replaced is not None and replaced.outcome == "replaced"
+    assert dataset_sha256(target) == changed.sha256() != stored.sha256
+
+
+def test_adopt_leaves_a_spool_file_it_cannot_take(tmp_path: Path) -> None:
+    """A File Meta that would not fit in place: nothing is touched, the caller copies."""
+    storage = Storage(tmp_path / "store", fsync=True)
+    storage.prepare()
+    spec = MGSpec()
+    spool = _spool_like_pynetdicom(tmp_path, write_mg(tmp_path / "a.dcm", spec), 4096)
+    before = Path(spool.name).read_bytes()
+    for_processing = MG_FOR_PRESENTATION + ".1"  # a longer SOP Class UID than was spooled
+    longer = file_meta(for_processing, spec.sop_instance_uid, ExplicitVRLittleEndian, "STORESCU")
+    assert storage.adopt(spool, longer, spec.study_uid, spec.series_uid) is None
+    assert Path(spool.name).read_bytes() == before
+    assert not any(storage.root.rglob("*.dcm"))
+
+
+def test_storescu_instances_are_stored_by_rename(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    files = write_study(tmp_path / "study", n=3)
+    settings = node_settings(tmp_path, f"sqlite:///{tmp_path / 'sgc.db'}")
+    from db.session import upgrade
+
+    upgrade(settings.resolved_database_url)
+    caplog.set_level("INFO", logger="scp.handlers")
+    old = tempfile.tempdir
+    tempfile.tempdir = str(tmp_path / "spool")  # the storage volume, as `sgc scp` does
+    os.mkdir(tempfile.tempdir)
+    try:
+        with running_node(settings, sweeper=False) as node:
+            assert storescu(node.address[1], files).succeeded == files
+            rows = {r.sop_instance_uid: r for r in instances(node)}
+            for path in files:
+                sent = dcmread(path)
+                stored = node.storage.path_of(rows[sent.SOPInstanceUID].path)
+                assert dcmread(stored).PixelData == sent.PixelData
+                assert rows[sent.SOPInstanceUID].sha256 == dataset_sha256(stored)
+    finally:
+        tempfile.tempdir = old
+    stored_lines = [r.getMessage() for r in caplog.records if "stored " in r.getMessage()]
+    assert len(stored_lines) == 3 and all("(renamed)" in m for m in stored_lines)
+    assert os.listdir(tmp_path / "spool") == []
+
+
+def _listeners(port: int) -> set[int]:
+    out = subprocess.run(
+        [require_binary("ss"), "-ltnpH", f"sport = :{port}"], capture_output=True, text=True
+    ).stdout
+    return {int(p.split("=")[1]) for p in out.replace(",", " ").split() if p.startswith("pid=")}
+
+
+def test_several_scp_processes_share_the_port(tmp_path: Path) -> None:
+    require_binary("storescu")
+    node = NodeProcesses.create(
+        tmp_path / "node", port=free_port(), scp_processes=2, stable_age=1.0, sweep_interval=0.2
+    )
+    studies = [write_study(tmp_path / f"s{i}", n=2) for i in range(4)]
+    try:
+        proc = node.start_scp()
+        wait_until(lambda: len(_listeners(node.port)) == 2, "two processes on the port")
+        results: list = [None] * 4
+
+        def send(i: int) -> None:
+            results[i] = storescu(node.port, studies[i])
+
+        senders = [threading.Thread(target=send, args=(i,)) for i in range(4)]
+        for t in senders:
+            t.start()
+        for t in senders:
+            t.join()
+        assert all(r.succeeded == s for r, s in zip(results, studies, strict=True)), node.logs()
+        sessions = node.sessions()
+        assert count_rows(sessions, Instance) == 8
+        wait_until(lambda: count_rows(sessions, Job) >= 4, "a job per study", procs=[proc])
+        # The sweeper runs in one process only: still exactly one job per study later.
+        time.sleep(1.5)
+        assert count_rows(sessions, Job) == 4, node.logs()
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, node.logs()
+        assert _listeners(node.port) == set()
+    finally:
+        node.stop_all()
