@@ -316,6 +316,7 @@ def test_corpus_gets_defined_outcomes(
     predictions = _classify_all(settings)
     for sop, case in stored.items():
         pred = predictions[sop]
+        print(f"{case.name}: {pred.predicted_class or pred.extra.get('error')}")
         if case.reason is None:
             assert pred.predicted_class is not None, f"{case.name}: {pred.extra}"
         else:
