@@ -247,6 +247,7 @@ def write_dataset(
     *,
     normal_fraction: float = 0.0,
     malignant_fraction: float = 0.5,
+    mass_fraction: float = 0.6,
     bits_stored: int = 12,
     splits: tuple[float, float, float] = (0.7, 0.15, 0.15),
     workers: int = 1,
@@ -265,6 +266,7 @@ def write_dataset(
         difficulty=difficulty,
         malignant_fraction=malignant_fraction,
         normal_fraction=normal_fraction,
+        mass_fraction=mass_fraction,
         bits_stored=bits_stored,
         monochrome1_fraction=_monochrome1_fraction(monochrome),
     )

@@ -57,6 +57,14 @@ def _fraction(ctx: click.Context, param: click.Parameter, value: float) -> float
 @click.option(
     "--malignant-fraction", type=float, default=0.5, show_default=True, callback=_fraction
 )
+@click.option(
+    "--mass-fraction",
+    type=float,
+    default=0.6,
+    show_default=True,
+    callback=_fraction,
+    help="Fraction of lesions that are masses (the rest are calcification clusters).",
+)
 @click.option("--bits", type=click.Choice(["12", "14"]), default="12", show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
 def synth_cmd(
@@ -69,6 +77,7 @@ def synth_cmd(
     monochrome1_fraction: float,
     normal_fraction: float,
     malignant_fraction: float,
+    mass_fraction: float,
     bits: str,
     workers: int,
 ) -> None:
@@ -98,6 +107,7 @@ def synth_cmd(
             monochrome=monochrome1_fraction,
             normal_fraction=normal_fraction,
             malignant_fraction=malignant_fraction,
+            mass_fraction=mass_fraction,
             bits_stored=int(bits),
             workers=workers,
             progress=lambda n: progress.advance(task, n),

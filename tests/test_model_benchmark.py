@@ -1,0 +1,28 @@
+"""The model-quality benchmark's data plumbing: nested, stratified training subsets."""
+
+from __future__ import annotations
+
+from benchmarks.model_quality import nested_order, parse_args
+
+
+def test_nested_order_is_a_permutation_with_stratified_prefixes():
+    labels = [1] * 30 + [0] * 70
+    order = nested_order(labels, seed=0)
+    assert sorted(order) == list(range(100))
+    for n in (10, 20, 50):
+        positives = sum(labels[i] for i in order[:n])
+        assert abs(positives - 0.3 * n) <= 1
+
+
+def test_nested_order_is_seeded():
+    labels = [i % 3 == 0 for i in range(60)]
+    labels = [int(v) for v in labels]
+    assert nested_order(labels, 1) == nested_order(labels, 1)
+    assert nested_order(labels, 1) != nested_order(labels, 2)
+
+
+def test_default_flags_give_the_same_budget_to_both_models():
+    args = parse_args([])
+    assert args.models == "cnn,sgc"
+    assert args.ns == "100,300,1000,full"
+    assert args.steps > 0 and args.batch_size > 0
