@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset, write_file_meta_info
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import AE, _config
+from pynetdicom import AE, _config, association
 from sqlalchemy import select
 
 from db.models import Instance
@@ -112,16 +112,22 @@ class FuzzTarget:
         """Send one dataset; return None if every invariant held, else what broke."""
         self.tried += 1
         path = self.tmp / "case.dcm"
-        meta = io.BytesIO()
-        meta.write(b"\x00" * 128 + b"DICM")
-        write_file_meta_info(meta, file_meta(MG_FOR_PRESENTATION, SOP_INSTANCE, ts))
-        path.write_bytes(meta.getvalue() + body)
+        meta = file_meta(MG_FOR_PRESENTATION, SOP_INSTANCE, ts)
+        head = io.BytesIO()
+        head.write(b"\x00" * 128 + b"DICM")
+        write_file_meta_info(head, meta)
+        path.write_bytes(head.getvalue() + body)
         assoc = self.associate()
+        # pynetdicom's SCU finds the dataset by reading elements until one is not group 0002;
+        # a mutated first tag would move that boundary, so tell it where the meta ends.
+        split = association.split_dataset
+        association.split_dataset = lambda _path: (meta, len(head.getvalue()))
         previous, _config.STORE_SEND_CHUNKED_DATASET = _config.STORE_SEND_CHUNKED_DATASET, True
         try:
             rsp = assoc.send_c_store(path)
         finally:
             _config.STORE_SEND_CHUNKED_DATASET = previous
+            association.split_dataset = split
         if rsp is None or "Status" not in rsp:
             self.assoc = None
             return "no C-STORE response: the association was lost"
