@@ -151,8 +151,10 @@ def serve(settings: Settings) -> None:
 
     With ``scp_processes`` > 1 this process also starts that many minus one receive-only
     SCP processes on the same port (SO_REUSEPORT: the kernel hands each new connection to
-    one of them), because pynetdicom decodes PDUs in Python and one process's GIL lets only
-    one association receive at a time. They share the database and the storage; this
+    one of them), because pynetdicom decodes PDUs in Python: in one process concurrent
+    associations contend for one GIL and cost more CPU each (4 associations on 2 cores:
+    ~65 ms of CPU per 17 MB image in one process, ~50 ms in two; docs/benchmarks.md,
+    Ingest). They share the database and the storage; this
     process alone cleans up after a crash (first) and runs the sweeper, so settled studies
     are dispatched once. A receive process that dies is started again.
     """
@@ -166,6 +168,12 @@ def serve(settings: Settings) -> None:
     signal.signal(signal.SIGTERM, _on_signal)
     use_spool_dir(settings.resolved_storage_dir)
     extra = settings.scp_processes - 1
+    if extra and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        log.warning(
+            "SGC_SCP_PROCESSES=%d without PROMETHEUS_MULTIPROC_DIR: /metrics counts only "
+            "this process's C-STOREs (`sgc serve` sets it and sums all processes)",
+            settings.scp_processes,
+        )
     with SCPServer(settings, reuse_port=extra > 0):
         receivers = [_start_receiver(settings) for _ in range(extra)]
         try:

@@ -191,3 +191,16 @@ def test_several_scp_processes_share_the_port(tmp_path: Path) -> None:
         assert _listeners(node.port) == set()
     finally:
         node.stop_all()
+
+
+def test_receive_processes_stop_with_a_killed_parent(tmp_path: Path) -> None:
+    """An orphan would keep taking connections beside the node that replaces it."""
+    node = NodeProcesses.create(tmp_path / "node", port=free_port(), scp_processes=2)
+    try:
+        proc = node.start_scp()
+        wait_until(lambda: len(_listeners(node.port)) == 2, "two processes on the port")
+        os.kill(proc.pid, signal.SIGKILL)  # the parent only, not its process group
+        proc.wait(timeout=10)
+        wait_until(lambda: not _listeners(node.port), "the receive process to stop", 15)
+    finally:
+        node.stop_all()
