@@ -85,6 +85,7 @@ class SpoolFile:
         self.fd = os.open(self.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
         self.error: OSError | None = None
         self.offset: int | None = None
+        self.ours = True  # the header is our File Meta (else only the copying writer may run)
         self.size = 0
         self.closed = False
         self._head = bytearray()
@@ -135,7 +136,7 @@ class SpoolFile:
     @property
     def adoptable(self) -> bool:
         """Complete File Meta of ours, no write error: the storage writer may rename it."""
-        return self.error is None and not self.closed and self.offset is not None
+        return self.error is None and not self.closed and self.offset is not None and self.ours
 
     def _start_dataset(self) -> None:
         """Once pynetdicom's File Meta is complete, write ours instead, then what follows."""
@@ -143,19 +144,28 @@ class SpoolFile:
         if len(head) < 144:
             return
         if head[128:132] != b"DICM" or head[132:136] != b"\x02\x00\x00\x00":
-            raise ValueError("pynetdicom's spool header is not preamble + DICM + group length")
-        end = 144 + int.from_bytes(head[140:144], "little")
+            end = len(head)  # not what pynetdicom writes: pass it through, never adopt it
+            self.ours = False
+        else:
+            end = 144 + int.from_bytes(head[140:144], "little")
         if len(head) < end:
             return
-        theirs = dcmread(BytesIO(bytes(head[:end])), force=True).file_meta
-        ours = encode_meta(
-            file_meta(
-                str(theirs.MediaStorageSOPClassUID),
-                str(theirs.MediaStorageSOPInstanceUID),
-                str(theirs.TransferSyntaxUID),
-                RESERVED_AET,
+        try:
+            if not self.ours:
+                raise ValueError("no File Meta group length")
+            theirs = dcmread(BytesIO(bytes(head[:end])), force=True).file_meta
+            ours = encode_meta(
+                file_meta(
+                    str(theirs.MediaStorageSOPClassUID),
+                    str(theirs.MediaStorageSOPInstanceUID),
+                    str(theirs.TransferSyntaxUID),
+                    RESERVED_AET,
+                )
             )
-        )
+        except Exception as exc:  # odd UIDs from a peer's command set: keep pynetdicom's
+            log.debug("spool %s keeps pynetdicom's File Meta: %s", self.name, exc)
+            ours = bytes(head[:end])
+            self.ours = False
         self._head = bytearray()
         self._write_all(ours)
         self.offset = len(ours)

@@ -10,6 +10,7 @@ every instance lands once and every study gets one job.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import signal
 import subprocess
@@ -123,6 +124,28 @@ def test_adopt_leaves_a_spool_file_it_cannot_take(tmp_path: Path) -> None:
     assert storage.adopt(spool, longer, spec.study_uid, spec.series_uid) is None
     assert Path(spool.name).read_bytes() == before
     assert not any(storage.root.rglob("*.dcm"))
+
+
+def test_a_spool_header_we_cannot_rewrite_is_kept_and_never_adopted(tmp_path: Path) -> None:
+    old = tempfile.tempdir
+    tempfile.tempdir = str(tmp_path)
+    try:
+        spool = SpoolFile(delete=False, mode="wb", suffix=".dcm")
+    finally:
+        tempfile.tempdir = old
+    meta = create_file_meta(
+        sop_class_uid="", sop_instance_uid="1.2.3", transfer_syntax=ExplicitVRLittleEndian
+    )
+    spool.write(b"\x00" * 128 + b"DICM")
+    write_file_meta_info(spool, meta, enforce_standard=False)  # type: ignore[arg-type]
+    spool.write(b"\x08\x00\x16\x00UI\x00\x00")
+    expected = bytearray(b"\x00" * 128 + b"DICM")
+    buf = io.BytesIO()
+    write_file_meta_info(buf, meta, enforce_standard=False)  # type: ignore[arg-type]
+    expected += buf.getvalue() + b"\x08\x00\x16\x00UI\x00\x00"
+    assert Path(spool.name).read_bytes() == bytes(expected)
+    assert lookup(spool.name) is None and spool.error is None
+    spool.close()
 
 
 def test_storescu_instances_are_stored_by_rename(
