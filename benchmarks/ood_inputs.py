@@ -14,6 +14,7 @@ as refused: the node never classifies it as a mammogram.
 
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 
@@ -32,8 +33,9 @@ def _mg_template() -> Dataset:
 
 
 def _with_pixels(template: Dataset, pixels: np.ndarray) -> Dataset:
-    ds = template.copy()
-    ds.file_meta = template.file_meta
+    # A deep copy: Dataset.copy() shares the data elements, so every copy would end up with
+    # the pixels assigned last.
+    ds = copy.deepcopy(template)
     ds.Rows, ds.Columns = pixels.shape
     ds.PixelData = pixels.astype(np.uint16).tobytes()
     return ds
@@ -113,4 +115,24 @@ def time_one_image(clf, path: Path, repeats: int = 5) -> dict:
         "preprocess_s": round(float(np.median(pre)), 4),
         "classify_s": round(float(np.median(cls)), 4),
         "total_s": round(float(np.median(pre) + np.median(cls)), 4),
+    }
+
+
+def full_size_timings(clf, folder: Path) -> dict:
+    """Read + preprocess + classify of one full-field (3328 x 2560) synthetic image, stored
+    uncompressed and as JPEG 2000 lossless: what the node meets from a real modality."""
+    from pydicom.uid import JPEG2000Lossless
+
+    from sgc_core.synth import SynthConfig, generate_study
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ds = generate_study(2024, SynthConfig.for_size("full", difficulty=0.0))[0]
+    raw = folder / "full_uncompressed.dcm"
+    ds.save_as(raw, enforce_file_format=True)
+    ds.compress(JPEG2000Lossless, encoding_plugin="pylibjpeg", generate_instance_uid=False)
+    j2k = folder / "full_jpeg2000.dcm"
+    ds.save_as(j2k, enforce_file_format=True)
+    return {
+        "uncompressed": time_one_image(clf, raw, repeats=3),
+        "jpeg2000_lossless": time_one_image(clf, j2k, repeats=3),
     }

@@ -122,25 +122,57 @@ def main(argv=None) -> int:
 
 
 def evaluate_bundled(model: Path, test_set, out_dir: Path, device: str = "cpu") -> dict:
-    """Test-split metrics + plots, the OOD check and timings, written to ``out_dir``."""
-    import numpy as np
+    """Test-split metrics + plots, the OOD check and timings, written to ``out_dir``.
 
-    from benchmarks.ood_inputs import non_mammography_inputs, ood_rate, time_one_image
-    from sgc_core.evaluation import evaluate
+    Besides the card's metrics, the test AUC is split by what the negative breast holds
+    (no lesion vs a benign mass), because the two are very different tasks at 64 px."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from benchmarks.ood_inputs import (
+        full_size_timings,
+        non_mammography_inputs,
+        ood_rate,
+        time_one_image,
+    )
+    from sgc_core.evaluation import compute_metrics, plot_reliability, plot_roc, score_dataset
     from sgc_core.inference import load_classifier
 
     clf = load_classifier(model, device)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    metrics = evaluate(clf, test_set, out_dir)
+    res = score_dataset(clf, test_set, batch_size=32)
     seconds = time.perf_counter() - t0
+    probs_t = clf.posterior(res["scores"])
+    probs, labels = probs_t.numpy(), res["labels"].numpy()
+    predicted = np.array([clf.classes.index(c) for c in clf.decide(probs_t)])
+    metrics = compute_metrics(probs, labels, predicted, clf.classes, clf.card["positive_class"])
+    pos = clf.classes.index(clf.card["positive_class"])
+    bpd = clf.ood_scores(res["loglik"]).numpy()
+    metrics["ood_flagged_fraction"] = float(np.mean(bpd > clf.card["ood"]["threshold"]))
+    metrics["method"] = clf.estimator.label()
+    metrics["model"] = {k: clf.card.get(k) for k in ("name", "version", "sha256")}
+    findings = np.array([test_set.metadata(i)["finding"] for i in range(len(test_set))])
+    malignant = findings == "malignant"
+    for negative in ("normal", "benign"):
+        keep = malignant | (findings == negative)
+        if (findings == negative).any() and malignant.any():
+            metrics[f"auc_malignant_vs_{negative}"] = float(
+                roc_auc_score(malignant[keep], probs[keep, pos])
+            )
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    plot_roc(probs[:, pos], labels == pos, out_dir / "roc.png", f"{clf.card['name']}: test split")
+    plot_reliability(probs, labels, out_dir / "reliability.png")
     ood = {name: ood_rate(clf, items) for name, items in non_mammography_inputs(clf.card).items()}
     flagged = sum(r["flagged"] for r in ood.values())
     total = sum(r["n"] for r in ood.values())
-    timing = time_one_image(clf, test_set.items[0].path)
+    timing = {"small_uncompressed": time_one_image(clf, test_set.items[0].path)}
+    timing.update(full_size_timings(clf, ROOT / "data" / "timing"))
     summary = {
         "test_images": metrics["n"],
         "auc": metrics["auc"],
+        "auc_malignant_vs_normal": metrics.get("auc_malignant_vs_normal"),
+        "auc_malignant_vs_benign": metrics.get("auc_malignant_vs_benign"),
         "balanced_accuracy": metrics["balanced_accuracy"],
         "sensitivity": metrics["sensitivity"],
         "specificity": metrics["specificity"],
@@ -149,20 +181,16 @@ def evaluate_bundled(model: Path, test_set, out_dir: Path, device: str = "cpu") 
         "ood_flagged_on_non_mammography": flagged / total,
         "ood_per_kind": ood,
         "seconds_per_image": timing,
-        "evaluation_seconds": round(seconds, 1),
+        "test_scoring_seconds": round(seconds, 1),
         "goals": {
             "auc>=0.90": bool(metrics["auc"] is not None and metrics["auc"] >= 0.90),
             "ece<=0.05": bool(metrics["ece"] <= 0.05),
             "ood>=0.99 on non-mammography": bool(flagged / total >= 0.99),
-            "ood<=0.05 on mammograms": bool(
-                metrics["ood_flagged_fraction"] is not None
-                and metrics["ood_flagged_fraction"] <= 0.05
-            ),
+            "ood<=0.05 on mammograms": bool(metrics["ood_flagged_fraction"] <= 0.05),
         },
     }
     report = {"model": metrics["model"], "summary": summary, "test_metrics": metrics}
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=_json) + "\n")
-    del np
     return report
 
 

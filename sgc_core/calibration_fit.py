@@ -2,8 +2,8 @@
 
 Kept apart from ``calibration`` (pure functions) because it runs the estimator over a data set.
 Fills ``calibration.temperature``, ``operating_point`` (threshold on P(positive) giving the
-target sensitivity on validation), ``ood`` (bits/dim threshold at the stated false-positive
-rate on in-distribution validation images) and ``metrics`` (validation metrics at those).
+target sensitivity on validation), ``ood`` (bits/dim thresholds above and below, together
+flagging the stated false-positive rate of in-distribution validation images) and ``metrics`` (validation metrics at those).
 """
 
 from __future__ import annotations
@@ -50,9 +50,13 @@ def calibrate_card(
     except ValueError as exc:
         card["operating_point"] = {"threshold": 0.5, "target_sensitivity": None, "note": str(exc)}
     ood = clf.ood_scores(res["loglik"]).numpy()
+    # Two-sided (typicality): 4/5 of the false-positive budget above, 1/5 below, because
+    # blank and over-smooth images score *lower* bits/dim than real mammograms.
+    fpr_low = ood_fpr / 5
     card["ood"] = {
         "score": "bits_per_dim",
-        "threshold": ood_threshold(ood, ood_fpr),
+        "threshold": ood_threshold(ood, ood_fpr - fpr_low),
+        "threshold_low": -ood_threshold(-ood, fpr_low),
         "fpr": ood_fpr,
     }
     clf.card = card

@@ -152,7 +152,9 @@ def evaluate(
     metrics = compute_metrics(probs, labels, predicted, clf.classes, clf.card.get("positive_class"))
     ood = clf.ood_scores(res["loglik"]).numpy()
     thr = (clf.card.get("ood") or {}).get("threshold")
-    metrics["ood_flagged_fraction"] = float((ood > thr).mean()) if thr is not None else None
+    metrics["ood_flagged_fraction"] = (
+        float(clf.ood_flags(torch.from_numpy(ood)).double().mean()) if thr is not None else None
+    )
     metrics["mean_bits_per_dim"] = float(np.mean(ood))
     metrics["method"] = clf.estimator.label()
     metrics["model"] = {

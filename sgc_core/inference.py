@@ -12,7 +12,6 @@ batch, so an image gets the same answer whatever batch it arrives in.
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -212,6 +211,20 @@ class Classifier:
         d = int(self.card["channels"]) * int(self.card["image_size"]) ** 2
         return bits_per_dim(log_px, d, self.levels)
 
+    def ood_flags(self, bpd: torch.Tensor) -> torch.Tensor:
+        """True where an image is out of distribution: bits/dim above the card's ``threshold``
+        (or NaN), or below its ``threshold_low`` when the card has one. The lower side is a
+        typicality test (Nalisnick et al. 2019): likelihood models give blank or very smooth
+        images a *higher* density than the data they were trained on."""
+        ood_cfg = self.card.get("ood") or {}
+        bpd = torch.as_tensor(bpd, dtype=torch.float64)
+        flags = torch.zeros(bpd.shape, dtype=torch.bool)
+        if ood_cfg.get("threshold") is not None:
+            flags |= torch.isnan(bpd) | (bpd > float(ood_cfg["threshold"]))
+        if ood_cfg.get("threshold_low") is not None:
+            flags |= bpd < float(ood_cfg["threshold_low"])
+        return flags
+
     def decide(self, probs: torch.Tensor) -> list[str]:
         """Positive class if P(positive) >= the operating threshold, else the likeliest other."""
         pos_name = self.card.get("positive_class")
@@ -245,8 +258,7 @@ class Classifier:
             scores, loglik = self.estimate(x[s : s + chunk])
             probs = self.posterior(scores)
             bpd = self.ood_scores(loglik)
-            ood_cfg = self.card.get("ood") or {}
-            ood_thr = ood_cfg.get("threshold")
+            flags = self.ood_flags(bpd)
             for i, name in enumerate(self.decide(probs)):
                 score = float(bpd[i])
                 results.append(
@@ -257,9 +269,7 @@ class Classifier:
                             c: float(loglik[i, j]) for j, c in enumerate(self.classes)
                         },
                         bits_per_dim=score,
-                        ood=bool(
-                            ood_thr is not None and (math.isnan(score) or score > float(ood_thr))
-                        ),
+                        ood=bool(flags[i]),
                         ood_score=score,
                         method=self.estimator.label(),
                     )
