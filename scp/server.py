@@ -128,7 +128,8 @@ def use_spool_dir(storage_root: Path) -> Path:
     """Spool incoming datasets on the storage volume instead of the system temp dir.
 
     pynetdicom writes each received dataset to a NamedTemporaryFile in the process's temp
-    directory; on containers that is often a small tmpfs in RAM. The SCP process (and only
+    directory; on containers that is often a small tmpfs in RAM, and a spool file on the
+    storage volume can be renamed into place instead of copied. The SCP process (and only
     it: this sets the process-wide default) points it at ``<storage>/.spool``, emptied on
     start because files left there belong to associations that died with the last process.
     """

@@ -1,11 +1,16 @@
 """The durable writer: received bytes become ``storage/<study>/<series>/<sop>.dcm``.
 
 Why each step: the C-STORE acknowledgement promises the sender it may delete its copy, so a
-file must survive a crash the instant 0x0000 leaves. The encoded dataset is copied as
-received (no decode/re-encode: faster, bit-preserving) behind our own File Meta Information
-into a temporary file on the same volume, fsync'd, renamed atomically over the final name, and the directory is fsync'd so the rename itself is durable. Readers therefore see
-either the old complete file or the new complete file, never a partial one. A re-sent
+file must survive a crash the instant 0x0000 leaves. The encoded dataset is kept as
+received (no decode/re-encode: faster, bit-preserving) behind our own File Meta
+Information in a temporary file on the same volume, fsync'd, renamed atomically over the
+final name, and the directory is fsync'd so the rename itself is durable. Readers therefore
+see either the old complete file or the new complete file, never a partial one. A re-sent
 instance with identical content leaves the stored file untouched; a changed one replaces it.
+
+The temporary file is normally pynetdicom's spool file itself (:meth:`Storage.adopt`, see
+scp/spool.py: our File Meta already in place, hashed while received); :meth:`Storage.store`
+copies any other file behind our File Meta first.
 """
 
 from __future__ import annotations
