@@ -51,8 +51,17 @@ def _decode(message: dict) -> tuple[str, list]:
     return message["headers"]["task"], args
 
 
-def _queue_messages(folder: Path) -> list[tuple[str, list]]:
-    return [_decode(json.loads(p.read_text())) for p in sorted(folder.glob("*.msg"))]
+def _queue_messages(folder: Path, timeout: float = 5.0) -> list[tuple[str, list]]:
+    """The task messages in the filesystem queue; kombu writes a .msg file in place (not
+    atomically), so a file caught mid-write is read again until it parses."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return [_decode(json.loads(p.read_text())) for p in sorted(folder.glob("*.msg"))]
+        except json.JSONDecodeError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def test_settled_study_gets_exactly_one_job_per_revision(tmp_path: Path, database_url: str) -> None:
