@@ -43,5 +43,6 @@ def configure_logging(level: str = "INFO", json_lines: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # pynetdicom logs every PDU at DEBUG/INFO; keep its association chatter at WARNING.
-    logging.getLogger("pynetdicom").setLevel(max(logging.getLevelName(level), logging.WARNING))
+    # pynetdicom logs every PDU and highdicom every copied module at INFO: keep them at WARNING.
+    for noisy in ("pynetdicom", "highdicom"):
+        logging.getLogger(noisy).setLevel(max(logging.getLevelName(level), logging.WARNING))
