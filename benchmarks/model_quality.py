@@ -1,6 +1,6 @@
 """Model quality: the score-based classifier (SGC) vs a discriminative CNN, as training data grow.
 
-    python benchmarks/model_quality.py                      # default: ~25 min on a 2-core CPU
+    python benchmarks/model_quality.py                      # default: 42 min measured here (2 shared cores)
     python benchmarks/model_quality.py --ns 100,300,1000,full --steps 4000 --image-size 128
 
 The fixed synthetic benchmark: ``--studies`` patients written by ``sgc_core.synth`` (seeded;
