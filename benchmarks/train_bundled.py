@@ -43,7 +43,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--synth-seed", type=int, default=1)
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--width", type=int, default=16)
-    p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--k", type=int, default=16)
