@@ -7,7 +7,6 @@ the same object until SIGINT/SIGTERM, so what is tested is what runs.
 from __future__ import annotations
 
 import logging
-import math
 import multiprocessing
 import multiprocessing.process
 import os
@@ -143,8 +142,14 @@ def use_spool_dir(storage_root: Path) -> Path:
 
 
 def association_share(settings: Settings) -> int:
-    """One process's part of ``max_associations`` when ``scp_processes`` share the port."""
-    return max(1, math.ceil(settings.max_associations / settings.scp_processes))
+    """The association limit of one process when ``scp_processes`` share the port.
+
+    Each process takes the full ``max_associations``: the kernel hands connections to
+    SO_REUSEPORT sockets by a hash of the addresses, not by load, so a per-process share
+    (max / processes) refused senders while the node as a whole had room (seen with
+    4 senders on 4 processes). The node-wide bound is therefore processes x max.
+    """
+    return settings.max_associations
 
 
 def serve(settings: Settings) -> None:

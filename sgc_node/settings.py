@@ -100,15 +100,15 @@ class Settings(BaseSettings):
         description="Also accept non-mammography storage SOP classes (stored, not classified).",
     )
     max_associations: int = Field(
-        16, ge=1, le=1000, description="Most concurrent associations the SCP serves."
+        16, ge=1, le=1000, description="Most concurrent associations an SCP process serves."
     )
     scp_processes: int = Field(
         1,
         ge=1,
         le=64,
         description="SCP processes sharing the port (SO_REUSEPORT, Linux): more than one "
-        "lets concurrent associations use several cores; each process then takes "
-        "MAX_ASSOCIATIONS / SCP_PROCESSES (rounded up) associations.",
+        "lets concurrent associations use several cores; each process then accepts up to "
+        "MAX_ASSOCIATIONS associations.",
     )
     fsync: bool = Field(
         True, description="fsync every received file before acknowledging (durability)."
