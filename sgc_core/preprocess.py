@@ -155,7 +155,21 @@ def preprocess_file(path: str | Path, config: PreprocessConfig) -> Preprocessed:
 
 
 def preprocess_dataset(ds: Dataset, config: PreprocessConfig) -> Preprocessed:
-    """The whole pipeline for one image (see the module docstring for the order)."""
+    """The whole pipeline for one image (see the module docstring for the order).
+
+    Malformed attribute values (e.g. a multi-valued Rows from a broken sender) end as a
+    PreprocessError naming the cause, like every other image the model cannot take: the
+    image is then recorded as not classified instead of crashing the job.
+    """
+    try:
+        return _preprocess_dataset(ds, config)
+    except PreprocessError:
+        raise
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError) as exc:
+        raise PreprocessError(f"malformed image attributes: {type(exc).__name__}: {exc}") from exc
+
+
+def _preprocess_dataset(ds: Dataset, config: PreprocessConfig) -> Preprocessed:
     modality = str(ds.get("Modality", "") or "").upper() or None
     if modality not in MAMMOGRAPHY_MODALITIES and config.modality_policy == "refuse":
         raise PreprocessError(

@@ -69,7 +69,8 @@ def test_sigkill_mid_study_loses_nothing_acknowledged(tmp_path: Path) -> None:
         node.kill("scp1")
         sender.join(120)
         acked = [p for run in result for p in run.succeeded]
-        assert KILL_AFTER <= len(acked) < N_INSTANCES
+        # A row may be committed with its status still unsent: at most one per association.
+        assert KILL_AFTER - N_ASSOCIATIONS <= len(acked) < N_INSTANCES
         assert any(run.returncode != 0 for run in result), "storescu did not see the crash"
         leftovers = list(spool.iterdir()) + list((node.storage / ".incoming").iterdir())
         assert leftovers, "nothing was in flight at the kill"
