@@ -23,6 +23,7 @@ from db.session import upgrade
 from sgc_node.settings import Settings
 from tests.conftest import REDIS_URL, free_port, require_binary
 from tests.helpers.mg import write_study
+from tests.helpers.nodeproc import stop_process_groups
 from tests.helpers.orthanc import orthanc_server
 from tests.helpers.tiny_model import train_tiny_model
 from tests.test_worker_pipeline import check_sr_in_orthanc, ingest_study
@@ -86,15 +87,7 @@ class Node:
         return proc
 
     def stop_all(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+        stop_process_groups(self.procs)
 
     def logs(self) -> str:
         return "\n".join(

@@ -109,15 +109,7 @@ class NodeProcesses:
         proc.wait(timeout=30)
 
     def stop_all(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_process_groups(self.procs.values())
 
     def logs(self) -> str:
         return "\n".join(
@@ -179,3 +171,17 @@ def parse_storescu(returncode: int, output: str) -> StorescuRun:
             responses[current] = m.group(1)
             current = None
     return StorescuRun(returncode, responses, output)
+
+
+def stop_process_groups(procs) -> None:
+    """SIGTERM each child's process group, then SIGKILL what is still there after 20 s."""
+    procs = list(procs)
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
