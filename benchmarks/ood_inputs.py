@@ -78,19 +78,29 @@ def ood_rate(clf, datasets: list) -> dict:
     from sgc_core.preprocess import PreprocessError, preprocess_dataset
 
     config = preprocess_for(clf.card)
-    refused, tensors = 0, []
+    refused, tensors, input_ood = 0, [], []
     for ds in datasets:
         try:
-            tensors.append(preprocess_dataset(ds, config).tensor)
+            pre = preprocess_dataset(ds, config)
         except PreprocessError:
             refused += 1
+            continue
+        tensors.append(pre.tensor)
+        input_ood.append(pre.ood_reasons)
     flagged = refused
-    scores = []
+    scores, by_input = [], 0
     if tensors:
-        results = clf.classify(torch.stack(tensors))
+        results = clf.classify(torch.stack(tensors), input_ood)
         flagged += sum(r.ood for r in results)
         scores = [round(r.ood_score, 4) for r in results]
-    return {"n": len(datasets), "flagged": flagged, "refused": refused, "bits_per_dim": scores}
+        by_input = sum(1 for reasons in input_ood if reasons)
+    return {
+        "n": len(datasets),
+        "flagged": flagged,
+        "refused": refused,
+        "flagged_by_input_checks": by_input,
+        "bits_per_dim": scores,
+    }
 
 
 def time_one_image(clf, path: Path, repeats: int = 5) -> dict:

@@ -13,6 +13,7 @@ batch, so an image gets the same answer whatever batch it arrives in.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,7 @@ class ClassResult:
     ood: bool
     ood_score: float
     method: str
+    ood_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -243,9 +245,25 @@ class Classifier:
                 out.append(self.classes[int(others.argmax())])
         return out
 
+    def ood_reason(self, bpd: float) -> str | None:
+        """The bits/dim rule that flagged an image, in words (None if it was not flagged)."""
+        ood_cfg = self.card.get("ood") or {}
+        high, low = ood_cfg.get("threshold"), ood_cfg.get("threshold_low")
+        if high is not None and (bpd != bpd or bpd > float(high)):
+            return f"{bpd:.3f} bits/dim is above the model's threshold {float(high):.3f}"
+        if low is not None and bpd < float(low):
+            return f"{bpd:.3f} bits/dim is below the model's lower threshold {float(low):.3f}"
+        return None
+
     @torch.no_grad()
-    def classify(self, x: torch.Tensor) -> list[ClassResult]:
+    def classify(
+        self, x: torch.Tensor, input_ood: Sequence[Sequence[str]] | None = None
+    ) -> list[ClassResult]:
+        """Classify a batch; ``input_ood`` gives, per image, the reasons the input checks found
+        (``Preprocessed.ood_reasons``): an image with any is flagged whatever its bits/dim."""
         x = self.validate(x)
+        if input_ood is not None and len(input_ood) != x.shape[0]:
+            raise ValueError(f"input_ood has {len(input_ood)} entries for {x.shape[0]} images")
         results: list[ClassResult] = []
         chunk = max(
             1,
@@ -258,9 +276,12 @@ class Classifier:
             scores, loglik = self.estimate(x[s : s + chunk])
             probs = self.posterior(scores)
             bpd = self.ood_scores(loglik)
-            flags = self.ood_flags(bpd)
             for i, name in enumerate(self.decide(probs)):
                 score = float(bpd[i])
+                reasons = list(input_ood[s + i]) if input_ood is not None else []
+                by_density = self.ood_reason(score)
+                if by_density is not None:
+                    reasons.append(by_density)
                 results.append(
                     ClassResult(
                         predicted_class=name,
@@ -269,9 +290,10 @@ class Classifier:
                             c: float(loglik[i, j]) for j, c in enumerate(self.classes)
                         },
                         bits_per_dim=score,
-                        ood=bool(flags[i]),
+                        ood=bool(reasons),
                         ood_score=score,
                         method=self.estimator.label(),
+                        ood_reason="; ".join(reasons) or None,
                     )
                 )
         return results

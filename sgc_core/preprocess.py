@@ -27,7 +27,8 @@ import pydicom
 import torch
 from pydicom.dataset import Dataset
 
-MAMMOGRAPHY_MODALITIES = frozenset({"MG"})
+from sgc_core.input_checks import MAMMOGRAPHY_MODALITIES, input_ood_reasons
+
 SUPPORTED_PHOTOMETRIC = frozenset({"MONOCHROME1", "MONOCHROME2"})
 # ViewCodeSequence codes (SNOMED-RT ids used by DICOM CID 4014) for the views we name.
 _VIEW_CODES = {
@@ -133,6 +134,8 @@ class Preprocessed:
 
     bbox: the breast's box in ORIGINAL pixel coordinates (row0, col0, row1, col1), half-open,
         before any flip, for the SR's region of interest.
+    ood_reasons: why the input is not a mammogram, in words (``sgc_core.input_checks``);
+        empty for a plausible mammogram. The classifier flags any image that has one.
     """
 
     tensor: torch.Tensor
@@ -143,6 +146,7 @@ class Preprocessed:
     modality: str | None
     photometric: str
     breast_found: bool
+    ood_reasons: tuple[str, ...] = ()
 
 
 def preprocess_file(path: str | Path, config: PreprocessConfig) -> Preprocessed:
@@ -182,6 +186,7 @@ def _preprocess_dataset(ds: Dataset, config: PreprocessConfig) -> Preprocessed:
 
     mask = breast_mask(image, config.crop_threshold)
     breast_found = bool(mask is not None)
+    ood_reasons = input_ood_reasons(image, mask, modality)
     rows, cols = image.shape
     if config.crop and mask is not None:
         r0, c0, r1, c1 = _bbox(mask)
@@ -222,6 +227,7 @@ def _preprocess_dataset(ds: Dataset, config: PreprocessConfig) -> Preprocessed:
         modality=modality,
         photometric=str(ds.PhotometricInterpretation),
         breast_found=breast_found,
+        ood_reasons=ood_reasons,
     )
 
 

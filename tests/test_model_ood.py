@@ -35,3 +35,11 @@ def test_one_sided_card_still_works():
 def test_no_threshold_flags_nothing():
     clf = _classifier({})
     assert clf.ood_flags(torch.tensor([0.0, 100.0])).tolist() == [False, False]
+
+
+def test_reason_names_the_rule_that_fired():
+    clf = _classifier({"threshold": 6.0, "threshold_low": 5.0})
+    assert "above" in clf.ood_reason(6.5)
+    assert "below" in clf.ood_reason(4.5)
+    assert "above" in clf.ood_reason(math.nan)
+    assert clf.ood_reason(5.5) is None

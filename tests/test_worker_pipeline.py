@@ -251,6 +251,35 @@ def test_partially_classifiable_study_is_reported_partial(tmp_path: Path, tiny_m
     assert doc.CompletionFlag == "PARTIAL"
 
 
+def test_flat_image_is_flagged_with_its_reason(tmp_path: Path, tiny_model: Path) -> None:
+    """A blank MG frame (a detector test shot sent by mistake) is classified but flagged
+    out of distribution by the input checks, with the reason on record and in the SR."""
+    import numpy as np
+
+    settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", tiny_model, [])
+    from db.session import upgrade
+
+    upgrade(settings.resolved_database_url)
+    flat = tmp_path / "flat.dcm"
+    ds = pydicom.dcmread(write_mg(tmp_path / "src.dcm", MGSpec(laterality="R")))
+    ds.PixelData = np.full((ds.Rows, ds.Columns), 1500, np.uint16).tobytes()
+    ds.save_as(flat)
+    job_id = ingest_study(settings, n=2, extra_files=[flat])
+    result = run_job(settings, job_id)
+    assert result is not None and result.report_id is not None
+    with sessions_for(settings)() as session:
+        preds = session.scalars(select(Prediction).where(Prediction.job_id == job_id)).all()
+        by_uid = {session.get(Instance, p.instance_id).sop_instance_uid: p for p in preds}
+        flagged = by_uid[ds.SOPInstanceUID]
+        assert flagged.ood and "no tissue structure" in flagged.extra["ood_reason"]
+        assert flagged.predicted_class in ("benign", "malignant")
+        report = session.get(Report, result.report_id)
+    doc = pydicom.dcmread(settings.resolved_storage_dir / report.path)
+    assert doc.CompletionFlag == "COMPLETE"
+    text = str(doc)
+    assert "Input outside model training distribution" in text
+
+
 def test_archive_down_then_up_and_refusing_then_accepting(
     tmp_path: Path, database_url: str, tiny_model: Path
 ) -> None:

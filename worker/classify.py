@@ -164,6 +164,7 @@ class _View:
     laterality: str = ""
     view: str = ""
     error: str | None = None
+    ood_reasons: tuple[str, ...] = ()
 
 
 def run(
@@ -208,7 +209,7 @@ def run(
         import torch
 
         batch = torch.stack([v.tensor for v in ok])
-        results = classifier.classify(batch)
+        results = classifier.classify(batch, [v.ood_reasons for v in ok])
         if len(results) != len(ok):
             raise RuntimeError(f"classifier returned {len(results)} results for {len(ok)} images")
 
@@ -359,6 +360,7 @@ def _prepare(instance: Instance, path: Path, config) -> _View:
         bbox=pre.bbox,
         laterality=(pre.laterality or _lat(ds) or "").upper()[:1],
         view=pre.view or "",
+        ood_reasons=pre.ood_reasons,
     )
 
 
@@ -415,6 +417,7 @@ def _prediction(
         method=result.method,
         positive_class=algorithm.positive_class,
         operating_point=algorithm.operating_point,
+        ood_reason=result.ood_reason,
         finding="malignant"
         if result.probabilities[algorithm.positive_class] >= algorithm.operating_point
         else "benign",

@@ -47,7 +47,9 @@ def classify_files(classifier: Classifier, paths: list[Path], batch: int = 8) ->
     results: dict[Path, Any] = {}
     for start in range(0, len(ok), batch):
         chunk = ok[start : start + batch]
-        out = classifier.classify(torch.stack([v.tensor for _, v in chunk]))
+        out = classifier.classify(
+            torch.stack([v.tensor for _, v in chunk]), [v.ood_reasons for _, v in chunk]
+        )
         results.update({p: r for (p, _), r in zip(chunk, out, strict=True)})
     return [
         FileResult(

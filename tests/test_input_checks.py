@@ -1,0 +1,88 @@
+"""The model-independent input checks (sgc_core.input_checks): what every mammogram has.
+
+They close the hole a likelihood model leaves open: a flat image can score inside the
+mammograms' bits/dim band, so it must be flagged by what it lacks, not by its density."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from pydicom.data import get_testdata_file
+
+from sgc_core.inference import load_classifier
+from sgc_core.input_checks import input_ood_reasons
+from sgc_core.preprocess import PreprocessConfig, preprocess_dataset, preprocess_file
+from sgc_core.synth import SynthConfig, generate_study
+
+CFG = PreprocessConfig(image_size=32, scaling="[0,1]")
+
+
+@pytest.fixture(scope="module")
+def study():
+    return generate_study(77, SynthConfig(difficulty=0.3))
+
+
+def _with_pixels(ds, pixels: np.ndarray):
+    out = copy.deepcopy(ds)
+    out.Rows, out.Columns = pixels.shape
+    out.PixelData = pixels.astype(np.uint16).tobytes()
+    return out
+
+
+def test_synthetic_mammograms_pass(study):
+    for ds in study:
+        assert preprocess_dataset(ds, CFG).ood_reasons == ()
+
+
+@pytest.mark.parametrize("fraction", [0.25, 0.5, 1.0])
+def test_constant_image_is_flagged_whatever_its_value(study, fraction):
+    """Below the window a constant image is black (no breast); inside or above it, it is a
+    breast-sized bright region without structure. Either way it is named."""
+    ds = study[0]
+    value = int((2 ** int(ds.BitsStored) - 1) * fraction)
+    out = preprocess_dataset(_with_pixels(ds, np.full((ds.Rows, ds.Columns), value)), CFG)
+    assert len(out.ood_reasons) == 1, out.ood_reasons
+    assert out.ood_reasons[0].startswith(("no tissue structure", "no breast found"))
+    if fraction >= 0.5:
+        assert out.ood_reasons[0].startswith("no tissue structure")
+
+
+def test_black_image_has_no_breast(study):
+    ds = study[0]
+    out = preprocess_dataset(_with_pixels(ds, np.zeros((ds.Rows, ds.Columns))), CFG)
+    assert not out.breast_found
+    assert any("no breast found" in r for r in out.ood_reasons)
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small.dcm"])
+def test_other_modalities_are_named(name):
+    out = preprocess_file(get_testdata_file(name), CFG)
+    assert out.ood_reasons[0].startswith(f"modality {out.modality} is not mammography")
+
+
+def test_breast_with_a_spread_is_not_flat():
+    image = np.zeros((40, 40))
+    image[5:35, :20] = np.linspace(0.2, 0.8, 20)[None, :]
+    mask = image > 0.05
+    assert input_ood_reasons(image, mask, "MG") == ()
+    image[5:35, :20] = 0.5
+    assert input_ood_reasons(image, mask, "MG")[0].startswith("no tissue structure")
+
+
+def test_classifier_flags_inputs_the_checks_reject(tiny_model, study):
+    """Input reasons make the flag whatever the bits/dim, and are carried in words."""
+    clf = load_classifier(tiny_model)
+    config = PreprocessConfig.from_dict(clf.card["preprocess"])
+    ds = study[0]
+    blank = _with_pixels(ds, np.full((ds.Rows, ds.Columns), 2000))
+    pres = [preprocess_dataset(d, config) for d in (study[1], blank)]
+    results = clf.classify(torch.stack([p.tensor for p in pres]), [p.ood_reasons for p in pres])
+    assert "no tissue structure" in (results[1].ood_reason or "")
+    assert results[1].ood
+    plain = clf.classify(torch.stack([p.tensor for p in pres]))
+    assert plain[0].ood == results[0].ood
+    with pytest.raises(ValueError, match="input_ood has 1 entries for 2 images"):
+        clf.classify(torch.stack([p.tensor for p in pres]), [()])
