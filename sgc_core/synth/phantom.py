@@ -7,8 +7,9 @@ The image formation is a simple physical chain, so the pictures behave like mamm
    constant under the paddle and falls off over a rounded edge; the skin (1-2 mm, denser than
    fat) is crossed tangentially at the edge, which draws the skin line.
 2. Parenchyma: the fibroglandular fraction is a power-law random field (texture.py) passed
-   through a soft threshold whose offset sets the BI-RADS density (A-D), weighted by an
-   envelope (subcutaneous and retromammary fat carry none).
+   through a soft threshold whose offset sets the BI-RADS density (A-D), capped at the
+   density's largest fraction along a ray, weighted by an envelope (subcutaneous and
+   retromammary fat carry none).
 3. Attenuation line integral A = mu_fat*t + (mu_gland-mu_fat)*t*g + skin + muscle + lesion.
 4. Detector: Poisson counts N ~ Poisson(N0 exp(-A)) with N0 = fluence x pixel area (quantum
    noise at the real dose per pixel), log-converted, thickness-equalised at the periphery
@@ -30,6 +31,12 @@ MU_SKIN = 0.085
 MU_MUSCLE = 0.070
 FLUENCE_PER_MM2 = 4.0e6  # incident photons per mm^2 at the detector without the breast
 DENSITY_OFFSETS = {"A": -1.8, "B": -0.8, "C": 0.1, "D": 1.0}
+# The largest fibroglandular fraction along one ray, per density. A ray crosses the whole
+# compressed breast, so its glandular fraction is an average: even a dense breast is rarely
+# all gland through 50 mm, and a fatty one (A, < 25 % gland by volume) never approaches it.
+# Without this cap fatty breasts had full-thickness gland blobs as bright as any mass, and no
+# lesion was visible in them (docs/synthetic.md).
+GLAND_MAX = {"A": 0.3, "B": 0.5, "C": 0.75, "D": 0.95}
 
 
 @dataclass(frozen=True)
@@ -65,7 +72,7 @@ class RenderedView:
 
 def sample_density(rng: np.random.Generator, difficulty: float) -> str:
     """Dense breasts hide lesions; the hard end of the knob makes them more common."""
-    easy = np.array([0.30, 0.40, 0.20, 0.10])
+    easy = np.array([0.45, 0.35, 0.15, 0.05])
     hard = np.array([0.10, 0.25, 0.40, 0.25])
     p = easy + (hard - easy) * difficulty
     return str(rng.choice(["A", "B", "C", "D"], p=p / p.sum()))
@@ -125,7 +132,8 @@ def render_view(
     field = power_law_field(rng, (rows, cols), px, beta=breast.beta, anisotropy=1.6)
     along = cc / depth_px
     envelope = np.clip((1.0 - rho) / 0.2, 0.0, 1.0) * np.clip((along - 0.03) / 0.2, 0.0, 1.0)
-    gland = envelope / (1.0 + np.exp(-(field + DENSITY_OFFSETS[breast.density]) / 0.7))
+    soft = 1.0 / (1.0 + np.exp(-(field + DENSITY_OFFSETS[breast.density]) / 0.7))
+    gland = GLAND_MAX[breast.density] * envelope * soft
     gland *= 1.0 - np.clip(muscle, 0.0, 1.0)
 
     atten = (
@@ -149,16 +157,22 @@ def render_view(
     log_signal = np.log(n0 / np.maximum(counts, 1.0))
     # Periphery equalisation: lift the thin edge as if it had the full thickness of fat.
     log_signal += np.where(inside, 0.8 * MU_FAT * (breast.thickness_mm - thickness), 0.0)
+    # Display scaling and VOI window from the breast's histogram, as "for presentation"
+    # processing does, anchored at its 95th percentile: a lesion covers 1-5 % of the breast,
+    # so it does not move the anchor, and the rest of the image is the same with or without
+    # it (no global-contrast shortcut for a classifier to learn). The headroom above the
+    # anchor keeps dense lesions unclipped.
     tissue = inside & (muscle < 0.5)
-    reference = float(np.quantile(log_signal[tissue], 0.995)) if tissue.any() else 1.0
+    reference = float(np.quantile(log_signal[tissue], 0.95)) if tissue.any() else 1.0
     background = 0.02 * max_value
-    values = background + (0.8 * max_value - background) * log_signal / reference
+    values = background + (0.6 * max_value - background) * log_signal / reference
     pixels = np.clip(np.rint(values), 0, max_value).astype(np.uint16)
 
     breast_values = pixels[tissue] if tissue.any() else pixels.ravel()
-    lo, hi = np.quantile(breast_values, [0.005, 0.999])
-    width = float(max(2.0, round((hi - lo) * 1.3)))
-    center = float(round((hi + lo) / 2.0))
+    lo, hi = np.quantile(breast_values, [0.005, 0.95])
+    spread = max(hi - lo, 2.0)
+    width = float(round(spread * 1.6))
+    center = float(round(lo + 0.7 * spread))
 
     if breast.laterality == "R":
         pixels = np.ascontiguousarray(pixels[:, ::-1])
