@@ -151,7 +151,8 @@ def train_baseline(
         if config.flip:
             gen = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
             flip = torch.rand(x.shape[0], generator=gen) < 0.5
-            x = torch.where(flip[:, None, None, None].to(device), x.flip(-1), x)
+            # Top-bottom, as the SGC: chest walls are all on the left after preprocessing.
+            x = torch.where(flip[:, None, None, None].to(device), x.flip(-2), x)
         loss = F.cross_entropy(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()

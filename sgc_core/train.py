@@ -216,8 +216,10 @@ def train(
             (x - lo) / (hi - lo), config.levels, dequantize=config.dequantize, generator=gen
         )
         if config.flip:
+            # Top-bottom: the preprocessing puts every chest wall on the left, so a left-right
+            # mirror would teach the density model images that serving never shows it.
             flip = torch.rand(x.shape[0], generator=gen) < 0.5
-            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+            x = torch.where(flip[:, None, None, None], x.flip(-2), x)
         x = x.to(device)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
             loss = dsm_loss(model, sde, x, y, gen, config.eps, sampler)
