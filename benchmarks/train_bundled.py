@@ -33,9 +33,9 @@ DEFAULT_OUT = ROOT / "sgc_core" / "models" / "sgc-demo-mammo"
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--data", type=Path, default=ROOT / "data" / "bundled-synth")
+    p.add_argument("--data", type=Path, default=None, help="default: data/bundled-synth-<studies>")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    p.add_argument("--studies", type=int, default=600)
+    p.add_argument("--studies", type=int, default=1000)
     p.add_argument("--difficulty", type=float, default=0.0)
     p.add_argument("--mass-fraction", type=float, default=1.0)
     p.add_argument("--normal-fraction", type=float, default=0.7)
@@ -43,7 +43,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--synth-seed", type=int, default=1)
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--width", type=int, default=16)
-    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--k", type=int, default=16)
@@ -60,6 +60,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.data is None:
+        args.data = ROOT / "data" / f"bundled-synth-{args.studies}"
     import torch
 
     torch.set_num_threads(args.threads)
@@ -133,10 +135,12 @@ def evaluate_bundled(model: Path, test_set, out_dir: Path, device: str = "cpu") 
         full_size_timings,
         non_mammography_inputs,
         ood_rate,
+        preprocess_for,
         time_one_image,
     )
     from sgc_core.evaluation import compute_metrics, plot_reliability, plot_roc, score_dataset
     from sgc_core.inference import load_classifier
+    from sgc_core.preprocess import preprocess_file
 
     clf = load_classifier(model, device)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -148,8 +152,15 @@ def evaluate_bundled(model: Path, test_set, out_dir: Path, device: str = "cpu") 
     predicted = np.array([clf.classes.index(c) for c in clf.decide(probs_t)])
     metrics = compute_metrics(probs, labels, predicted, clf.classes, clf.card["positive_class"])
     pos = clf.classes.index(clf.card["positive_class"])
-    bpd = clf.ood_scores(res["loglik"]).numpy()
-    metrics["ood_flagged_fraction"] = float(np.mean(bpd > clf.card["ood"]["threshold"]))
+    # The node's whole OOD rule on the test mammograms: both bits/dim thresholds and the
+    # input checks (run on each file through the card's preprocessing, as the worker does).
+    by_density = clf.ood_flags(clf.ood_scores(res["loglik"])).numpy()
+    config = preprocess_for(clf.card)
+    by_input = np.array(
+        [bool(preprocess_file(item.path, config).ood_reasons) for item in test_set.items]
+    )
+    metrics["ood_flagged_fraction"] = float(np.mean(by_density | by_input))
+    metrics["ood_flagged_by_input_checks"] = int(by_input.sum())
     metrics["method"] = clf.estimator.label()
     metrics["model"] = {k: clf.card.get(k) for k in ("name", "version", "sha256")}
     findings = np.array([test_set.metadata(i)["finding"] for i in range(len(test_set))])
