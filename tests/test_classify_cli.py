@@ -62,6 +62,8 @@ def test_unclassifiable_files_are_reported_and_exit_nonzero(
     out = _sgc("classify", ct, str(tmp_path / "notes.txt"), "--model", str(tiny_model))
     assert out.returncode == 1
     assert "notes.txt" in out.stdout and "error" in out.stdout
+    # The CT slice is classified (the card's modality policy is "ood") but flagged, with why.
+    assert "CT_small.dcm: out of distribution: modality CT is not mammography" in out.stdout
     assert "Traceback" not in out.stderr
 
 

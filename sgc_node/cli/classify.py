@@ -57,6 +57,7 @@ def classify_cmd(
             "predicted_class": r.result.predicted_class if r.result else None,
             "probabilities": dict(r.result.probabilities) if r.result else {},
             "ood": bool(r.result.ood) if r.result else None,
+            "ood_reason": r.result.ood_reason if r.result else None,
             "error": r.error,
         }
         for r in results
@@ -74,6 +75,9 @@ def classify_cmd(
         )
     else:
         _table(rows, positive)
+        for r in rows:
+            if r["ood_reason"]:
+                click.echo(f"{Path(r['path']).name}: out of distribution: {r['ood_reason']}")
         for path in written:
             click.echo(f"wrote {path}")
     if any(r["error"] for r in rows):
