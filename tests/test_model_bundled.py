@@ -67,7 +67,7 @@ def test_classifies_a_synthetic_study_end_to_end(classifier):
     from sgc_core.synth import SynthConfig, generate_study
 
     config = PreprocessConfig.from_dict(classifier.card["preprocess"])
-    # The demo set's mix (docs/model.md), a seed outside its 600 training studies.
+    # The demo set's mix (docs/model.md), a seed outside its 1000 training studies.
     mix = SynthConfig(
         difficulty=0.0, mass_fraction=1.0, normal_fraction=0.7, malignant_fraction=0.7
     )
