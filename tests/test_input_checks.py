@@ -77,7 +77,8 @@ def test_classifier_flags_inputs_the_checks_reject(tiny_model, study):
     clf = load_classifier(tiny_model)
     config = PreprocessConfig.from_dict(clf.card["preprocess"])
     ds = study[0]
-    blank = _with_pixels(ds, np.full((ds.Rows, ds.Columns), 2000))
+    white = 2 ** int(ds.BitsStored) - 1  # above any window: a breast-sized flat region
+    blank = _with_pixels(ds, np.full((ds.Rows, ds.Columns), white))
     pres = [preprocess_dataset(d, config) for d in (study[1], blank)]
     results = clf.classify(torch.stack([p.tensor for p in pres]), [p.ood_reasons for p in pres])
     assert "no tissue structure" in (results[1].ood_reason or "")

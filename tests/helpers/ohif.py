@@ -68,7 +68,9 @@ def show_sr_in_ohif(
                 with suppress(PlaywrightTimeout):
                     page.get_by_text(label).first.click(timeout=15_000)
             thumb.dblclick()
-            page.get_by_text("Probability of cancer").first.wait_for(timeout=60_000)
+            # Software WebGL on 2 cores: with the other core busy, loading the SR and its
+            # images took over 60 s once in a CI rehearsal.
+            page.get_by_text("Probability of cancer").first.wait_for(timeout=150_000)
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(screenshot))
             return page.inner_text("body")
