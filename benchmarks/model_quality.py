@@ -1,6 +1,6 @@
 """Model quality: the score-based classifier (SGC) vs a discriminative CNN, as training data grow.
 
-    python benchmarks/model_quality.py                      # default: 42 min measured here (2 shared cores)
+    python benchmarks/model_quality.py --threads 1    # default: 103 min measured here (1 of 2 shared cores)
     python benchmarks/model_quality.py --ns 100,300,1000,full --steps 4000 --image-size 128
 
 The fixed synthetic benchmark: ``--studies`` patients written by ``sgc_core.synth`` (seeded;
