@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sgc_core.datasets.base import Dataset
-from sgc_core.train import TrainConfig, batch_indices
+from sgc_core.train import TrainConfig, batch_indices, random_flip
 from sgc_core.unet import group_count
 
 
@@ -149,10 +149,7 @@ def train_baseline(
         idx = batch_indices(dataset.labels, sampling, step, num_classes)
         x, y = images[idx].to(device), labels[idx].to(device)
         if config.flip:
-            gen = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
-            flip = torch.rand(x.shape[0], generator=gen) < 0.5
-            # Top-bottom, as the SGC: chest walls are all on the left after preprocessing.
-            x = torch.where(flip[:, None, None, None].to(device), x.flip(-2), x)
+            x = random_flip(x, torch.Generator().manual_seed(config.seed * 1_000_003 + step))
         loss = F.cross_entropy(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -109,6 +109,16 @@ def batch_indices(
     return torch.tensor(out)
 
 
+def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Mirror about half of a batch (B, C, H, W) top-bottom, the same draw for any device.
+
+    Top-bottom, not left-right: the preprocessing puts every chest wall on the left, so a
+    left-right mirror would teach a model images that serving never shows it. Shared by the
+    SGC and the CNN baseline so the two see the same augmentation."""
+    flip = torch.rand(x.shape[0], generator=generator) < 0.5
+    return torch.where(flip[:, None, None, None].to(x.device), x.flip(-2), x)
+
+
 def dsm_loss(
     model: nn.Module,
     sde,
@@ -216,10 +226,7 @@ def train(
             (x - lo) / (hi - lo), config.levels, dequantize=config.dequantize, generator=gen
         )
         if config.flip:
-            # Top-bottom: the preprocessing puts every chest wall on the left, so a left-right
-            # mirror would teach the density model images that serving never shows it.
-            flip = torch.rand(x.shape[0], generator=gen) < 0.5
-            x = torch.where(flip[:, None, None, None], x.flip(-2), x)
+            x = random_flip(x, gen)
         x = x.to(device)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
             loss = dsm_loss(model, sde, x, y, gen, config.eps, sampler)

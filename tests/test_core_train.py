@@ -159,3 +159,19 @@ def test_train_and_export_writes_a_calibrated_card_and_classifies(tmp_path: Path
     # Pure noise is out of distribution for a model of discs and bars.
     noise = torch.rand(4, 1, 16, 16)
     assert all(r.ood for r in clf.classify(noise))
+
+
+def test_random_flip_keeps_the_chest_wall_on_the_left():
+    """Preprocessing puts every chest wall at column 0; the augmentation must keep it there
+    (a left-right mirror would train on images serving never sees), and flip about half."""
+    from sgc_core.train import random_flip
+
+    x = torch.zeros(64, 1, 8, 8)
+    x[:, :, :, 0] = 1.0  # the chest wall
+    x[:, :, 0, 3] = 2.0  # a mark near the top, to see which images were flipped
+    out = random_flip(x, torch.Generator().manual_seed(0))
+    assert torch.all(out[:, :, :, 0] == 1.0)
+    flipped = out[:, 0, -1, 3] == 2.0
+    assert torch.equal(out[flipped], x[flipped].flip(-2))
+    assert torch.equal(out[~flipped], x[~flipped])
+    assert 16 <= int(flipped.sum()) <= 48
