@@ -247,13 +247,15 @@ class Classifier:
 
     def ood_reason(self, bpd: float) -> str | None:
         """The bits/dim rule that flagged an image, in words (None if it was not flagged)."""
+        if not bool(self.ood_flags(torch.tensor([bpd]))[0]):
+            return None
         ood_cfg = self.card.get("ood") or {}
-        high, low = ood_cfg.get("threshold"), ood_cfg.get("threshold_low")
-        if high is not None and (bpd != bpd or bpd > float(high)):
-            return f"{bpd:.3f} bits/dim is above the model's threshold {float(high):.3f}"
+        low = ood_cfg.get("threshold_low")
         if low is not None and bpd < float(low):
             return f"{bpd:.3f} bits/dim is below the model's lower threshold {float(low):.3f}"
-        return None
+        return (
+            f"{bpd:.3f} bits/dim is above the model's threshold {float(ood_cfg['threshold']):.3f}"
+        )
 
     @torch.no_grad()
     def classify(
