@@ -336,12 +336,27 @@ def main(argv=None) -> int:
                 f"{fmt(r['val_auc'], 7)} {r['seconds']:>6.0f}{extra}",
                 flush=True,
             )
+    print_ratios(results)
     print(f"total {time.perf_counter() - t0:.0f} s", flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
         args.json.write_text(json.dumps({"settings": settings, "results": results}, indent=2))
     return 0
+
+
+def print_ratios(results: list[dict]) -> None:
+    """Per N, the SGC against its peer from this same run: test AUC ratio and difference."""
+    by = {(r["n"], r["model"]): r for r in results}
+    for n in sorted({r["n"] for r in results}):
+        sgc, cnn = by.get((n, "sgc")), by.get((n, "cnn"))
+        if sgc is None or cnn is None or not sgc["auc"] or not cnn["auc"]:
+            continue
+        print(
+            f"N {n:>5}: SGC / CNN test AUC ratio {sgc['auc'] / cnn['auc']:.3f} "
+            f"(difference {sgc['auc'] - cnn['auc']:+.3f})",
+            flush=True,
+        )
 
 
 def fmt(v, width: int = 6) -> str:

@@ -26,3 +26,18 @@ def test_default_flags_give_the_same_budget_to_both_models():
     assert args.models == "cnn,sgc"
     assert args.ns == "100,300,1000,full"
     assert args.steps > 0 and args.batch_size > 0
+
+
+def test_ratios_compare_each_n_with_the_peer_of_the_same_run(capsys):
+    from benchmarks.model_quality import print_ratios
+
+    print_ratios(
+        [
+            {"n": 100, "model": "cnn", "auc": 0.5},
+            {"n": 100, "model": "sgc", "auc": 0.6},
+            {"n": 300, "model": "cnn", "auc": 0.8},
+        ]
+    )
+    out = capsys.readouterr().out
+    assert "N   100: SGC / CNN test AUC ratio 1.200 (difference +0.100)" in out
+    assert "N   300" not in out  # no SGC at that N: nothing to compare
