@@ -44,7 +44,7 @@ from scp.storage import file_meta
 from tests.helpers.mg import MG_FOR_PRESENTATION, MGSpec, mg_dataset, write_mg
 from tests.helpers.nodeproc import storescu
 from tests.helpers.scpnode import node_settings, running_node, scu_association, send_file
-from worker import classify
+from worker import classify, lease
 from worker.runtime import classifier_for, sessions_for
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # the bad values are the point
@@ -264,12 +264,12 @@ def _classify_all(settings) -> dict[str, Prediction]:
     with sessions() as s:
         job_ids = list(s.scalars(select(Job.id)))
     for job_id in job_ids:
-        token = classify.claim(sessions, job_id, 60.0)
+        token = lease.claim(sessions, job_id, 60.0)
         assert token is not None
         try:
             classify.run(sessions, settings, classifier, job_id, token)
         except classify.PermanentJobError as exc:
-            classify.fail(sessions, job_id, token, str(exc))
+            lease.fail(sessions, job_id, token, str(exc))
     with sessions() as s:
         return {
             p.instance.sop_instance_uid: p

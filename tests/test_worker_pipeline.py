@@ -18,7 +18,7 @@ from db.models import Delivery, DeliveryState, Instance, Job, JobState, Predicti
 from sgc_node.settings import Settings
 from tests.helpers.mg import MGSpec, write_mg
 from tests.helpers.orthanc import Orthanc, orthanc_server
-from worker import classify, sr
+from worker import classify, lease, sr
 from worker.deliver import deliver_pending
 from worker.runtime import classifier_for, sessions_for
 
@@ -90,7 +90,7 @@ def ingest_study(settings: Settings, n: int = 4, extra_files: list[Path] | None 
 
 def run_job(settings: Settings, job_id: int) -> classify.JobResult | None:
     sessions = sessions_for(settings)
-    token = classify.claim(sessions, job_id, classify.lease_seconds(settings))
+    token = lease.claim(sessions, job_id, lease.lease_seconds(settings))
     assert token is not None
     return classify.run(sessions, settings, classifier_for(settings), job_id, token)
 
@@ -182,7 +182,7 @@ def test_rerun_replaces_and_duplicate_is_a_no_op(
     first = run_job(settings, job_id)
     assert first is not None and first.delivery_ids == []
     # A duplicate message for a done job: nothing to claim.
-    assert classify.claim(sessions, job_id, 2.0) is None
+    assert lease.claim(sessions, job_id, 2.0) is None
     # A crash after the SR was written but before the commit looks like this on re-run:
     with sessions.begin() as session:
         session.execute(update(Job).where(Job.id == job_id).values(state=JobState.pending))
@@ -197,17 +197,17 @@ def test_claim_is_exclusive_until_the_heartbeat_stops(tmp_path: Path, database_u
     settings = make_settings(tmp_path, database_url, Path("unused"), [])
     sessions = sessions_for(settings)
     job_id = ingest_study(settings, n=1)
-    token = classify.claim(sessions, job_id, lease=1.0)
+    token = lease.claim(sessions, job_id, lease=1.0)
     assert token == 1
-    with classify.Heartbeat(sessions, job_id, token, lease=1.0):
+    with lease.Heartbeat(sessions, job_id, token, lease=1.0):
         time.sleep(1.5)
-        assert classify.claim(sessions, job_id, lease=1.0) is None  # alive: not stolen
+        assert lease.claim(sessions, job_id, lease=1.0) is None  # alive: not stolen
     time.sleep(1.2)  # heartbeat stopped (the worker "died"): the claim goes stale
-    stolen = classify.claim(sessions, job_id, lease=1.0)
+    stolen = lease.claim(sessions, job_id, lease=1.0)
     assert stolen == 2
     # The old claimant's result is fenced off.
-    assert not classify.fail(sessions, job_id, token, "late result of a dead worker")
-    assert classify.job_state(sessions, job_id) == JobState.running
+    assert not lease.fail(sessions, job_id, token, "late result of a dead worker")
+    assert lease.job_state(sessions, job_id) == JobState.running
 
 
 def test_study_without_classifiable_image_fails_once_with_reason(
@@ -228,7 +228,7 @@ def test_study_without_classifiable_image_fails_once_with_reason(
         assert "no classifiable image" in job.error and "pixel data" in job.error
         (pred,) = session.scalars(select(Prediction)).all()
         assert pred.predicted_class is None and "pixel data" in pred.extra["error"]
-    assert classify.claim(sessions, job_id, 2.0) is None  # terminal: never looped
+    assert lease.claim(sessions, job_id, 2.0) is None  # terminal: never looped
 
 
 def test_partially_classifiable_study_is_reported_partial(tmp_path: Path, tiny_model: Path) -> None:

@@ -23,7 +23,7 @@ CLASSIFY_RETRY_BASE = 5.0
 
 def _hop(settings) -> float:
     """Longest single countdown: shorter than the lease (Redis visibility timeout)."""
-    from worker.classify import lease_seconds
+    from worker.lease import lease_seconds
 
     return max(1.0, lease_seconds(settings) / 2.0)
 
@@ -37,12 +37,13 @@ def classify_study(self: Task, job_id: int) -> None:
     """Classify one study revision (a Job row) and queue delivery of its SR."""
     from db.models import JobState
     from worker import classify
+    from worker import lease as jobs
     from worker.runtime import ModelUnavailable, classifier_for, sessions_for
 
     settings = settings_of(self.app)
     sessions = sessions_for(settings)
-    lease = classify.lease_seconds(settings)
-    state = classify.job_state(sessions, job_id)
+    lease = jobs.lease_seconds(settings)
+    state = jobs.job_state(sessions, job_id)
     if state is None:
         log.warning("job %s does not exist; message dropped", job_id)
         return
@@ -54,33 +55,33 @@ def classify_study(self: Task, job_id: int) -> None:
         classifier = classifier_for(settings)
     except ModelUnavailable as exc:
         if attempt >= CLASSIFY_MAX_RETRIES:
-            classify.fail(sessions, job_id, None, str(exc))
+            jobs.fail(sessions, job_id, None, str(exc))
             return
         raise self.retry(
             exc=exc, countdown=_retry_wait(attempt, settings), max_retries=CLASSIFY_MAX_RETRIES
         ) from None
-    token = classify.claim(sessions, job_id, lease)
+    token = jobs.claim(sessions, job_id, lease)
     if token is None:
-        if classify.job_state(sessions, job_id) == JobState.running:
+        if jobs.job_state(sessions, job_id) == JobState.running:
             # Another worker holds a live claim: look again after a lease, so the job is not
             # forgotten should that worker die.
             raise self.retry(countdown=_hop(settings), max_retries=None)
         return
     try:
-        with classify.Heartbeat(sessions, job_id, token, lease):
+        with jobs.Heartbeat(sessions, job_id, token, lease):
             result = classify.run(sessions, settings, classifier, job_id, token)
     except classify.PermanentJobError as exc:
         log.error("job %s failed: %s", job_id, exc)
-        classify.fail(sessions, job_id, token, str(exc))
+        jobs.fail(sessions, job_id, token, str(exc))
         return
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         if attempt >= CLASSIFY_MAX_RETRIES:
             log.error("job %s failed after %d attempts: %s", job_id, attempt + 1, error)
-            classify.fail(sessions, job_id, token, f"gave up after {attempt + 1} attempts: {error}")
+            jobs.fail(sessions, job_id, token, f"gave up after {attempt + 1} attempts: {error}")
             return
         log.warning("job %s attempt %d failed, retrying: %s", job_id, attempt + 1, error)
-        classify.release_for_retry(
+        jobs.release_for_retry(
             sessions, job_id, token, f"attempt {attempt + 1} failed, will retry: {error}"
         )
         raise self.retry(
