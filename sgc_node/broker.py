@@ -2,8 +2,9 @@
 
 Why here: the SCP sends tasks by name and the workers consume them; both must agree on the URL
 and the transport options, yet ``scp/`` and ``worker/`` may not import each other. The embedded
-default is kombu's filesystem transport under ``DATA_DIR/broker`` (no server to run); production
-sets ``SGC_BROKER_URL=redis://...``.
+default (``SGC_BROKER_URL`` unset, or ``filesystem://``) is the project's own filesystem transport
+under ``DATA_DIR/broker`` (no server to run; :mod:`sgc_node.fs_transport` says why not kombu's);
+production sets ``SGC_BROKER_URL=redis://...``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,12 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from sgc_node import fs_transport
 from sgc_node.settings import Settings
+
+# Every process that builds broker options (SCP, workers, `celery -A worker.celery_app`) imports
+# this module, so the embedded transport's URL scheme is known to kombu wherever it is used.
+fs_transport.register()
 
 #: Seconds between directory scans of the filesystem transport (measured ~0.1 s round trip).
 FILESYSTEM_POLLING_INTERVAL = 0.1
@@ -24,7 +30,9 @@ _URL_TRANSPORT_OPTIONS = ("global_keyprefix",)
 def broker_options(settings: Settings) -> tuple[str, dict[str, Any]]:
     """The broker URL and kombu transport options for ``settings``.
 
-    Filesystem transport: messages are files in ``broker_dir/queue`` (the folders are created
+    Filesystem transport (``filesystem://``, the embedded default): served by
+    :mod:`sgc_node.fs_transport` (``sgcfs://``); messages are files in ``broker_dir/queue``,
+    claimed ones in ``claimed/``, unreadable ones in ``quarantine/`` (the folders are created
     here so a sender that starts before any worker does not fail). Redis: the visibility
     timeout equals ``settings.resend_after``, the node's one deadline for "work that should
     have finished": a message unacknowledged for that long (its worker was killed) is
@@ -32,18 +40,21 @@ def broker_options(settings: Settings) -> tuple[str, dict[str, Any]]:
     """
     url = settings.resolved_broker_url
     scheme = url.split("://", 1)[0].lower()
-    if scheme == "filesystem":
-        queue = settings.broker_dir / "queue"
-        processed = settings.broker_dir / "processed"
-        # kombu keeps its exchange table in ./control unless told: keep it in the data dir.
-        control = settings.broker_dir / "control"
-        for folder in (queue, processed, control):
+    if scheme in ("filesystem", fs_transport.SCHEME):
+        folders = {
+            name: settings.broker_dir / name
+            for name in ("queue", "processed", "claimed", "quarantine", "control")
+        }
+        for folder in folders.values():
             folder.mkdir(parents=True, exist_ok=True)
-        return "filesystem://", {
-            "data_folder_in": str(queue),
-            "data_folder_out": str(queue),
-            "processed_folder": str(processed),
-            "control_folder": str(control),
+        return f"{fs_transport.SCHEME}://", {
+            "data_folder_in": str(folders["queue"]),
+            "data_folder_out": str(folders["queue"]),
+            "processed_folder": str(folders["processed"]),
+            "claimed_folder": str(folders["claimed"]),
+            "quarantine_folder": str(folders["quarantine"]),
+            # kombu keeps its exchange table in ./control unless told: keep it in the data dir.
+            "control_folder": str(folders["control"]),
             "store_processed": False,
             "polling_interval": FILESYSTEM_POLLING_INTERVAL,
         }
