@@ -41,6 +41,15 @@ class JobState(enum.StrEnum):
     failed = "failed"
 
 
+def lost_worker_reason(lost_attempts: int) -> str:
+    """The error of a job failed because its workers kept dying (a poison study); one text
+    for the SCP's sweeper and a worker's claim, which both enforce SGC_MAX_ATTEMPTS."""
+    return (
+        f"worker died {lost_attempts} times while classifying; not sent again "
+        "(a poison study: SGC_MAX_ATTEMPTS reached)"
+    )
+
+
 class DeliveryState(enum.StrEnum):
     """Life of one report's delivery to one archive: pending -> sent | failed (terminal)."""
 
@@ -105,6 +114,9 @@ class Job(Base):
         Enum(JobState, native_enum=False, length=16), default=JobState.pending, index=True
     )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Claims that ended with their worker gone (killed, or its heartbeat stopped for a lease):
+    # counted apart from ``attempts`` so that transient retries do not make a study "poison".
+    lost_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     dispatch_count: Mapped[int] = mapped_column(Integer, default=0)
     dispatched_at: Mapped[datetime | None] = mapped_column(nullable=True)
     started_at: Mapped[datetime | None] = mapped_column(nullable=True)

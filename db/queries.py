@@ -52,6 +52,7 @@ def _job(job: Job) -> dict:
         "revision": job.revision,
         "state": job.state.value,
         "attempts": job.attempts,
+        "lost_attempts": job.lost_attempts,
         "error": job.error,
         "created_at": _iso(job.created_at),
         "finished_at": _iso(job.finished_at),
@@ -91,12 +92,21 @@ def _job(job: Job) -> dict:
 
 
 def counts(session: Session) -> dict[str, dict[str, int]]:
-    """Jobs and deliveries by state (for metrics and the status summary)."""
+    """Jobs and deliveries by state, and workers lost (for metrics and the status summary)."""
     jobs = dict(session.execute(select(Job.state, func.count()).group_by(Job.state)).all())
     deliveries = dict(
         session.execute(select(Delivery.state, func.count()).group_by(Delivery.state)).all()
     )
+    lost, poison = session.execute(
+        select(
+            func.coalesce(func.sum(Job.lost_attempts), 0),
+            func.count().filter(Job.state == JobState.failed, Job.lost_attempts > 0),
+        )
+    ).one()
     return {
         "jobs": {s.value: int(jobs.get(s, 0)) for s in JobState},
         "deliveries": {s.value: int(deliveries.get(s, 0)) for s in DeliveryState},
+        # Workers lost while classifying (summed over jobs), and the failed jobs that lost
+        # one: poison studies, failed at SGC_MAX_ATTEMPTS (their error says so).
+        "workers_lost": {"attempts": int(lost), "poison_jobs": int(poison)},
     }

@@ -9,3 +9,8 @@ INSTANCES = Counter(
     ["outcome"],  # new | unchanged | replaced
 )
 BYTES = Counter("sgc_received_bytes_total", "Bytes of instances written to storage")
+JOBS_TAKEN_BACK = Counter(
+    "sgc_jobs_taken_back_total",
+    "Running jobs whose worker died (heartbeat older than the lease), taken back by the sweeper",
+    ["outcome"],  # resent | failed (SGC_MAX_ATTEMPTS reached: a poison study)
+)

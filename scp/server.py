@@ -59,6 +59,7 @@ class SCPServer:
                 stable_age=settings.stable_age,
                 interval=settings.sweep_interval,
                 resend_after=settings.resend_after,
+                max_attempts=settings.max_attempts,
             )
             if sweeper
             else None

@@ -1,9 +1,15 @@
-"""The SCP's periodic loop: settle studies, then send what the outbox holds.
+"""The SCP's periodic loop: settle studies, take back stranded jobs, send what the outbox holds.
 
 Why a sweeper: the database is the outbox. A job is committed before its message is sent,
 so a broker that is down, a message that is lost, or a crash between commit and send only
 delays the work: the next pass finds the row still pending and not (recently) dispatched
 and sends it again. Workers treat a repeated message for a finished row as a no-op.
+
+A job left ``running`` by a worker that died is stranded: the embedded filesystem broker
+deleted its message when the worker fetched it, so no broker will deliver it again. Once its
+heartbeat is a lease old (SGC_RESEND_AFTER, the worker's lease) the sweeper puts it back to
+pending and sends it at once, counting the loss; at SGC_MAX_ATTEMPTS losses it fails the job
+with the reason instead (a study that kills every worker must not kill them for ever).
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import Delivery, DeliveryState, Job, JobState, utcnow
+from db.models import Delivery, DeliveryState, Job, JobState, lost_worker_reason, utcnow
+from scp import metrics
 from scp.dispatch import Dispatcher
 from scp.settle import settle_studies
 
@@ -66,6 +73,59 @@ def send_pending_jobs(
         _mark_job_sent(session_factory, job_id)
         sent += 1
     return sent
+
+
+def take_back_stranded(
+    session_factory: sessionmaker[Session],
+    lease: float,
+    max_attempts: int,
+    now: datetime | None = None,
+) -> tuple[int, int]:
+    """Running jobs with a heartbeat older than ``lease``: back to pending (unsent, so the
+    next send goes out at once) or, at ``max_attempts`` lost, failed. Returns (resent, failed).
+
+    Each change is fenced on the attempt seen, so a job a worker claims meanwhile is left alone;
+    a late worker that took it before finds the state changed and drops its result.
+    """
+    now = now or utcnow()
+    stale = now - timedelta(seconds=lease)
+    with session_factory() as session:
+        rows = session.execute(
+            select(Job.id, Job.attempts, Job.lost_attempts)
+            .where(Job.state == JobState.running, Job.updated_at < stale)
+            .order_by(Job.id)
+            .limit(_BATCH)
+        ).all()
+    counts = {"resent": 0, "failed": 0}
+    for job_id, attempts, lost in rows:
+        lost += 1
+        values: dict = {"lost_attempts": lost, "updated_at": now}
+        if lost >= max_attempts:
+            outcome = "failed"
+            values.update(state=JobState.failed, error=lost_worker_reason(lost), finished_at=now)
+        else:
+            outcome = "resent"
+            values.update(
+                state=JobState.pending,
+                dispatched_at=None,
+                error=f"worker lost during attempt {attempts} ({lost} of {max_attempts}); sent again",
+            )
+        with session_factory.begin() as session:
+            changed = session.execute(
+                update(Job)
+                .where(
+                    Job.id == job_id,
+                    Job.state == JobState.running,
+                    Job.attempts == attempts,
+                    Job.updated_at < stale,
+                )
+                .values(**values)
+            ).rowcount
+        if changed:
+            log.warning("job %d: %s", job_id, values["error"])
+            metrics.JOBS_TAKEN_BACK.labels(outcome).inc()
+            counts[outcome] += 1
+    return counts["resent"], counts["failed"]
 
 
 def send_pending_deliveries(
@@ -123,6 +183,7 @@ class Sweeper(threading.Thread):
         stable_age: float,
         interval: float,
         resend_after: float,
+        max_attempts: int,
     ) -> None:
         super().__init__(name="sgc-sweeper", daemon=True)
         self.session_factory = session_factory
@@ -130,11 +191,14 @@ class Sweeper(threading.Thread):
         self.stable_age = stable_age
         self.interval = interval
         self.resend_after = resend_after
+        self.max_attempts = max_attempts
         self._stop_event = threading.Event()
 
     def run_once(self) -> tuple[int, int, int]:
         """One pass: (jobs created, jobs sent, deliveries sent)."""
         created = settle_studies(self.session_factory, self.stable_age)
+        # The lease is the workers' (worker/lease.py: SGC_RESEND_AFTER).
+        take_back_stranded(self.session_factory, self.resend_after, self.max_attempts)
         jobs = send_pending_jobs(self.session_factory, self.dispatcher, self.resend_after)
         deliveries = send_pending_deliveries(
             self.session_factory, self.dispatcher, self.resend_after

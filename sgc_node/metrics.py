@@ -3,7 +3,8 @@
 The rooms count what they see with prometheus-client metrics of their own (scp/metrics.py,
 worker/metrics.py); this module serves them over HTTP (bound to SGC_METRICS_HOST, loopback
 by default) and adds gauges read from the database at scrape time: jobs and deliveries by
-state and the outbox depth, which only the database knows across processes.
+state, the outbox depth, workers lost while classifying and the poison jobs they left, which
+only the database knows across processes.
 
 Under `sgc serve` the SCP and the worker are separate processes: they share
 PROMETHEUS_MULTIPROC_DIR and the SCP's endpoint serves the sum of both.
@@ -53,6 +54,17 @@ class DatabaseCollector:
         depth.add_metric(["classify"], data["jobs"]["pending"] + data["jobs"]["running"])
         depth.add_metric(["deliver"], data["deliveries"]["pending"])
         yield depth
+        lost = data["workers_lost"]
+        yield GaugeMetricFamily(
+            "sgc_job_lost_attempts",
+            "Classification attempts whose worker died (summed over the jobs in the database)",
+            value=lost["attempts"],
+        )
+        yield GaugeMetricFamily(
+            "sgc_jobs_poison",
+            "Jobs failed after their workers died on them (SGC_MAX_ATTEMPTS: a poison study)",
+            value=lost["poison_jobs"],
+        )
 
 
 class _ProcessMetrics:

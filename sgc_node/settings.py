@@ -132,6 +132,16 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds after which a job or delivery still pending is sent again.",
     )
+    #: Why a limit: a study whose classification kills its worker (a decoder that segfaults,
+    #: memory it exhausts) would otherwise be taken back and sent again for ever, killing a
+    #: worker each time. A running job whose heartbeat is older than SGC_RESEND_AFTER counts
+    #: as one lost attempt; at this many it is failed with the reason instead of resent.
+    max_attempts: int = Field(
+        3,
+        ge=1,
+        description="Times a worker may die (or stop its heartbeat) while classifying one job "
+        "before the job is failed as a poison study instead of being sent again.",
+    )
     delivery_retry_base: float = Field(
         30.0, gt=0, description="First wait in seconds after a failed SR delivery (doubles)."
     )

@@ -6,6 +6,11 @@ re-sends jobs left pending or stranded, Redis re-delivers a message whose worker
 worker may be killed at any point. A job is claimed by one conditional UPDATE (pending, or
 running with a heartbeat older than the lease); the claim bumps ``attempts``, which then fences
 every later write: only the claimant whose token still matches may change the job's state.
+
+A running job whose heartbeat stopped for a lease lost its worker. It is taken back either by
+a worker's claim (a redelivered or repeated message) or by the SCP's sweeper (the embedded
+filesystem broker deletes a message when it is fetched, so nothing else would send it again);
+both count the loss in ``lost_attempts`` and fail the job at SGC_MAX_ATTEMPTS.
 """
 
 from __future__ import annotations
@@ -15,10 +20,10 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import Job, JobState
+from db.models import Job, JobState, lost_worker_reason
 from sgc_node.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -29,9 +34,15 @@ def lease_seconds(settings: Settings) -> float:
     return max(1.0, float(settings.resend_after))
 
 
-def claim(sessions: sessionmaker[Session], job_id: int, lease: float) -> int | None:
+def claim(
+    sessions: sessionmaker[Session], job_id: int, lease: float, max_attempts: int | None = None
+) -> int | None:
     """Atomically take the job; return the fencing token (the new attempt count) or None when
-    the job is done, failed, unknown, or running under a live heartbeat."""
+    the job is done, failed, unknown, or running under a live heartbeat.
+
+    Taking over a running job means its worker died: that counts in ``lost_attempts``, and
+    at ``max_attempts`` lost the job is failed (a poison study) instead of run once more.
+    """
     now = datetime.now(UTC)
     stale = now - timedelta(seconds=lease)
     with sessions() as session:
@@ -45,13 +56,24 @@ def claim(sessions: sessionmaker[Session], job_id: int, lease: float) -> int | N
                 ),
             )
             .values(
-                state=JobState.running, attempts=Job.attempts + 1, started_at=now, updated_at=now
+                state=JobState.running,
+                attempts=Job.attempts + 1,
+                lost_attempts=Job.lost_attempts + case((Job.state == JobState.running, 1), else_=0),
+                started_at=now,
+                updated_at=now,
             )
         ).rowcount
         session.commit()
         if not took:
             return None
-        return session.scalar(select(Job.attempts).where(Job.id == job_id))
+        token, lost = session.execute(
+            select(Job.attempts, Job.lost_attempts).where(Job.id == job_id)
+        ).one()
+    if max_attempts is not None and lost >= max_attempts:
+        log.error("job %d: %s", job_id, lost_worker_reason(lost))
+        fail(sessions, job_id, token, lost_worker_reason(lost))
+        return None
+    return token
 
 
 def job_state(sessions: sessionmaker[Session], job_id: int) -> JobState | None:

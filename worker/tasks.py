@@ -60,7 +60,7 @@ def classify_study(self: Task, job_id: int) -> None:
         raise self.retry(
             exc=exc, countdown=_retry_wait(attempt, settings), max_retries=CLASSIFY_MAX_RETRIES
         ) from None
-    token = jobs.claim(sessions, job_id, lease)
+    token = jobs.claim(sessions, job_id, lease, settings.max_attempts)
     if token is None:
         if jobs.job_state(sessions, job_id) == JobState.running:
             # Another worker holds a live claim: look again after a lease, so the job is not

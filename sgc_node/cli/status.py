@@ -44,6 +44,8 @@ def _print_table(studies: list[dict], summary: dict) -> None:
     for st in studies:
         job = st["job"]
         job_cell = "waiting (settling)" if job is None else f"r{job['revision']} {job['state']}"
+        if job and job["lost_attempts"]:
+            job_cell += f" (worker lost x{job['lost_attempts']})"
         if job and job["error"]:
             job_cell += f"\n{job['error'][:80]}"
         preds = job["predictions"] if job else []
@@ -74,7 +76,11 @@ def _print_table(studies: list[dict], summary: dict) -> None:
     console.print(table)
     jobs = ", ".join(f"{k} {v}" for k, v in summary["jobs"].items())
     dels = ", ".join(f"{k} {v}" for k, v in summary["deliveries"].items())
-    console.print(f"jobs: {jobs}   deliveries: {dels}")
+    lost = summary["workers_lost"]
+    console.print(
+        f"jobs: {jobs}   deliveries: {dels}   workers lost while classifying: "
+        f"{lost['attempts']}, poison jobs: {lost['poison_jobs']}"
+    )
 
 
 def _p_malignant(pred: dict) -> str:
