@@ -18,7 +18,9 @@ def serve_cmd(ctx: Context, no_worker: bool) -> None:
     """Run the node: migrate the database, then start the SCP and a worker.
 
     On the embedded default (no SGC_DATABASE_URL / SGC_BROKER_URL) everything lives under
-    SGC_DATA_DIR: SQLite, the filesystem broker and the received files. Ctrl-C stops all.
+    SGC_DATA_DIR: SQLite, the filesystem broker and the received files. A child that exits
+    is restarted with backoff; a crash loop (5 exits of one child within 60 s) stops the node
+    with its reason and status 1. Ctrl-C or SIGTERM stops all, also in a background job.
     """
     from db.session import upgrade
     from sgc_node.logs import configure_logging
@@ -47,7 +49,10 @@ def serve_cmd(ctx: Context, no_worker: bool) -> None:
         settings.port,
         settings.data_dir.resolve(),
     )
-    sys.exit(run_children(children, env))
+    outcome = run_children(children, env)
+    if outcome.reason:
+        raise click.ClickException(outcome.reason)
+    sys.exit(outcome.status)
 
 
 COMMANDS = [serve_cmd]
