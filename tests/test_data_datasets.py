@@ -9,7 +9,7 @@ import pydicom
 import pytest
 import torch
 
-from sgc_core.datasets.cbis import load_cbis_ddsm, split_from_path
+from sgc_core.datasets.cbis import load_cbis_ddsm, patient_splits, split_from_path
 from sgc_core.datasets.inbreast import load_inbreast
 from sgc_core.datasets.mammo import DatasetLayoutError, load_synthetic
 from sgc_core.datasets.vindr import load_vindr_mammo
@@ -136,6 +136,36 @@ def test_cbis_validation_comes_from_training_patients_only(tmp_path, views):
     splits = {ds.metadata(i)["patient_id"]: ds.metadata(i)["split"] for i in range(len(ds))}
     assert list(splits.values()).count("val") == 1
     assert splits["P_00016"] == "test"
+
+
+def test_cbis_patient_in_both_official_splits_goes_wholly_to_test(tmp_path, views):
+    make_cbis(tmp_path, views)
+    # P_00001 also has a calcification in the official test set (another image).
+    p5 = "Calc-Test_P_00001_LEFT_MLO/1.3.6.1.4.1.9590.9/1.3.6.1.4.1.9590.10/000000.dcm"
+    _save(views[5], tmp_path / p5)
+    calc_header = [h if h != "breast_density" else "breast density" for h in CBIS_HEADER]
+    _write_csv(
+        tmp_path / "calc_case_description_test_set.csv",
+        calc_header,
+        [_cbis_row("P_00001", "LEFT", "MLO", "1", "BENIGN", p5, kind="calcification")],
+    )
+    for seed in range(6):  # whichever training patients validation takes
+        ds = load_cbis_ddsm(tmp_path, PRE, val_fraction=0.5, seed=seed)
+        per_patient: dict[str, set[str]] = {}
+        for i in range(len(ds)):
+            meta = ds.metadata(i)
+            per_patient.setdefault(meta["patient_id"], set()).add(meta["split"])
+        assert per_patient["P_00001"] == {"test"}, seed
+        assert all(len(splits) == 1 for splits in per_patient.values()), per_patient
+    official = {ds.metadata(i)["path"]: ds.metadata(i)["official_split"] for i in range(len(ds))}
+    assert sorted(official.values()).count("train") == 3  # what CBIS-DDSM said is kept
+    assert len(ds.subset("test")) == 3  # P_00016 + both images of P_00001
+
+
+def test_cbis_patient_splits_rule():
+    official = {"a1": "train", "a2": "test", "b1": "train", "c1": "test", "a3": "train"}
+    patients = {"a1": "A", "a2": "A", "a3": "A", "b1": "B", "c1": "C"}
+    assert patient_splits(official, patients) == {"A": "test", "B": "train", "C": "test"}
 
 
 def test_cbis_errors_on_missing_images_columns_and_csvs(tmp_path, views):

@@ -6,6 +6,13 @@ not recalled: benign here). An image with several abnormalities is malignant if 
 The official split is in the image folder names ("Mass-Training_P_00001_LEFT_CC" vs
 "Mass-Test_..."); a seeded fraction of the training *patients* can be moved to validation.
 
+The official split is per abnormality type, not per patient: a patient can have, say, a mass
+in the training set and a calcification in the test set (often the same breast, sometimes the
+same image). Such a patient goes **wholly to test** (:func:`patient_splits`): the model never
+trains or calibrates on a woman it is then tested on, and the test set keeps every image the
+official split puts there. The cost is a few training images; ``official_split`` in each
+item's metadata still says where CBIS-DDSM put it.
+
 The CSVs' ``image file path`` names ``<case>/<study uid>/<series uid>/000000.dcm``, but the
 TCIA download stores the same image as ``<case>/<date-study>/<series>/1-1.dcm``. The path is
 taken literally when it exists, otherwise the single DICOM file under the case folder is used
@@ -50,6 +57,16 @@ def split_from_path(image_path: str) -> str:
     if "-Test_" in case:
         return "test"
     raise DatasetLayoutError(f"cannot tell the official split from the image path {image_path!r}")
+
+
+def patient_splits(official: dict[str, str], patients: dict[str, str]) -> dict[str, str]:
+    """{patient: "train" | "test"} from each image's official split ({image: split}) and its
+    patient ({image: patient}): a patient with any official test image is a test patient."""
+    split: dict[str, str] = {}
+    for image, part in official.items():
+        patient = patients[image]
+        split[patient] = "test" if part == "test" or split.get(patient) == "test" else "train"
+    return split
 
 
 def _find_csv(root: Path, name: str) -> Path | None:
@@ -122,9 +139,10 @@ def load_cbis_ddsm(
         names = ", ".join(DESCRIPTION_CSVS[(k, p)] for k in abnormality for p in ("train", "test"))
         raise DatasetLayoutError(f"{root}: none of the CBIS-DDSM description CSVs ({names}) found")
 
-    splits = carve_validation(
-        {e["patient_id"]: e["split"] for e in images.values()}, val_fraction, seed
+    by_patient = patient_splits(
+        {k: e["split"] for k, e in images.items()}, {k: e["patient_id"] for k, e in images.items()}
     )
+    splits = carve_validation(by_patient, val_fraction, seed)
     items, absent = [], []
     for key, entry in sorted(images.items()):
         path = _resolve_image(root, key)
@@ -132,7 +150,7 @@ def load_cbis_ddsm(
             absent.append(key)
             continue
         worst = "malignant" if "MALIGNANT" in entry["pathologies"] else "benign"
-        split = splits[entry["patient_id"]] if entry["split"] == "train" else "test"
+        split = splits[entry["patient_id"]]  # test for every image of a test patient
         meta = {
             "laterality": entry["laterality"],
             "view": entry["view"],
