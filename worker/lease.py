@@ -137,10 +137,14 @@ def _set_state(
     error: str,
     finished: bool,
 ) -> bool:
+    """Change the job's state; with a token only while that claim still holds it (running
+    with the same attempt): a job the sweeper took back is pending with the same attempt
+    count, and a late worker must not end it."""
     now = datetime.now(UTC)
-    cond = [Job.id == job_id, Job.state.in_([JobState.pending, JobState.running])]
-    if token is not None:
-        cond.append(Job.attempts == token)
+    if token is None:
+        cond = [Job.id == job_id, Job.state.in_([JobState.pending, JobState.running])]
+    else:
+        cond = [Job.id == job_id, Job.state == JobState.running, Job.attempts == token]
     values: dict[str, Any] = {"state": state, "error": error[:4000], "updated_at": now}
     if finished:
         values["finished_at"] = now
