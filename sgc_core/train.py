@@ -309,10 +309,14 @@ def train_and_export(
     resume: bool = False,
     progress: bool = True,
     data_description: str = "",
+    split: dict | None = None,
 ) -> tuple[Path, Path]:
     """Train, calibrate on the validation split and write ``<out>.safetensors`` + ``<out>.json``.
 
     The resume state is kept in ``<out>.train/``. Returns the (weights, card) paths.
+    ``split`` (e.g. ``{"seed": 3}``) says how the data set's splits were drawn; it is kept in
+    the card as ``training.split`` so evaluation rebuilds the same test split (default: the
+    stratified split made here, with ``config.seed``).
     """
     from sgc_core.calibration_fit import calibrate_card
     from sgc_core.checkpoint import save_model
@@ -361,6 +365,7 @@ def train_and_export(
             "val_images": len(val_set),
             "class_counts": dict(zip(classes, counts, strict=True)),
             "data": data_description,
+            "split": split or {"seed": config.seed, "val_fraction": val_fraction},
         },
         "calibration": {"temperature": 1.0, "priors": priors or [c / sum(counts) for c in counts]},
     }

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import csv
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pydicom
@@ -11,10 +15,11 @@ import torch
 
 from sgc_core.datasets.cbis import load_cbis_ddsm, patient_splits, split_from_path
 from sgc_core.datasets.inbreast import load_inbreast
-from sgc_core.datasets.mammo import DatasetLayoutError, load_synthetic
+from sgc_core.datasets.mammo import DatasetLayoutError, load_synthetic, random_patient_split
 from sgc_core.datasets.vindr import load_vindr_mammo
 from sgc_core.preprocess import PreprocessConfig
 from sgc_core.synth import generate_study, write_dataset
+from sgc_node.cli.ml import split_seed
 
 PRE = PreprocessConfig(image_size=32, scaling="[0,1]")
 
@@ -371,6 +376,55 @@ def test_inbreast_birads_labels_and_patient_level_split(tmp_path, views):
         },
     )
     assert len(strict) == 4
+
+
+def _sgc(*args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SGC_")}
+    cmd = [sys.executable, "-m", "sgc_node", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_evaluate_uses_the_split_seed_the_model_was_trained_with(tmp_path, views):
+    # Seven patients with 2-4 views each (benign and malignant): INbreast's seeded patient
+    # split puts one patient in test; which one (and so how many images) depends on the seed.
+    sizes = [2, 2, 2, 2, 2, 3, 4]
+    patients = [f"{n:016x}" for n in range(0xA1, 0xA1 + len(sizes))]
+    rows, number = [], 30000000
+    for patient, size in zip(patients, sizes, strict=True):
+        for j in range(size):
+            number += 1
+            side, view = "LR"[j % 2], ("CC", "ML")[j // 2 % 2]
+            _save(
+                views[number % 8],
+                tmp_path / "AllDICOMs" / f"{number}_{patient}_MG_{side}_{view}_ANON.dcm",
+            )
+            rows.append(["removed", "removed", side, view, "201001", str(number), "2", "25"[j % 2]])
+    _write_csv(tmp_path / "INbreast.csv", INBREAST_HEADER, rows, delimiter=";")
+
+    def test_images(seed: int) -> int:
+        split = random_patient_split(patients, (0.7, 0.15, 0.15), seed)
+        return sum(size for p, size in zip(patients, sizes, strict=True) if split[p] == "test")
+
+    seed = next(s for s in range(1, 100) if test_images(s) != test_images(0))
+    model = tmp_path / "m"
+    tiny = ["--image-size", "16", "--width", "8", "--steps", "4", "--batch-size", "4", "--k", "2"]
+    out = _sgc("train", "--data", str(tmp_path), "--format", "inbreast", "--seed", str(seed),
+               "--out", str(model), "--quiet", *tiny)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    card = json.loads(model.with_suffix(".json").read_text())
+    assert card["training"]["split"] == {"seed": seed, "format": "inbreast"}
+    out = _sgc("evaluate", "--model", str(model), "--data", str(tmp_path), "--format", "inbreast",
+               "--out", str(tmp_path / "ev"))  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert f"split seed {seed}" in out.stdout
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics["n"] == test_images(seed) != test_images(0)
+
+
+def test_split_seed_of_older_cards_is_the_training_seed():
+    assert split_seed({"training": {"split": {"seed": 4}, "config": {"seed": 9}}}) == 4
+    assert split_seed({"training": {"config": {"seed": 9}}}) == 9
+    assert split_seed({}) == 0
 
 
 def test_inbreast_errors(tmp_path, views):

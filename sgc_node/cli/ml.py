@@ -48,6 +48,21 @@ def _open_mammo(fmt: str, data: str, preprocess, seed: int):
         raise click.ClickException(str(exc)) from None
 
 
+def split_seed(card: dict) -> int:
+    """The seed the model's training split its data set with (``training.split.seed``).
+
+    Why: a seeded split (INbreast's patients, the validation part of CBIS-DDSM and VinDr)
+    differs per seed; evaluating with another seed than training's puts training patients in
+    the test split. Cards written before the split was recorded: `sgc train` drew the split
+    with its ``--seed``, which is ``training.config.seed``.
+    """
+    training = card.get("training") or {}
+    seed = (training.get("split") or {}).get("seed")
+    if seed is None:
+        seed = (training.get("config") or {}).get("seed", 0)
+    return int(seed)
+
+
 @click.command("train")
 @click.option(
     "--data",
@@ -168,6 +183,8 @@ def train_cmd(**o) -> None:
             estimator={"k": o["k"]},
             data_description=f"{fmt or 'generic'}: {o['data']}",
             preprocess=preprocess,
+            # The layout's patient split was drawn with --seed: `sgc evaluate` redraws it from here.
+            split={"seed": o["seed"], "format": fmt} if fmt else None,
         )
     except (ValueError, FloatingPointError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -244,9 +261,11 @@ def evaluate_cmd(
 
         # The card's own preprocessing: evaluation never disagrees with training or serving.
         config = PreprocessConfig.from_dict(clf.card["preprocess"])
-        ds = _open_mammo(mammo, data, config, seed=0).subset(split)
+        seed = split_seed(clf.card)
+        ds = _open_mammo(mammo, data, config, seed=seed).subset(split)
         if not len(ds):
             raise click.ClickException(f"{data}: no images in the {split} split")
+        click.echo(f"{split} split of {mammo} drawn with the model's split seed {seed}")
     try:
         m = evaluate(clf, ds, out, batch_size=batch_size, progress=True)
     except ValueError as exc:
