@@ -1,0 +1,203 @@
+"""Tissue crops on the scan grid, labelled by what lies at their centre: the lesion finder's data.
+
+Why crops: a lesion of 5-30 mm in a 200 mm breast is a few per cent of a whole view, so a
+whole-view label says little about any pixel. A crop of ``crop`` scan pixels (64 = 25.6 mm at
+0.4 mm) centred near an annotated lesion is labelled with the lesion's class; crops drawn from
+the breast away from any lesion are labelled ``normal``. The lesion crops are jittered by up to
+half the scan stride, which is the largest offset between a lesion and the nearest window when
+the finder tiles a breast (:mod:`sgc_core.lesion_scan`).
+
+The annotations are source-pixel centres and radii: the synthetic labels.csv gives them, and
+the real data sets' ROI masks (CBIS-DDSM), boxes (VinDr-Mammo) and contours (INbreast) reduce
+to the same (centre, radius) per lesion.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import torch
+
+from sgc_core.datasets.base import TensorDataset
+from sgc_core.scan_geometry import ScanImage, scan_dataset
+
+CROP_CLASSES = ("normal", "benign", "malignant")
+
+
+class CropDataError(ValueError):
+    """Crops and labels that do not belong together; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class LesionAnnotation:
+    """One view and its lesion (``finding`` normal means none; row/col/radius in source px)."""
+
+    path: str
+    finding: str
+    split: str
+    row: float | None = None
+    col: float | None = None
+    radius: float = 0.0
+    style: str = ""
+    patient_id: str = ""
+
+
+@dataclass(frozen=True)
+class CropRecipe:
+    """How crops are cut (stored in the model card so serving tiles the same way)."""
+
+    spacing_mm: float = 0.4
+    crop: int = 64
+    stride: int = 32
+    lesion_crops: int = 2
+    background_crops: int = 2
+    seed: int = 0
+
+
+def read_synthetic_annotations(root: Path) -> list[LesionAnnotation]:
+    """The per-view truth of a ``sgc synth`` folder (labels.csv)."""
+    labels = Path(root) / "labels.csv"
+    if not labels.is_file():
+        raise CropDataError(f"{labels} not found: expected a folder written by `sgc synth`")
+    out = []
+    with labels.open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            has = row.get("lesion_row") not in ("", None) and row.get("finding") != "normal"
+            out.append(
+                LesionAnnotation(
+                    path=str(Path(root) / row["path"]),
+                    finding=row["finding"],
+                    split=row.get("split", "train"),
+                    row=float(row["lesion_row"]) if has else None,
+                    col=float(row["lesion_col"]) if has else None,
+                    radius=float(row.get("lesion_radius_px") or 0.0) if has else 0.0,
+                    style=row.get("style", ""),
+                    patient_id=row.get("patient_id", ""),
+                )
+            )
+    return out
+
+
+def cut(image: np.ndarray, centre_row: float, centre_col: float, size: int) -> np.ndarray:
+    """A ``size`` square centred at (row, col), zero outside the image (the background)."""
+    half = size // 2
+    r0, c0 = int(round(centre_row)) - half, int(round(centre_col)) - half
+    out = np.zeros((size, size), dtype=np.float32)
+    rs, cs = max(r0, 0), max(c0, 0)
+    re, ce = min(r0 + size, image.shape[0]), min(c0 + size, image.shape[1])
+    if re > rs and ce > cs:
+        out[rs - r0 : re - r0, cs - c0 : ce - c0] = image[rs:re, cs:ce]
+    return out
+
+
+def view_crops(
+    scan: ScanImage, note: LesionAnnotation, recipe: CropRecipe, rng: np.random.Generator
+) -> list[tuple[np.ndarray, str]]:
+    """The crops of one view: jittered lesion crops, then background crops far from it."""
+    out: list[tuple[np.ndarray, str]] = []
+    lesion = None
+    if note.finding != "normal" and note.row is not None and note.col is not None:
+        sr, sc = scan.geometry.to_scan(np.array([note.row]), np.array([note.col]))
+        radius = note.radius / (0.5 * sum(scan.geometry.step))
+        lesion = (float(sr[0]), float(sc[0]), radius)
+        jitter = recipe.stride / 2
+        for _ in range(recipe.lesion_crops):
+            dr, dc = rng.uniform(-jitter, jitter, size=2)
+            out.append((cut(scan.image, lesion[0] + dr, lesion[1] + dc, recipe.crop), note.finding))
+    rows, cols = np.nonzero(scan.mask)
+    if rows.size == 0:
+        return out
+    keep = np.ones(rows.size, dtype=bool)
+    if lesion is not None:
+        far = lesion[2] + 0.75 * recipe.crop
+        keep = (rows - lesion[0]) ** 2 + (cols - lesion[1]) ** 2 > far**2
+    if keep.any():
+        pick = rng.choice(np.flatnonzero(keep), size=recipe.background_crops, replace=True)
+        out.extend((cut(scan.image, rows[i], cols[i], recipe.crop), "normal") for i in pick)
+    return out
+
+
+def _crops_of(args: tuple[int, LesionAnnotation, CropRecipe]) -> list[tuple[np.ndarray, str]]:
+    index, note, recipe = args
+    scan = scan_dataset(pydicom.dcmread(note.path), recipe.spacing_mm)
+    rng = np.random.default_rng([recipe.seed, index])
+    return view_crops(scan, note, recipe, rng)
+
+
+@dataclass
+class CropSet:
+    """Crops as uint8 (the model's 256 grey levels), labels, and what each came from."""
+
+    images: np.ndarray  # (N, crop, crop) uint8
+    labels: np.ndarray  # (N,) index into CROP_CLASSES
+    splits: np.ndarray  # (N,) str
+    styles: np.ndarray  # (N,) str
+    recipe: CropRecipe
+
+    def dataset(self, split: str | None = None, style_not: str | None = None) -> TensorDataset:
+        keep = np.ones(len(self.labels), dtype=bool)
+        if split is not None:
+            keep &= self.splits == split
+        if style_not is not None:
+            keep &= self.styles != style_not
+        x = torch.from_numpy(self.images[keep].astype(np.float32) / 255.0)[:, None]
+        return TensorDataset(x, self.labels[keep].tolist(), list(CROP_CLASSES))
+
+    def save(self, path: Path) -> None:
+        np.savez_compressed(
+            path,
+            images=self.images,
+            labels=self.labels,
+            splits=self.splits,
+            styles=self.styles,
+            recipe=json.dumps(asdict(self.recipe)),
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> CropSet:
+        data = np.load(path, allow_pickle=False)
+        labels = data["labels"]
+        if len(labels) != len(data["images"]) or len(labels) != len(data["splits"]):
+            raise CropDataError(
+                f"{path}: {len(data['images'])} crops but {len(labels)} labels and "
+                f"{len(data['splits'])} splits"
+            )
+        if labels.size and (labels.min() < 0 or labels.max() >= len(CROP_CLASSES)):
+            raise CropDataError(f"{path}: label index outside {list(CROP_CLASSES)}")
+        recipe = CropRecipe(**json.loads(str(data["recipe"])))
+        return cls(data["images"], labels, data["splits"], data["styles"], recipe)
+
+
+def build_crops(notes: Sequence[LesionAnnotation], recipe: CropRecipe, workers: int = 1) -> CropSet:
+    """Cut every view's crops (in parallel processes; each view's draw is seeded by its index)."""
+    bad = sorted({n.finding for n in notes} - set(CROP_CLASSES))
+    if bad:
+        raise CropDataError(f"findings {bad} are not crop classes {list(CROP_CLASSES)}")
+    jobs = [(i, n, recipe) for i, n in enumerate(notes)]
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            per_view = list(pool.map(_crops_of, jobs, chunksize=8))
+    else:
+        per_view = [_crops_of(j) for j in jobs]
+    images, labels, splits, styles = [], [], [], []
+    for note, crops in zip(notes, per_view, strict=True):
+        for img, finding in crops:
+            images.append(np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8))
+            labels.append(CROP_CLASSES.index(finding))
+            splits.append(note.split)
+            styles.append(note.style)
+    shape = (0, recipe.crop, recipe.crop)
+    return CropSet(
+        images=np.stack(images) if images else np.zeros(shape, dtype=np.uint8),
+        labels=np.asarray(labels, dtype=np.int64),
+        splits=np.asarray(splits, dtype=str),
+        styles=np.asarray(styles, dtype=str),
+        recipe=recipe,
+    )

@@ -1,0 +1,97 @@
+"""The lesion finder's part of a model card, as one typed, validated object.
+
+Why typed: the scan geometry, the noise plan, the calibration and the thresholds are read by
+the finder, the calibration fit, the worker and the report; a dict read in many places lets a
+misspelt key fall back to a default silently. ``from_dict`` refuses unknown or missing keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Platt:
+    """P = sigmoid(a * feature + b), fitted on validation data (a > 0 keeps the ranking)."""
+
+    a: float = 1.0
+    b: float = 0.0
+
+
+@dataclass(frozen=True)
+class LesionCard:
+    """How a breast is tiled, scored and calibrated (stored under ``card["lesion"]``).
+
+    spacing_mm / crop / stride: the scan grid and its windows (scan pixels).
+    t_range, k_coarse, k_fine, seed: the shared noise plans of the coarse pass (every window)
+        and the fine pass (the ``refine_top`` best candidates).
+    temperature_coarse / temperature_fine / priors: window posterior over the crop classes.
+    finding_threshold: a candidate is reported when its P(benign or malignant) reaches it.
+    view, breast, study: Platt maps from the top candidate's malignant log-odds to P(malignant).
+    operating_point: threshold on a view's P(malignant) (90 % sensitivity on validation);
+        exam_operating_point the same on a study's.
+    ood_low / ood_high: the per-pixel denoising-error band of validation mammograms.
+    """
+
+    classes: tuple[str, ...] = ("normal", "benign", "malignant")
+    spacing_mm: float = 0.4
+    crop: int = 64
+    stride: int = 32
+    t_range: tuple[float, float] = (0.02, 0.5)
+    k_coarse: int = 2
+    k_fine: int = 8
+    seed: int = 0
+    refine_top: int = 4
+    max_findings: int = 3
+    min_breast_fraction: float = 0.25
+    temperature_coarse: float = 1.0
+    temperature_fine: float = 1.0
+    priors: tuple[float, ...] = (0.5, 0.25, 0.25)
+    finding_threshold: float = 0.5
+    view: Platt = field(default_factory=Platt)
+    breast: Platt = field(default_factory=Platt)
+    study: Platt = field(default_factory=Platt)
+    operating_point: float = 0.5
+    exam_operating_point: float = 0.5
+    ood_low: float | None = None
+    ood_high: float | None = None
+    max_batch: int = 192
+
+    def __post_init__(self) -> None:
+        if tuple(self.classes[:1]) != ("normal",) or "malignant" not in self.classes:
+            raise ValueError(
+                f"lesion classes must start with normal and hold malignant: {self.classes}"
+            )
+        if len(self.priors) != len(self.classes) or min(self.priors) <= 0:
+            raise ValueError(f"need one positive prior per class {self.classes}, got {self.priors}")
+        if self.crop < 16 or self.crop % 8 or not 0 < self.stride <= self.crop:
+            raise ValueError(f"crop {self.crop} (multiple of 8, >= 16) and stride {self.stride}")
+        if self.spacing_mm <= 0 or self.k_coarse < 1 or self.k_fine < 1:
+            raise ValueError("spacing_mm, k_coarse and k_fine must be positive")
+
+    @property
+    def malignant(self) -> int:
+        return self.classes.index("malignant")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LesionCard:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown lesion-finder settings in model card: {sorted(unknown)}")
+        d = dict(data)
+        for key in ("view", "breast", "study"):
+            if key in d and isinstance(d[key], dict):
+                d[key] = Platt(**d[key])
+        for key in ("classes", "t_range", "priors"):
+            if key in d:
+                d[key] = tuple(d[key])
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> LesionCard:
+        return dataclasses.replace(self, **changes)

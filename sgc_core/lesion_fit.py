@@ -1,0 +1,173 @@
+"""Calibrate a lesion finder on validation data, and measure it: AUC, localisation, FROC.
+
+Everything here is fitted on the validation split only; the same functions then *measure* the
+test split, so no choice sees a test image. The window temperatures come from validation
+crops; the view, breast and study Platt maps, the operating points, the finding threshold and
+the OOD band come from validation views scored by the finder itself.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pydicom
+import torch
+
+from sgc_core.calibration import fit_temperature, threshold_for_sensitivity
+from sgc_core.datasets.crops import LesionAnnotation
+from sgc_core.denoise_map import class_errors, window_scores
+from sgc_core.exam import view_feature
+from sgc_core.lesion_card import LesionCard, Platt
+from sgc_core.lesion_scan import LesionScanner
+from sgc_core.results import ViewResult
+from sgc_core.scaling import to_model_space
+from sgc_core.scan_geometry import scan_dataset
+
+#: A finding hits a lesion when its centre lies within the lesion's radius, or this many mm of
+#: its centre for a lesion smaller than that (a calcification cluster's annotated extent).
+MIN_HIT_RADIUS_MM = 4.0
+
+
+@dataclass(frozen=True)
+class ScoredView:
+    note: LesionAnnotation
+    result: ViewResult
+    spacing_mm: float  # the source image's pixel spacing
+
+
+def window_temperature(
+    scanner: LesionScanner, images: torch.Tensor, labels: Sequence[int], fine: bool
+) -> float:
+    """Fit a window temperature on validation crops ([0, 1], (N, 1, crop, crop))."""
+    plan = scanner.fine if fine else scanner.coarse
+    x = to_model_space(images, 256, dequantize=False)
+    scores = torch.cat(
+        [
+            window_scores(
+                class_errors(
+                    scanner.model, scanner.sde, x[s : s + 128], len(scanner.card.classes), plan
+                )
+            )
+            for s in range(0, len(x), 128)
+        ]
+    )
+    return fit_temperature(scores, torch.as_tensor(list(labels)), list(scanner.card.priors))
+
+
+def score_views(scanner: LesionScanner, notes: Sequence[LesionAnnotation]) -> list[ScoredView]:
+    out = []
+    for note in notes:
+        ds = pydicom.dcmread(note.path)
+        scan = scan_dataset(ds, scanner.card.spacing_mm)
+        out.append(ScoredView(note, scanner.scan(scan), scan.spacing_mm / scan.geometry.step[0]))
+    return out
+
+
+def fit_platt(features: np.ndarray, labels: np.ndarray) -> Platt:
+    """Logistic regression on one feature (weak L2, so a separable set stays finite)."""
+    from sklearn.linear_model import LogisticRegression
+
+    if len(set(labels.tolist())) < 2:
+        raise ValueError("calibration needs positive and negative validation cases")
+    lr = LogisticRegression(C=100.0).fit(features[:, None], labels)
+    return Platt(float(lr.coef_[0, 0]), float(lr.intercept_[0]))
+
+
+def exam_features(views: Sequence[ScoredView]) -> tuple[dict, dict]:
+    """(breast key -> (feature, malignant)), (study key -> (feature, malignant))."""
+    breasts: dict = {}
+    for v in views:
+        f = view_feature(v.result)
+        if f is None:
+            continue
+        key = (v.note.patient_id, v.result.laterality or "U")
+        old = breasts.get(key, (-math.inf, False))
+        breasts[key] = (max(old[0], f), old[1] or v.note.finding == "malignant")
+    studies: dict = {}
+    for (pid, _), (f, mal) in breasts.items():
+        old = studies.get(pid, (-math.inf, False))
+        studies[pid] = (max(old[0], f), old[1] or mal)
+    return breasts, studies
+
+
+def fit_from_views(
+    card: LesionCard,
+    views: Sequence[ScoredView],
+    target_sensitivity: float = 0.9,
+    fp_per_image: float = 1.0,
+) -> LesionCard:
+    """The view/breast/study calibration, operating points, finding threshold and OOD band."""
+    scored = [v for v in views if v.result.p_malignant is not None]
+    feats = np.array([view_feature(v.result) for v in scored])
+    mal = np.array([v.note.finding == "malignant" for v in scored])
+    view = fit_platt(feats, mal)
+    breasts, studies = exam_features(scored)
+    bf, bm = (np.array(a) for a in zip(*breasts.values(), strict=True))
+    sf, sm = (np.array(a) for a in zip(*studies.values(), strict=True))
+    breast, study = fit_platt(bf, bm), fit_platt(sf, sm)
+    p_view = 1 / (1 + np.exp(-(view.a * feats + view.b)))
+    p_study = 1 / (1 + np.exp(-(study.a * sf + study.b)))
+    ood = np.array([v.result.ood_score for v in scored])
+    return card.replace(
+        view=view,
+        breast=breast,
+        study=study,
+        operating_point=threshold_for_sensitivity(p_view, mal, target_sensitivity),
+        exam_operating_point=threshold_for_sensitivity(p_study, sm, target_sensitivity),
+        finding_threshold=finding_threshold(scored, fp_per_image),
+        ood_low=float(np.quantile(ood, 0.005)),
+        ood_high=float(np.quantile(ood, 0.995)),
+    )
+
+
+def is_hit(v: ScoredView, centre: tuple[float, float]) -> bool:
+    note = v.note
+    if note.finding == "normal" or note.row is None:
+        return False
+    reach = max(note.radius, MIN_HIT_RADIUS_MM / v.spacing_mm)
+    return math.hypot(centre[0] - note.row, centre[1] - note.col) <= reach
+
+
+def finding_threshold(views: Sequence[ScoredView], fp_per_image: float) -> float:
+    """The lowest P(lesion) threshold with at most ``fp_per_image`` false findings per view."""
+    probs = sorted(
+        ((f.p_lesion, is_hit(v, f.centre)) for v in views for f in v.result.findings),
+        reverse=True,
+    )
+    fps, threshold = 0, 1.0
+    for p, hit in probs:
+        fps += not hit
+        if fps / max(len(views), 1) > fp_per_image:
+            break
+        threshold = p
+    return float(threshold)
+
+
+def localisation(views: Sequence[ScoredView], fps: Sequence[float] = (0.5, 1.0, 2.0)) -> dict:
+    """Top-finding hit rate on malignant lesions and FROC sensitivity at ``fps`` per image.
+
+    A finding is a true positive when it hits its view's malignant lesion (first hit only);
+    every other finding is a false positive. Findings are ranked by P(malignant)."""
+    mal = [v for v in views if v.note.finding == "malignant"]
+    top_hits = sum(bool(v.result.findings) and is_hit(v, v.result.findings[0].centre) for v in mal)
+    marks = []
+    for i, v in enumerate(views):
+        found = False
+        for f in sorted(v.result.findings, key=lambda f: -f.p_malignant):
+            hit = v.note.finding == "malignant" and not found and is_hit(v, f.centre)
+            found |= hit
+            marks.append((f.p_malignant, hit, i))
+    marks.sort(key=lambda m: -m[0])
+    out = {"malignant_lesions": len(mal), "top_finding_hit": top_hits / max(len(mal), 1)}
+    tp = fp = 0
+    curve = []
+    for _p, hit, _i in marks:
+        tp += hit
+        fp += not hit
+        curve.append((fp / max(len(views), 1), tp / max(len(mal), 1)))
+    for rate in fps:
+        out[f"froc_sens_at_{rate:g}_fp"] = max((s for f, s in curve if f <= rate), default=0.0)
+    return out

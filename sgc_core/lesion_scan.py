@@ -1,0 +1,264 @@
+"""Find lesions in one view: tile the breast, score every window, refine the best, locate.
+
+Coarse to fine, as diffusion classifiers prune: every window of the breast is scored with a
+few shared (t, eps) pairs (``k_coarse``); only the ``refine_top`` most lesion-like windows, each
+re-centred on the peak of its evidence, are scored again with many (``k_fine``). A window's class
+scores are the class-conditional denoising scores of :mod:`sgc_core.denoise_map`; the per-pixel
+differences between classes form the evidence map. Locations are mapped back to the source
+image through the scan's :class:`~sgc_core.scan_geometry.ScanGeometry`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import ndimage
+from torch import nn
+
+from sgc_core.calibration import log_posterior
+from sgc_core.datasets.crops import cut
+from sgc_core.denoise_map import NoisePlan, class_errors, evidence, noise_plan, window_scores
+from sgc_core.lesion_card import LesionCard, Platt
+from sgc_core.results import EvidenceMap, Finding, ViewResult
+from sgc_core.scaling import to_model_space
+from sgc_core.scan_geometry import ScanImage
+from sgc_core.sde import SDE
+
+#: The evidence map is stored at this fraction of the scan grid's resolution (1.6 mm / px).
+EVIDENCE_DOWNSAMPLE = 4
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A refined window: its centre on the scan grid, calibrated posterior and raw scores."""
+
+    row: float
+    col: float
+    posterior: np.ndarray  # (Y,) calibrated P(class) of the region
+    radius: float  # scan pixels
+    malignant_logit: float
+
+
+def platt(p: Platt, feature: float) -> float:
+    return 1.0 / (1.0 + math.exp(-(p.a * feature + p.b)))
+
+
+def logit(p: float) -> float:
+    p = min(max(p, 1e-9), 1 - 1e-9)
+    return math.log(p / (1 - p))
+
+
+class LesionScanner:
+    """A class-conditional score network trained on crops, and its lesion card."""
+
+    def __init__(self, model: nn.Module, sde: SDE, card: LesionCard, device: str = "cpu"):
+        self.model = model.to(device).eval().requires_grad_(False)
+        self.sde = sde
+        self.card = card
+        self.device = torch.device(device)
+        shape = (1, card.crop, card.crop)
+        self.coarse = noise_plan(card.k_coarse, shape, card.t_range, card.seed)
+        self.fine = noise_plan(card.k_fine, shape, card.t_range, card.seed + 1)
+
+    # -- windows ------------------------------------------------------------------------
+    def window_centres(self, scan: ScanImage) -> np.ndarray:
+        """(N, 2) centres on a ``stride`` grid whose window holds enough breast."""
+        c, s = self.card.crop, self.card.stride
+        h, w = scan.mask.shape
+        rows = np.arange(s // 2, max(h, s // 2 + 1), s)
+        cols = np.arange(s // 2, max(w, s // 2 + 1), s)
+        grid = np.stack(np.meshgrid(rows, cols, indexing="ij"), -1).reshape(-1, 2)
+        cover = ndimage.uniform_filter(scan.mask.astype(np.float32), size=c, mode="constant")
+        keep = cover[np.minimum(grid[:, 0], h - 1), np.minimum(grid[:, 1], w - 1)]
+        grid = grid[keep >= self.card.min_breast_fraction]
+        if len(grid) == 0 and scan.mask.any():  # a breast smaller than one window
+            grid = np.round(ndimage.center_of_mass(scan.mask)).astype(int)[None]
+        return grid.astype(np.float64)
+
+    def errors(self, image: np.ndarray, centres: np.ndarray, plan: NoisePlan) -> torch.Tensor:
+        crops = np.stack([cut(image, r, c, self.card.crop) for r, c in centres])
+        x = to_model_space(torch.from_numpy(crops)[:, None], 256, dequantize=False)
+        return class_errors(
+            self.model,
+            self.sde,
+            x.to(self.device),
+            len(self.card.classes),
+            plan,
+            self.card.max_batch,
+        ).cpu()
+
+    def posterior(self, scores: torch.Tensor, temperature: float) -> np.ndarray:
+        return log_posterior(scores, temperature, list(self.card.priors)).exp().numpy()
+
+    # -- the pass ---------------------------------------------------------------------------
+    def scan(self, scan: ScanImage) -> ViewResult:
+        """The view's result; a view without a breast gets a defined, unscored result."""
+        if not scan.breast_found or not scan.mask.any():
+            return self._unscored(scan, ("no breast found in the image",))
+        centres = self.window_centres(scan)
+        err = self.errors(scan.image, centres, self.coarse)
+        post = self.posterior(window_scores(err), self.card.temperature_coarse)
+        emap = self._evidence_map(scan, centres, err)
+        cands = self._refine(scan, centres, post, emap)
+        # Typicality: the best class's mean per-pixel error, median over the windows.
+        ood_score = float(err.min(1).values.mean(dim=(1, 2)).median())
+        return self._result(scan, cands, emap, ood_score, len(centres))
+
+    def _evidence_map(self, scan: ScanImage, centres: np.ndarray, err: torch.Tensor) -> np.ndarray:
+        """Overlap-averaged per-pixel malignant-vs-normal evidence on the scan grid."""
+        ev = evidence(err, self.card.malignant, 0).numpy()
+        acc = np.zeros(scan.image.shape, dtype=np.float64)
+        cnt = np.zeros(scan.image.shape, dtype=np.float64)
+        half = self.card.crop // 2
+        for (r, c), e in zip(centres.astype(int), ev, strict=True):
+            r0, c0 = r - half, c - half
+            rs, cs = max(r0, 0), max(c0, 0)
+            re, ce = min(r0 + self.card.crop, acc.shape[0]), min(c0 + self.card.crop, acc.shape[1])
+            acc[rs:re, cs:ce] += e[rs - r0 : re - r0, cs - c0 : ce - c0]
+            cnt[rs:re, cs:ce] += 1
+        out = np.where(cnt > 0, acc / np.maximum(cnt, 1), 0.0) * scan.mask
+        return ndimage.gaussian_filter(out, 2.0)
+
+    def _refine(
+        self, scan: ScanImage, centres: np.ndarray, post: np.ndarray, emap: np.ndarray
+    ) -> list[Candidate]:
+        """Re-centre the best windows on their evidence peak and score them finely."""
+        order = np.argsort(post[:, 0])  # least normal first
+        picked: list[np.ndarray] = []
+        for i in order:
+            if all(np.hypot(*(centres[i] - p)) >= self.card.crop / 2 for p in picked):
+                picked.append(centres[i])
+            if len(picked) == self.card.refine_top:
+                break
+        peaks = np.array([self._peak(emap, p) for p in picked])
+        err = self.errors(scan.image, peaks, self.fine)
+        fine = self.posterior(window_scores(err), self.card.temperature_fine)
+        m = self.card.malignant
+        out = []
+        for (r, c), p in zip(peaks, fine, strict=True):
+            radius = self._radius(emap, r, c)
+            out.append(Candidate(r, c, p, radius, logit(float(p[m]))))
+        return sorted(out, key=lambda cand: -cand.malignant_logit)
+
+    def _peak(self, emap: np.ndarray, centre: np.ndarray) -> np.ndarray:
+        """The evidence maximum within a stride of a window centre (the window if flat)."""
+        s = self.card.stride // 2
+        r, c = int(centre[0]), int(centre[1])
+        r0, c0 = max(r - s, 0), max(c - s, 0)
+        patch = emap[r0 : r + s + 1, c0 : c + s + 1]
+        if patch.size == 0 or patch.max() <= 0:
+            return centre.astype(np.float64)
+        i, j = np.unravel_index(int(np.argmax(patch)), patch.shape)
+        return np.array([r0 + i, c0 + j], dtype=np.float64)
+
+    def _radius(self, emap: np.ndarray, r: float, c: float) -> float:
+        """Radius of the half-maximum evidence blob around a peak (scan px, 3 to crop/2)."""
+        half = self.card.crop // 2
+        r0, c0 = max(int(r) - half, 0), max(int(c) - half, 0)
+        patch = emap[r0 : int(r) + half, c0 : int(c) + half]
+        peak = emap[int(r), int(c)] if 0 <= int(r) < emap.shape[0] else 0.0
+        if patch.size == 0 or peak <= 0:
+            return half / 2
+        labels, _ = ndimage.label(patch >= 0.5 * peak)
+        blob = (
+            labels
+            == labels[min(int(r) - r0, patch.shape[0] - 1), min(int(c) - c0, patch.shape[1] - 1)]
+        )
+        return float(np.clip(math.sqrt(blob.sum() / math.pi), 3.0, half))
+
+    # -- the result ---------------------------------------------------------------------------
+    def _result(
+        self, scan: ScanImage, cands: list[Candidate], emap: np.ndarray, ood_score: float, n: int
+    ) -> ViewResult:
+        card = self.card
+        top = max((c.malignant_logit for c in cands), default=-20.0)
+        p = platt(card.view, top)
+        findings = tuple(
+            self._finding(scan, c)
+            for c in sorted(cands, key=lambda c: -(1 - c.posterior[0]))
+            if 1.0 - c.posterior[0] >= card.finding_threshold
+        )[: card.max_findings]
+        reasons = list(scan.ood_reasons)
+        if card.ood_low is not None and ood_score < card.ood_low:
+            reasons.append(
+                f"denoising error {ood_score:.4g} below the model's band ({card.ood_low:.4g})"
+            )
+        if card.ood_high is not None and ood_score > card.ood_high:
+            reasons.append(
+                f"denoising error {ood_score:.4g} above the model's band ({card.ood_high:.4g})"
+            )
+        return ViewResult(
+            p_malignant=p,
+            predicted_class="malignant" if p >= card.operating_point else "not malignant",
+            findings=findings,
+            evidence=self._stored_map(scan, emap),
+            ood=bool(reasons),
+            ood_reasons=tuple(reasons),
+            ood_score=ood_score,
+            laterality=scan.laterality,
+            view=scan.view,
+            breast_box=scan.geometry.box,
+            method=f"lesion-scan-k{card.k_coarse}/{card.k_fine}",
+            windows=n,
+            extra={"top_malignant_logit": top},
+        )
+
+    def _finding(self, scan: ScanImage, cand: Candidate) -> Finding:
+        geo = scan.geometry
+        m = self.card.malignant
+        lesion = cand.posterior[1:]
+        label = self.card.classes[1 + int(np.argmax(lesion))]
+        angles = np.linspace(0, 2 * math.pi, 17)
+        rr, cc = geo.to_source(
+            cand.row + cand.radius * np.sin(angles), cand.col + cand.radius * np.cos(angles)
+        )
+        sr, sc = geo.to_source(np.array([cand.row]), np.array([cand.col]))
+        rad = geo.length_to_source(cand.radius)
+        rows, cols = geo.source_shape
+        box = (
+            int(max(0, math.floor(sr[0] - rad))),
+            int(max(0, math.floor(sc[0] - rad))),
+            int(min(rows, math.ceil(sr[0] + rad + 1))),
+            int(min(cols, math.ceil(sc[0] + rad + 1))),
+        )
+        outline = tuple(
+            (float(np.clip(r, 0, rows - 1)), float(np.clip(c, 0, cols - 1)))
+            for r, c in zip(rr, cc, strict=True)
+        )
+        return Finding(
+            label=label,
+            probability=float(cand.posterior[self.card.classes.index(label)]),
+            p_malignant=float(cand.posterior[m]),
+            p_lesion=float(1.0 - cand.posterior[0]),
+            centre=(float(sr[0]), float(sc[0])),
+            radius=rad,
+            box=box,
+            outline=outline,
+        )
+
+    def _stored_map(self, scan: ScanImage, emap: np.ndarray) -> EvidenceMap:
+        d = EVIDENCE_DOWNSAMPLE
+        small = emap[d // 2 :: d, d // 2 :: d].astype(np.float32)
+        geo = scan.geometry
+        r0, c0 = geo.to_source(np.array([d // 2]), np.array([d // 2]))
+        step = (geo.step[0] * d, geo.step[1] * d)
+        return EvidenceMap(small, (float(r0[0]), float(c0[0])), step, geo.flipped)
+
+    def _unscored(self, scan: ScanImage, why: tuple[str, ...]) -> ViewResult:
+        reasons = tuple(dict.fromkeys((*scan.ood_reasons, *why)))
+        return ViewResult(
+            p_malignant=None,
+            predicted_class="not scored",
+            findings=(),
+            evidence=None,
+            ood=True,
+            ood_reasons=reasons,
+            ood_score=float("nan"),
+            laterality=scan.laterality,
+            view=scan.view,
+            breast_box=scan.geometry.box,
+            method=f"lesion-scan-k{self.card.k_coarse}/{self.card.k_fine}",
+        )

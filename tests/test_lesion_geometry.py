@@ -1,0 +1,97 @@
+"""The scan grid's map back to the source image: crop, flip and resample undone exactly.
+
+A bright dot is put at a known source pixel of a breast on a black background; after
+``scan_dataset`` (window, crop to the breast, chest wall to the left, resample to 0.4 mm) the
+dot must be where ``ScanGeometry.to_scan`` says, and that scan pixel must map back to the dot
+within one scan pixel, for both lateralities and views and both photometric encodings.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sgc_core.preprocess import PreprocessError
+from sgc_core.scan_geometry import ScanGeometry, scan_dataset, source_spacing
+from tests.helpers.mg import MGSpec, mg_dataset
+
+
+def _breast_with_dot(
+    lat: str, view: str, photometric: str, dot: tuple[int, int], spacing: float, shape=(900, 700)
+):
+    spec = MGSpec(rows=shape[0], cols=shape[1], laterality=lat, view=view, photometric=photometric)
+    ds = mg_dataset(spec)
+    top = (1 << spec.bits_stored) - 1
+    y, x = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
+    cx = 20.0 if lat == "L" else shape[1] - 21.0  # a gap at the chest wall: the crop must act
+    r = ((x - cx) / (0.7 * shape[1])) ** 2 + ((y - 0.55 * shape[0]) / (0.4 * shape[0])) ** 2
+    img = np.where(r < 1.0, 0.45 * top, 0.0)
+    img[dot[0] - 3 : dot[0] + 4, dot[1] - 3 : dot[1] + 4] = top
+    if photometric == "MONOCHROME1":
+        img = top - img
+    ds.PixelData = img.astype(np.uint16).tobytes()
+    ds.ImagerPixelSpacing = [spacing, spacing]
+    ds.PixelSpacing = [spacing, spacing]
+    # The standard hanging: a right breast's chest wall is on the image's right (posterior).
+    ds.PatientOrientation = [
+        "A" if lat == "L" else "P",
+        ("R" if lat == "L" else "L") if view == "CC" else "F",
+    ]
+    return ds
+
+
+@pytest.mark.parametrize("photometric", ["MONOCHROME2", "MONOCHROME1"])
+@pytest.mark.parametrize("view", ["CC", "MLO"])
+@pytest.mark.parametrize("lat", ["L", "R"])
+def test_dot_maps_to_scan_and_back(lat, view, photometric):
+    dot = (520, 300 if lat == "L" else 400)
+    ds = _breast_with_dot(lat, view, photometric, dot, spacing=0.1)
+    scan = scan_dataset(ds, 0.4)
+    geo = scan.geometry
+    assert geo.flipped == (lat == "R")
+    assert geo.box[0] > 0, "the black rows above the breast are cropped"
+    assert geo.step == pytest.approx((4.0, 4.0), rel=0.02)
+    sr, sc = geo.to_scan(np.array([dot[0]]), np.array([dot[1]]))
+    peak = np.unravel_index(int(np.argmax(scan.image)), scan.image.shape)
+    assert abs(peak[0] - sr[0]) <= 1.0 and abs(peak[1] - sc[0]) <= 1.0
+    br, bc = geo.to_source(np.array([peak[0]]), np.array([peak[1]]))
+    assert np.hypot(br[0] - dot[0], bc[0] - dot[1]) <= 1.5 * max(geo.step)
+
+
+def test_monochrome1_and_2_give_the_same_scan():
+    a = scan_dataset(_breast_with_dot("L", "CC", "MONOCHROME2", (400, 200), 0.1), 0.4)
+    b = scan_dataset(_breast_with_dot("L", "CC", "MONOCHROME1", (400, 200), 0.1), 0.4)
+    assert a.geometry == b.geometry
+    # Equal up to the one stored value that truncating top - x to uint16 moves (1 / 4095).
+    np.testing.assert_allclose(a.image, b.image, atol=1.01 / 4095)
+
+
+@pytest.mark.parametrize("flipped", [False, True])
+def test_geometry_round_trip(flipped):
+    geo = ScanGeometry((13, 40, 813, 540), (2.5, 2.4), flipped, (900, 700))
+    rows, cols = np.array([13.0, 400.2, 812.9]), np.array([40.0, 301.7, 539.0])
+    back = geo.to_source(*geo.to_scan(rows, cols))
+    np.testing.assert_allclose(back[0], rows, atol=1e-9)
+    np.testing.assert_allclose(back[1], cols, atol=1e-9)
+
+
+def test_missing_spacing_is_assumed_and_said():
+    ds = _breast_with_dot("L", "CC", "MONOCHROME2", (400, 200), 0.1)
+    del ds.ImagerPixelSpacing, ds.PixelSpacing
+    (row, _), assumed = source_spacing(ds)
+    assert assumed and row == pytest.approx(240.0 / 900)
+    assert scan_dataset(ds, 0.4).spacing_assumed
+
+
+def test_blank_image_gives_an_unscored_scan_not_a_crash():
+    ds = _breast_with_dot("L", "CC", "MONOCHROME2", (400, 200), 0.1)
+    ds.PixelData = np.zeros((900, 700), np.uint16).tobytes()
+    scan = scan_dataset(ds, 0.4)
+    assert not scan.breast_found and scan.ood_reasons
+
+
+def test_malformed_rows_is_a_preprocess_error():
+    ds = _breast_with_dot("L", "CC", "MONOCHROME2", (400, 200), 0.1)
+    ds.Rows = [900, 900]
+    with pytest.raises(PreprocessError):
+        scan_dataset(ds, 0.4)
