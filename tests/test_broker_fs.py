@@ -47,6 +47,17 @@ def test_stress_producers_and_consumers_lose_nothing_and_never_crash(tmp_path: P
     assert not any(files for _, _, files in os.walk(opts["claimed_folder"]))
 
 
+def test_stress_with_consumers_sigkilled_loses_nothing(tmp_path: Path) -> None:
+    result = run_stress(
+        "sgcfs", tmp_path, messages=1500, producers=2, consumers=3, idle=10, kill_every=1.0
+    )
+    assert result.kills >= 2, result.line()
+    assert result.errors == {} and result.lost == 0, result.line()
+    # Only a message a consumer handled and was killed before acking comes twice: one per kill
+    # at most, and the node's job fence makes such a repeat a no-op.
+    assert result.duplicated <= result.kills, result.line()
+
+
 def test_a_message_file_appears_whole_or_not_at_all(tmp_path: Path) -> None:
     with _connection(tmp_path) as conn:
         _put(conn, {"n": 1})
