@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 
 from click.testing import CliRunner
 
+from sgc_core.synth.styles import HELD_OUT_STYLE, TRAINING_STYLES
 from sgc_node.cli import cli
 
 
@@ -25,6 +27,8 @@ def test_sgc_synth_writes_a_labelled_data_set(tmp_path):
             "4",
             "--size",
             "128x96",
+            "--style",
+            "classic",
             "--monochrome1-fraction",
             "1",
             "--difficulty",
@@ -53,6 +57,47 @@ def test_sgc_synth_rejects_bad_options(tmp_path):
     assert bad_difficulty.exit_code == 2 and "between 0 and 1" in bad_difficulty.output
     no_studies = runner.invoke(cli, ["synth", "--studies", "0", "--out", str(tmp_path)])
     assert no_studies.exit_code == 2
+
+
+def test_sgc_synth_defaults_to_the_mixed_training_styles(tmp_path):
+    out = tmp_path / "mixed"
+    result = CliRunner().invoke(
+        cli, ["synth", "--studies", "6", "--out", str(out), "--seed", "1", "--size", "64x52"]
+    )
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((out / "labels.csv").open()))
+    styles = {r["style"] for r in rows}
+    assert styles <= set(TRAINING_STYLES) and len(styles) >= 2 and HELD_OUT_STYLE not in styles
+    assert json.loads((out / "synth.json").read_text())["config"]["style"] == "mixed"
+
+
+def test_sgc_synth_writes_one_style_and_restricted_lesion_types(tmp_path):
+    out = tmp_path / "held"
+    args = ["--studies", "2", "--out", str(out), "--size", "64x52", "--style", HELD_OUT_STYLE]
+    result = CliRunner().invoke(
+        cli, ["synth", *args, "--lesion-type", "distortion", "--lesion-type", "mass_lucent"]
+    )
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((out / "labels.csv").open()))
+    assert {r["style"] for r in rows} == {HELD_OUT_STYLE}
+    assert {r["lesion_type"] for r in rows} <= {"distortion", "mass_lucent"}
+    assert all(float(r["pixel_spacing_mm"]) > 0 for r in rows)
+
+
+def test_sgc_synth_rejects_bad_style_options(tmp_path):
+    runner = CliRunner()
+    base = ["synth", "--studies", "1", "--out", str(tmp_path), "--size", "64x52"]
+    cases = [
+        (["--style", "vendorx"], "unknown style 'vendorx'"),
+        (["--hold-out", "classic"], "not in the family"),
+        (["--lesion-type", "blob"], "unknown lesion type"),
+        (["--bits", "14"], "--bits applies to --style classic only"),
+        (["--style", "lumpy", "--monochrome1-fraction", "1"], "--monochrome1-fraction applies"),
+    ]
+    for extra, message in cases:
+        result = runner.invoke(cli, [*base, *extra])
+        assert result.exit_code == 2 and message in result.output, (extra, result.output)
+    assert not (tmp_path / "labels.csv").exists()
 
 
 def test_sgc_synth_help_does_not_import_numpy_heavy_modules():

@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from sgc_core.synth.styles import HELD_OUT_STYLE, MIXED, Style, get_style, mixed_pool
+
 # Image sizes: "full" is a Hologic-like 3328 x 2560 detector at 70 um (17 MB at 16 bits);
 # "small" keeps the same 233 mm field of view at ~0.9 mm per pixel for fast tests.
 SIZES: dict[str, tuple[int, int]] = {
@@ -52,8 +54,16 @@ class SynthConfig:
         "benign" in the binary label column (the negative class means "no malignancy") and
         "normal" in the finding column, so a user can drop them.
     mass_fraction: probability that a lesion is a mass rather than calcifications.
-    bits_stored: 12 or 14 (16-bit words either way).
-    monochrome1_fraction: probability that a study is written MONOCHROME1 (inverted).
+    bits_stored: 12 or 14 (16-bit words either way); the classic style only (a family
+        style fixes its own).
+    monochrome1_fraction: probability that a study is written MONOCHROME1 (inverted); the
+        classic style only.
+    style: a style of styles.STYLES, or "mixed": each study draws one uniformly from the
+        family without ``hold_out``. "classic" (the default) is the generator as it was
+        before styles, byte for byte.
+    hold_out: the family style "mixed" never draws (None: draw from all of the family).
+    lesion_types: if not empty, every lesion is drawn uniformly from these types
+        (morphologies.LESION_TYPES), whatever the class fractions say.
     """
 
     rows: int = 256
@@ -64,8 +74,23 @@ class SynthConfig:
     mass_fraction: float = 0.6
     bits_stored: int = 12
     monochrome1_fraction: float = 0.0
+    style: str = "classic"
+    hold_out: str | None = HELD_OUT_STYLE
+    lesion_types: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        from sgc_core.synth.morphologies import check_lesion_types
+
+        if self.style != MIXED:
+            get_style(self.style)
+        mixed_pool(self.hold_out)
+        object.__setattr__(self, "lesion_types", tuple(self.lesion_types))
+        check_lesion_types(self.lesion_types)
+        if self.style != "classic" and (self.bits_stored != 12 or self.monochrome1_fraction):
+            raise ValueError(
+                f"bits_stored and monochrome1_fraction apply to the classic style only; "
+                f"style {self.style!r} fixes its own header convention (sgc_core/synth/styles.py)"
+            )
         parse_size((self.rows, self.cols))
         for name in ("difficulty", "malignant_fraction", "normal_fraction", "mass_fraction"):
             value = getattr(self, name)
@@ -80,8 +105,13 @@ class SynthConfig:
 
     @property
     def pixel_spacing_mm(self) -> float:
-        """Square pixels; the field of view's height is that of the full detector."""
+        """Square pixels of the classic style; the field of view's height is that of the
+        full detector. A family style has its own field (spacing_mm)."""
         return FIELD_HEIGHT_MM / self.rows
+
+    def spacing_mm(self, style: Style) -> float:
+        """The pixel spacing of an image of this size written in ``style``."""
+        return style.header.field_height_mm / self.rows
 
     @classmethod
     def for_size(cls, size: str | tuple[int, int], **kwargs: Any) -> SynthConfig:

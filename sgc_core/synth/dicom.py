@@ -20,8 +20,11 @@ from pydicom.sequence import Sequence
 from pydicom.uid import (
     UID,
     DigitalMammographyXRayImageStorageForPresentation,
+    DigitalMammographyXRayImageStorageForProcessing,
     ExplicitVRLittleEndian,
 )
+
+from sgc_core.synth.styles import HeaderConvention
 
 IMPLEMENTATION_CLASS_UID = UID("1.2.826.0.1.3680043.8.498.1")  # pydicom's root + .1
 VIEW_CODES = {
@@ -36,6 +39,37 @@ PATIENT_ORIENTATION = {
     ("L", "MLO"): ["A", "FR"],
     ("R", "MLO"): ["P", "FL"],
 }
+
+
+# A right breast stored as acquired (not mirrored into the hanging): its chest wall is on the
+# left, so the row direction points anterior; the column direction is unchanged.
+AS_ACQUIRED_RIGHT = {"CC": ["A", "L"], "MLO": ["A", "FL"]}
+
+
+def patient_orientation(laterality: str, view: str, hanging: bool) -> list[str]:
+    if laterality == "R" and not hanging:
+        return AS_ACQUIRED_RIGHT[view]
+    return PATIENT_ORIENTATION[(laterality, view)]
+
+
+def voi_lut_item(center: float, width: float, max_value: int, monochrome1: bool) -> Dataset:
+    """A VOI LUT Sequence item: a sigmoid over the window's range (16-bit output), in the
+    stored values' terms (for MONOCHROME1 the LUT maps stored values, then the INVERSE
+    presentation LUT inverts: the displayed image equals that of MONOCHROME2)."""
+    lo = int(max(0, np.floor(center - width)))
+    hi = int(min(max_value, np.ceil(center + width)))
+    values = np.arange(lo, hi + 1, dtype=np.float64)  # presentation-sense values
+    curve = 1.0 / (1.0 + np.exp(-4.0 * (values - center) / width))
+    curve = (curve - curve[0]) / max(curve[-1] - curve[0], 1e-12)
+    if monochrome1:
+        first, table = max_value - hi, (1.0 - curve)[::-1]
+    else:
+        first, table = lo, curve
+    item = Dataset()
+    item.LUTDescriptor = [len(table) % 65536, first, 16]
+    item.LUTExplanation = "breast tissue (sigmoid)"
+    item.add_new(0x00283006, "OW", np.rint(table * 65535).astype("<u2").tobytes())
+    return item
 
 
 @dataclass(frozen=True)
@@ -83,21 +117,31 @@ def build_mg_dataset(
     pixel_spacing_mm: float,
     monochrome1: bool,
     thickness_mm: float,
+    convention: HeaderConvention | None = None,
+    response: str = "log",
 ) -> Dataset:
     """One MG image. ``pixels`` are MONOCHROME2-sense values (bright = dense); with
     ``monochrome1`` they are stored inverted and the window is mirrored so that the display
-    (and sgc_core.preprocess) is identical."""
+    (and sgc_core.preprocess) is identical. ``convention`` (a style's; None = the classic
+    header) picks the VOI form, the intent, the vendor and how a right breast hangs."""
+    convention = convention or HeaderConvention()
+    for_processing = convention.intent == "FOR PROCESSING"
+    sop_class = (
+        DigitalMammographyXRayImageStorageForProcessing
+        if for_processing
+        else DigitalMammographyXRayImageStorageForPresentation
+    )
     max_value = 2**bits_stored - 1
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = DigitalMammographyXRayImageStorageForPresentation
+    ds.file_meta.MediaStorageSOPClassUID = sop_class
     ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
     ds.file_meta.ImplementationVersionName = "SGC_SYNTH_1"
 
     ds.SpecificCharacterSet = "ISO_IR 100"
-    ds.SOPClassUID = DigitalMammographyXRayImageStorageForPresentation
+    ds.SOPClassUID = sop_class
     ds.SOPInstanceUID = sop_uid
     ds.InstanceCreationDate = header.study_date
     # Patient, General Study, Patient Study
@@ -118,10 +162,10 @@ def build_mg_dataset(
     ds.SeriesInstanceUID = header.series_uid
     ds.SeriesNumber = 1
     ds.SeriesDescription = "Synthetic FFDM"
-    ds.PresentationIntentType = "FOR PRESENTATION"
+    ds.PresentationIntentType = convention.intent
     # General Equipment
-    ds.Manufacturer = "sgc-node synthetic phantom"
-    ds.ManufacturerModelName = "sgc synth"
+    ds.Manufacturer = convention.manufacturer
+    ds.ManufacturerModelName = convention.model
     ds.SoftwareVersions = "1"
     ds.InstitutionName = "Synthetic"
     # General Image, DX Image, Mammography Image
@@ -131,12 +175,12 @@ def build_mg_dataset(
     ds.AcquisitionDate = header.study_date
     ds.AcquisitionTime = "090000"
     ds.ImageType = ["ORIGINAL", "PRIMARY", ""]
-    ds.PatientOrientation = PATIENT_ORIENTATION[(laterality, view)]
+    ds.PatientOrientation = patient_orientation(laterality, view, convention.hanging)
     ds.ImageLaterality = laterality
     ds.BurnedInAnnotation = "NO"
     ds.LossyImageCompression = "00"
     ds.QualityControlImage = "NO"
-    ds.PixelIntensityRelationship = "LOG"
+    ds.PixelIntensityRelationship = "LOG" if response == "log" else "LIN"
     ds.PixelIntensityRelationshipSign = 1 if monochrome1 else -1
     ds.RescaleIntercept = 0
     ds.RescaleSlope = 1
@@ -178,12 +222,17 @@ def build_mg_dataset(
     ds.HighBit = bits_stored - 1
     ds.PixelRepresentation = 0
     stored = (max_value - pixels.astype(np.int64)).astype(np.uint16) if monochrome1 else pixels
-    # VOI LUT: mirror the LINEAR window for the inverted encoding (see sgc_core.preprocess).
-    center = (max_value + 1 - window_center) if monochrome1 else window_center
-    ds.WindowCenter = f"{center:.6g}"
-    ds.WindowWidth = f"{window_width:.6g}"
-    # VOILUTFunction is left out: LINEAR is its default (PS3.3 C.11.2.1.3), and OHIF 3.13.2
-    # stops rendering an image that carries the attribute ("Invalid VOI LUT function").
-    ds.WindowCenterWidthExplanation = "breast tissue"
+    if convention.voi == "lut":
+        ds.VOILUTSequence = Sequence(
+            [voi_lut_item(window_center, window_width, max_value, monochrome1)]
+        )
+    elif convention.voi == "window":
+        # VOI LUT: mirror the LINEAR window for the inverted encoding (sgc_core.preprocess).
+        center = (max_value + 1 - window_center) if monochrome1 else window_center
+        ds.WindowCenter = f"{center:.6g}"
+        ds.WindowWidth = f"{window_width:.6g}"
+        # VOILUTFunction is left out: LINEAR is its default (PS3.3 C.11.2.1.3), and OHIF
+        # 3.13.2 stops rendering an image that carries it ("Invalid VOI LUT function").
+        ds.WindowCenterWidthExplanation = "breast tissue"
     ds.PixelData = np.ascontiguousarray(stored, dtype="<u2").tobytes()
     return ds

@@ -48,8 +48,7 @@ class Calcification:
 
 @dataclass(frozen=True)
 class Lesion:
-    lesion_type: str  # mass_round | mass_oval | mass_irregular | mass_spiculated |
-    # calc_benign | calc_pleomorphic
+    lesion_type: str  # a key of LESION_TYPES
     malignant: bool
     depth: float  # 0 = chest wall, 1 = nipple
     mediolateral: float  # -1 .. 1
@@ -62,10 +61,18 @@ class Lesion:
     mu: float = 0.0
     spicules: tuple[Spicule, ...] = field(default_factory=tuple)
     calcifications: tuple[Calcification, ...] = field(default_factory=tuple)
+    # A fat-containing (lucent) centre: an inner ellipse of this fraction of the outline,
+    # shifted along the long axis by core_offset x the free room, with attenuation core_mu
+    # taken away (fat replacing the denser mass and the tissue around it).
+    core_fraction: float = 0.0
+    core_offset: float = 0.0
+    core_mu: float = 0.0
 
     @property
     def is_mass(self) -> bool:
-        return self.lesion_type.startswith("mass")
+        """Drawn as a density with strands (masses and architectural distortion), not as
+        a cluster of calcifications."""
+        return not self.lesion_type.startswith("calc")
 
     @property
     def extent_mm(self) -> float:
@@ -89,12 +96,16 @@ def sample_lesion(rng: np.random.Generator, malignant: bool, mass: bool, d: floa
     return _sample_calcifications(rng, malignant, d, position)
 
 
-def _sample_mass(rng: np.random.Generator, malignant: bool, d: float, position: dict) -> Lesion:
+def _sample_mass(
+    rng: np.random.Generator, malignant: bool, d: float, position: dict, kind: str | None = None
+) -> Lesion:
+    """A mass of the classic types; ``kind`` forces one (None draws it as the classic
+    generator did, with the same random stream)."""
     radius = float(rng.uniform(lerp(7.0, 3.5, d), lerp(15.0, 9.0, d)))
     contrast = float(rng.uniform(lerp(0.9, 0.3, d), lerp(1.5, 0.7, d)))
     angle = float(rng.uniform(0, math.pi))
     if malignant:
-        spiculated = bool(rng.random() < 0.55)
+        spiculated = kind == "mass_spiculated" if kind else bool(rng.random() < 0.55)
         lesion_type = "mass_spiculated" if spiculated else "mass_irregular"
         amp_hi = lerp(0.30, 0.16, d)
         harmonics = _harmonics(rng, range(3, 10), amp_hi * 0.4, amp_hi)
@@ -109,7 +120,7 @@ def _sample_mass(rng: np.random.Generator, malignant: bool, d: float, position: 
             reach = lerp(0.8, 0.5, d)
             width = lerp(0.8, 0.5, d)
     else:
-        oval = bool(rng.random() < 0.5)
+        oval = kind == "mass_oval" if kind else bool(rng.random() < 0.5)
         lesion_type = "mass_oval" if oval else "mass_round"
         aspect = float(rng.uniform(1.3, 1.8) if oval else rng.uniform(1.0, 1.12))
         # Lobulation grows with difficulty: hard benign masses look less circumscribed.
@@ -262,12 +273,22 @@ def _render_mass(
     )
     thickness = 2.0 * lesion.radius_mm * np.sqrt(np.clip(1.0 - (r / boundary) ** 2, 0.0, None))
     patch = lesion.mu * thickness
+    if lesion.core_fraction > 0:
+        patch -= lesion.core_mu * _core_thickness(u, v, lesion, a, b)
     if blur_px > 0.3:
         patch = ndimage.gaussian_filter(patch, blur_px, mode="constant")
     # Spicules are fibrous strands, not part of the ill-defined margin: drawn sharp.
     for spicule in lesion.spicules:
         patch += lesion.mu * _spicule_thickness(u, v, spicule, lesion, pixel_mm)
     atten[r0:r1, c0:c1] += patch
+
+
+def _core_thickness(u: np.ndarray, v: np.ndarray, lesion: Lesion, a: float, b: float):
+    """Projected thickness of the lucent core (an ellipsoid inside the mass)."""
+    f = lesion.core_fraction
+    u0 = lesion.core_offset * a * (1.0 - f)
+    inside = 1.0 - ((u - u0) / (a * f)) ** 2 - (v / (b * f)) ** 2
+    return 2.0 * b * f * np.sqrt(np.clip(inside, 0.0, None))
 
 
 def _spicule_thickness(

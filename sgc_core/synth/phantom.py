@@ -24,12 +24,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from sgc_core.synth.config import SynthConfig, lerp
+from sgc_core.synth.detector import FLUENCE_PER_MM2, Anatomy, Exposure, expose
 from sgc_core.synth.lesions import MU_FAT, MU_GLAND, Lesion, render_lesion
-from sgc_core.synth.texture import power_law_field
+from sgc_core.synth.styles import Style, get_style
+from sgc_core.synth.texture import texture_field
 
 MU_SKIN = 0.085
 MU_MUSCLE = 0.070
-FLUENCE_PER_MM2 = 4.0e6  # incident photons per mm^2 at the detector without the breast
 DENSITY_OFFSETS = {"A": -1.8, "B": -0.8, "C": 0.1, "D": 1.0}
 # The largest fibroglandular fraction along one ray, per density. A ray crosses the whole
 # compressed breast, so its glandular fraction is an average: even a dense breast is rarely
@@ -97,14 +98,86 @@ def sample_breast(
 
 
 def render_view(
-    rng: np.random.Generator, breast: Breast, view: str, config: SynthConfig
+    rng: np.random.Generator,
+    breast: Breast,
+    view: str,
+    config: SynthConfig,
+    style: Style | None = None,
 ) -> RenderedView:
-    """Render ``view`` ("CC" | "MLO") of ``breast`` as presentation values."""
-    rows, cols, px = config.rows, config.cols, config.pixel_spacing_mm
-    max_value = 2**config.bits_stored - 1
+    """Render ``view`` ("CC" | "MLO") of ``breast`` in ``style`` (default: the config's
+    style, which must then be a single style) as presentation values."""
+    style = style or get_style(config.style)
+    rows, cols = config.rows, config.cols
+    px = config.spacing_mm(style)
+    outline = _outline(rng, breast, view, rows, cols, px)
+    rho, muscle, inside = outline.rho, outline.muscle, outline.thickness > 0
+
+    cc = np.arange(cols, dtype=np.float64)[None, :]
+    nipple = (outline.yc, outline.depth_px)
+    field = texture_field(style.texture, rng, (rows, cols), px, breast.beta, nipple)
+    along = cc / outline.depth_px
+    envelope = np.clip((1.0 - rho) / 0.2, 0.0, 1.0) * np.clip((along - 0.03) / 0.2, 0.0, 1.0)
+    soft = 1.0 / (1.0 + np.exp(-(field + DENSITY_OFFSETS[breast.density]) / 0.7))
+    gland = GLAND_MAX[breast.density] * envelope * soft
+    gland *= 1.0 - np.clip(muscle, 0.0, 1.0)
+
+    inner = outline.inner
+    atten = (
+        MU_FAT * inner
+        + (MU_GLAND - MU_FAT) * inner * gland
+        + MU_SKIN * outline.skin_path
+        + (MU_MUSCLE - MU_FAT) * inner * muscle * (1.0 + 0.05 * field)
+    )
+    background = atten.copy() if style.name != "classic" else atten
+
+    lesion_center = None
+    lesion_radius = 0.0
+    if breast.lesion is not None:
+        lesion_center = _lesion_center(
+            breast.lesion, view, outline.yc, outline.depth_px, outline.half_px, muscle, px
+        )
+        rotation = 0.0 if view == "CC" else math.radians(35.0)
+        render_lesion(atten, breast.lesion, lesion_center, px, rotation)
+        lesion_radius = breast.lesion.extent_mm / px
+
+    edge_lift = np.where(inside, breast.thickness_mm - outline.thickness, 0.0)
+    tissue = inside & (muscle < 0.5)
+    if style.name == "classic":
+        exposure = _classic_detector(rng, atten, tissue, edge_lift, px, config)
+    else:
+        anatomy = Anatomy(atten, background, inside, tissue, edge_lift, px)
+        exposure = expose(rng, anatomy, style, config.difficulty, style.header.bits_stored)
+    pixels = exposure.pixels
+
+    if breast.laterality == "R" and style.header.hanging:
+        pixels = np.ascontiguousarray(pixels[:, ::-1])
+        if lesion_center is not None:
+            lesion_center = (lesion_center[0], cols - 1 - lesion_center[1])
+    if lesion_center is not None:
+        lesion_center = (int(round(lesion_center[0])), int(round(lesion_center[1])))
+    return RenderedView(
+        pixels, exposure.window_center, exposure.window_width, lesion_center, lesion_radius
+    )
+
+
+@dataclass(frozen=True)
+class _Outline:
+    yc: float  # row of the nipple axis
+    depth_px: float
+    half_px: float
+    rho: np.ndarray  # 0 at the chest wall centre, 1 at the skin
+    muscle: np.ndarray  # pectoral muscle fraction (0 in the CC)
+    thickness: np.ndarray  # compressed thickness (mm)
+    inner: np.ndarray  # thickness under the skin (mm)
+    skin_path: np.ndarray  # path length through the skin (mm)
+
+
+def _outline(
+    rng: np.random.Generator, breast: Breast, view: str, rows: int, cols: int, px: float
+) -> _Outline:
+    """The compressed breast's shape, thickness and skin in this view (chest wall left)."""
     rr = np.arange(rows, dtype=np.float64)[:, None]
     cc = np.arange(cols, dtype=np.float64)[None, :]
-
     depth_px = min(breast.depth_mm / px, cols * 0.93)
     if view == "CC":
         yc = rows * float(rng.uniform(0.46, 0.54))
@@ -127,42 +200,30 @@ def render_view(
     skin_mm = float(rng.uniform(1.0, 2.0))
     inner = _edge_profile(edge_mm - skin_mm, breast.thickness_mm - 2 * skin_mm)
     skin_path = np.clip(thickness - inner, 0.0, None)
-    inside = thickness > 0
+    return _Outline(yc, depth_px, half_px, rho, muscle, thickness, inner, skin_path)
 
-    field = power_law_field(rng, (rows, cols), px, beta=breast.beta, anisotropy=1.6)
-    along = cc / depth_px
-    envelope = np.clip((1.0 - rho) / 0.2, 0.0, 1.0) * np.clip((along - 0.03) / 0.2, 0.0, 1.0)
-    soft = 1.0 / (1.0 + np.exp(-(field + DENSITY_OFFSETS[breast.density]) / 0.7))
-    gland = GLAND_MAX[breast.density] * envelope * soft
-    gland *= 1.0 - np.clip(muscle, 0.0, 1.0)
 
-    atten = (
-        MU_FAT * inner
-        + (MU_GLAND - MU_FAT) * inner * gland
-        + MU_SKIN * skin_path
-        + (MU_MUSCLE - MU_FAT) * inner * muscle * (1.0 + 0.05 * field)
-    )
-
-    lesion_center = None
-    lesion_radius = 0.0
-    if breast.lesion is not None:
-        lesion_center = _lesion_center(breast.lesion, view, yc, depth_px, half_px, muscle, px)
-        rotation = 0.0 if view == "CC" else math.radians(35.0)
-        render_lesion(atten, breast.lesion, lesion_center, px, rotation)
-        lesion_radius = breast.lesion.extent_mm / px
-
-    difficulty = config.difficulty
-    n0 = FLUENCE_PER_MM2 * lerp(1.0, 0.3, difficulty) * px * px
+def _classic_detector(
+    rng: np.random.Generator,
+    atten: np.ndarray,
+    tissue: np.ndarray,
+    edge_lift: np.ndarray,
+    px: float,
+    config: SynthConfig,
+) -> Exposure:
+    """The classic style's detector (unchanged): Poisson counts, log, periphery
+    equalisation, display scaling and window from the breast's own histogram."""
+    max_value = 2**config.bits_stored - 1
+    n0 = FLUENCE_PER_MM2 * lerp(1.0, 0.3, config.difficulty) * px * px
     counts = rng.poisson(n0 * np.exp(-atten))
     log_signal = np.log(n0 / np.maximum(counts, 1.0))
     # Periphery equalisation: lift the thin edge as if it had the full thickness of fat.
-    log_signal += np.where(inside, 0.8 * MU_FAT * (breast.thickness_mm - thickness), 0.0)
+    log_signal += 0.8 * MU_FAT * edge_lift
     # Display scaling and VOI window from the breast's histogram, as "for presentation"
     # processing does, anchored at its 95th percentile: a lesion covers 1-5 % of the breast,
     # so it does not move the anchor, and the rest of the image is the same with or without
     # it (no global-contrast shortcut for a classifier to learn). The headroom above the
     # anchor keeps dense lesions unclipped.
-    tissue = inside & (muscle < 0.5)
     reference = float(np.quantile(log_signal[tissue], 0.95)) if tissue.any() else 1.0
     background = 0.02 * max_value
     values = background + (0.6 * max_value - background) * log_signal / reference
@@ -171,16 +232,7 @@ def render_view(
     breast_values = pixels[tissue] if tissue.any() else pixels.ravel()
     lo, hi = np.quantile(breast_values, [0.005, 0.95])
     spread = max(hi - lo, 2.0)
-    width = float(round(spread * 1.6))
-    center = float(round(lo + 0.7 * spread))
-
-    if breast.laterality == "R":
-        pixels = np.ascontiguousarray(pixels[:, ::-1])
-        if lesion_center is not None:
-            lesion_center = (lesion_center[0], cols - 1 - lesion_center[1])
-    if lesion_center is not None:
-        lesion_center = (int(round(lesion_center[0])), int(round(lesion_center[1])))
-    return RenderedView(pixels, center, width, lesion_center, lesion_radius)
+    return Exposure(pixels, float(round(lo + 0.7 * spread)), float(round(spread * 1.6)))
 
 
 def _edge_profile(edge_mm: np.ndarray, thickness_mm: float) -> np.ndarray:

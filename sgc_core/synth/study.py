@@ -23,8 +23,10 @@ from pydicom.dataset import Dataset
 
 from sgc_core.synth.config import SynthConfig, parse_size
 from sgc_core.synth.dicom import StudyHeader, build_mg_dataset, uid_for
-from sgc_core.synth.lesions import sample_lesion
+from sgc_core.synth.lesions import Lesion, sample_lesion
+from sgc_core.synth.morphologies import family_lesion_type, sample_morphology
 from sgc_core.synth.phantom import render_view, sample_breast
+from sgc_core.synth.styles import HELD_OUT_STYLE, MIXED, Style, get_style, mixed_pool
 
 VIEWS = (("R", "CC"), ("L", "CC"), ("R", "MLO"), ("L", "MLO"))
 LABELS_CSV = "labels.csv"
@@ -46,6 +48,8 @@ LABEL_COLUMNS = [
     "study_label",
     "photometric",
     "difficulty",
+    "style",
+    "pixel_spacing_mm",
     "split",
 ]
 _FINDING_RANK = {"normal": 0, "benign": 1, "malignant": 2}
@@ -63,6 +67,8 @@ class ViewTruth:
     lesion_col: int | None
     lesion_radius_px: float
     density: str
+    style: str = "classic"
+    pixel_spacing_mm: float = 0.0
 
     @property
     def label(self) -> str:
@@ -96,25 +102,54 @@ def generate_study(
     return generate_study_with_truth(rng_or_seed, config).datasets
 
 
+def study_style(rng: np.random.Generator, config: SynthConfig) -> Style:
+    """The config's style, or for "mixed" one drawn uniformly from the pool (no draw
+    otherwise, so a single-style set keeps its random stream)."""
+    if config.style != MIXED:
+        return get_style(config.style)
+    pool = mixed_pool(config.hold_out)
+    return get_style(pool[int(rng.integers(len(pool)))])
+
+
+def _sample_lesion(rng: np.random.Generator, config: SynthConfig, style: Style) -> Lesion | None:
+    if rng.random() < config.normal_fraction:
+        return None
+    d = config.difficulty
+    if config.lesion_types:
+        lesion_type = config.lesion_types[int(rng.integers(len(config.lesion_types)))]
+        return sample_morphology(rng, lesion_type, d)
+    malignant = bool(rng.random() < config.malignant_fraction)
+    mass = bool(rng.random() < config.mass_fraction)
+    if style.lesions == "classic":
+        return sample_lesion(rng, malignant, mass, d)
+    return sample_morphology(rng, family_lesion_type(rng, malignant, not mass), d)
+
+
 def generate_study_with_truth(
     rng_or_seed: np.random.Generator | int | Iterable[int],
     config: SynthConfig | None = None,
     patient_id: str | None = None,
+    *,
+    render_lesions: bool = True,
 ) -> SyntheticStudy:
-    """Four MG datasets and their ground truth (finding, lesion type and position per view)."""
+    """Four MG datasets and their ground truth (finding, lesion type and position per view).
+
+    render_lesions=False draws the same study but leaves the lesions out of its pixels (the
+    truth keeps the findings, without positions): the truth test compares the two.
+    """
     config = config or SynthConfig()
     rng = _rng(rng_or_seed)
+    style = study_style(rng, config)
     token = int(rng.integers(0, 2**62))
     breasts = {}
     for laterality in ("R", "L"):
-        roll = rng.random()
-        lesion = None
-        if roll >= config.normal_fraction:
-            malignant = bool(rng.random() < config.malignant_fraction)
-            mass = bool(rng.random() < config.mass_fraction)
-            lesion = sample_lesion(rng, malignant, mass, config.difficulty)
+        lesion = _sample_lesion(rng, config, style)
         breasts[laterality] = sample_breast(rng, laterality, lesion, config)
     monochrome1 = bool(rng.random() < config.monochrome1_fraction)
+    convention = style.header
+    if style.name == "classic":
+        photometric = "MONOCHROME1" if monochrome1 else "MONOCHROME2"
+        convention = replace(convention, photometric=photometric, bits_stored=config.bits_stored)
     age = int(rng.integers(40, 76))
     study_day = date(2024, 1, 1) + timedelta(days=int(rng.integers(0, 365)))
     pid = patient_id or f"SYN{token % 10**10:010d}"
@@ -129,9 +164,11 @@ def generate_study_with_truth(
         accession=f"A{token % 10**12:012d}",
     )
     datasets, truth = [], []
+    spacing = config.spacing_mm(style)
     for number, (laterality, view) in enumerate(VIEWS, start=1):
         breast = breasts[laterality]
-        rendered = render_view(rng, breast, view, config)
+        shown = breast if render_lesions else replace(breast, lesion=None)
+        rendered = render_view(rng, shown, view, config, style)
         datasets.append(
             build_mg_dataset(
                 header,
@@ -140,12 +177,14 @@ def generate_study_with_truth(
                 laterality=laterality,
                 view=view,
                 pixels=rendered.pixels,
-                bits_stored=config.bits_stored,
+                bits_stored=convention.bits_stored,
                 window_center=rendered.window_center,
                 window_width=rendered.window_width,
-                pixel_spacing_mm=config.pixel_spacing_mm,
-                monochrome1=monochrome1,
+                pixel_spacing_mm=spacing,
+                monochrome1=convention.photometric == "MONOCHROME1",
                 thickness_mm=breast.thickness_mm,
+                convention=convention,
+                response=style.detector.response,
             )
         )
         center = rendered.lesion_center
@@ -159,6 +198,8 @@ def generate_study_with_truth(
                 lesion_col=center[1] if center else None,
                 lesion_radius_px=round(rendered.lesion_radius_px, 2),
                 density=breast.density,
+                style=style.name,
+                pixel_spacing_mm=spacing,
             )
         )
     return SyntheticStudy(datasets, truth)
@@ -231,6 +272,8 @@ def _write_study(job: tuple) -> list[dict]:
                 "study_label": "malignant" if study.study_finding == "malignant" else "benign",
                 "photometric": ds.PhotometricInterpretation,
                 "difficulty": config.difficulty,
+                "style": truth.style,
+                "pixel_spacing_mm": f"{truth.pixel_spacing_mm:.6g}",
             }
         )
     return rows
@@ -249,12 +292,18 @@ def write_dataset(
     malignant_fraction: float = 0.5,
     mass_fraction: float = 0.6,
     bits_stored: int = 12,
+    style: str = "classic",
+    hold_out: str | None = HELD_OUT_STYLE,
+    lesion_types: tuple[str, ...] = (),
     splits: tuple[float, float, float] = (0.7, 0.15, 0.15),
     workers: int = 1,
     progress: Callable[[int], None] | None = None,
 ) -> Path:
     """Write ``n_studies`` studies as DICOM files under ``out_dir``/images plus labels.csv
-    and synth.json (the exact parameters, to regenerate it). Returns the labels.csv path."""
+    and synth.json (the exact parameters, to regenerate it). Returns the labels.csv path.
+
+    style: a style name or "mixed" (one per study, drawn from the family without
+    ``hold_out``); ``monochrome`` and ``bits_stored`` apply to the classic style only."""
     if n_studies < 1:
         raise ValueError(f"n_studies must be >= 1, not {n_studies}")
     if seed < 0:
@@ -269,6 +318,9 @@ def write_dataset(
         mass_fraction=mass_fraction,
         bits_stored=bits_stored,
         monochrome1_fraction=_monochrome1_fraction(monochrome),
+        style=style,
+        hold_out=hold_out,
+        lesion_types=tuple(lesion_types),
     )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

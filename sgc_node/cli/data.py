@@ -65,9 +65,36 @@ def _fraction(ctx: click.Context, param: click.Parameter, value: float) -> float
     callback=_fraction,
     help="Fraction of lesions that are masses (the rest are calcification clusters).",
 )
-@click.option("--bits", type=click.Choice(["12", "14"]), default="12", show_default=True)
+@click.option(
+    "--bits",
+    type=click.Choice(["12", "14"]),
+    default="12",
+    show_default=True,
+    help="BitsStored of the classic style (a family style fixes its own).",
+)
+@click.option(
+    "--style",
+    default="mixed",
+    show_default=True,
+    help="Phantom style (docs/synthetic.md): classic, gauss, lumpy, ligament, ducts, or mixed "
+    "(each study draws one style of the family, without the --hold-out style).",
+)
+@click.option(
+    "--hold-out",
+    default="ducts",
+    show_default=True,
+    help="The family style that 'mixed' never draws (the held-out vendor); 'none' keeps all.",
+)
+@click.option(
+    "--lesion-type",
+    "lesion_types",
+    multiple=True,
+    help="Draw every lesion from these types only (repeatable), e.g. distortion.",
+)
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
+@click.pass_context
 def synth_cmd(
+    ctx: click.Context,
     studies: int,
     out: str,
     seed: int,
@@ -79,6 +106,9 @@ def synth_cmd(
     malignant_fraction: float,
     mass_fraction: float,
     bits: str,
+    style: str,
+    hold_out: str,
+    lesion_types: tuple[str, ...],
     workers: int,
 ) -> None:
     """Generate synthetic screening mammography studies (R/L x CC/MLO) as DICOM files.
@@ -89,12 +119,18 @@ def synth_cmd(
     """
     from rich.progress import Progress
 
-    from sgc_core.synth import parse_size, write_dataset
+    from sgc_core.synth import SynthConfig, parse_size, write_dataset
 
     try:
         parse_size(size)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--size") from None
+    held_out = None if hold_out.lower() == "none" else hold_out
+    _check_style_options(ctx, style)
+    try:
+        SynthConfig(style=style, hold_out=held_out, lesion_types=lesion_types)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     with Progress(transient=True) as progress:
         task = progress.add_task("studies", total=studies)
         labels = write_dataset(
@@ -109,10 +145,26 @@ def synth_cmd(
             malignant_fraction=malignant_fraction,
             mass_fraction=mass_fraction,
             bits_stored=int(bits),
+            style=style,
+            hold_out=held_out,
+            lesion_types=lesion_types,
             workers=workers,
             progress=lambda n: progress.advance(task, n),
         )
     click.echo(f"wrote {studies * 4} images of {studies} studies; labels in {labels}")
+
+
+def _check_style_options(ctx: click.Context, style: str) -> None:
+    """--bits and --monochrome1-fraction shape the classic header; a family style (and
+    "mixed") fixes its own, so asking for them there is an error, not a silent no-op."""
+    if style == "classic":
+        return
+    for name in ("bits", "monochrome1_fraction"):
+        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
+            flag = "--" + name.replace("_", "-")
+            raise click.UsageError(
+                f"{flag} applies to --style classic only; style {style!r} fixes its own header"
+            )
 
 
 COMMANDS = [synth_cmd]
