@@ -1,13 +1,21 @@
-"""Fault 2 (delivery half): SIGKILL a worker in the middle of delivering the SR.
+"""Fault 2: SIGKILL a worker in the middle of a classification, and in the middle of a delivery.
 
-The kill mid-classification is tests/test_worker_celery.py::
-test_sigkill_mid_classification_leaves_exactly_one_sr. This file kills a real `sgc worker`
-at the worst moment of a delivery: Orthanc has stored the SR and sent its C-STORE response,
-but the worker has not read it (a TCP proxy between them holds the response back), so the
-database still says "pending". A second worker must deliver again after the claim's lease,
-Orthanc must end with exactly one SR for the study revision, and the rows must tell the
-truth at each step: pending with one attempt and no status while the outcome is unknown,
-then sent with the archive's status after two attempts.
+Both run on the embedded default (SQLite, filesystem broker) and on Redis + PostgreSQL: the
+``database_url`` fixture picks the database and tests/helpers/stacks.py the matching broker.
+
+Mid-classification: `sgc scp` and `sgc worker` run as separate processes (as `sgc serve` runs
+them), a study is sent with dcmtk storescu, and the worker is killed while its job is running.
+A new worker must finish the job: one Report row, one SR file, one lost attempt counted. On
+the embedded stack nothing redelivers by itself for certain, so this needs the SCP's sweeper
+to take the stranded job back (tests/test_job_takeback.py has the rules in-process).
+
+Mid-delivery: the worker is killed at the worst moment of a delivery: Orthanc has stored the
+SR and sent its C-STORE response, but the worker has not read it (a TCP proxy between them
+holds the response back), so the database still says "pending". A second worker must deliver
+again after the claim's lease, Orthanc must end with exactly one SR for the study revision,
+and the rows must tell the truth at each step: pending with one attempt and no status while
+the outcome is unknown, then sent with the archive's status after two attempts. On the
+embedded stack the SCP runs too: its outbox sweep is what sends a lost message again.
 
 The claim of a delivery attempt lasts max(SGC_RESEND_AFTER, DIMSE + ACSE timeout) = 150 s.
 The default run moves ``next_attempt_at`` back instead of waiting that long (the clock is all
@@ -18,24 +26,29 @@ from __future__ import annotations
 
 import socket
 import threading
-import uuid
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from pydicom import dcmread
+from sqlalchemy import func, select, update
 
-from db.models import Delivery, DeliveryState, Job, JobState, Report
+from db.models import Delivery, DeliveryState, Job, JobState, Report, Study
 from db.session import upgrade
 from sgc_node.settings import Settings
-from tests.conftest import REDIS_URL, free_port
-from tests.helpers.nodeproc import NodeProcesses, wait_until
+from tests.conftest import free_port
+from tests.helpers.mg import write_study
+from tests.helpers.nodeproc import NodeProcesses, count_rows, storescu, wait_until
 from tests.helpers.orthanc import orthanc_server
+from tests.helpers.stacks import stack_settings
+from tests.helpers.tiny_model import train_tiny_model
 from tests.test_worker_pipeline import check_sr_in_orthanc, ingest_study
 
-pytestmark = [pytest.mark.slow, pytest.mark.orthanc]
+pytestmark = pytest.mark.slow
 P_DATA_TF = 0x04
-REDIS_DB = 13
+WORKER = ("worker", "-Q", "classify,deliver", "--pool", "solo")
+LEASE = 3  # SGC_RESEND_AFTER: the job lease and the outbox resend time
 
 
 class HoldingProxy:
@@ -111,28 +124,28 @@ def _rows(sessions, job_id: int) -> tuple[Job, Report | None, Delivery | None]:
         return job, report, delivery
 
 
-def _run(tmp_path: Path, tiny_model: Path, wait_for_lease: bool) -> None:
-    import redis
-
-    prefix = f"sgc-rel-{uuid.uuid4().hex[:8]}:"
-    with orthanc_server(tmp_path / "orthanc") as orthanc:
+def _run(tmp_path: Path, tiny_model: Path, database_url: str, wait_for_lease: bool) -> None:
+    with orthanc_server(tmp_path / "orthanc") as orthanc, stack_settings(database_url) as stack:
         proxy = HoldingProxy(orthanc.dicom_port)
         node = NodeProcesses.create(
             tmp_path / "node", port=free_port(), model=tiny_model, device="cpu",
-            broker_url=f"{REDIS_URL}/{REDIS_DB}?global_keyprefix={prefix}",
-            archive=f"{orthanc.ae_title}@127.0.0.1:{proxy.port}", resend_after=3,
-            delivery_retry_base=0.5, delivery_retry_max=2,
+            archive=f"{orthanc.ae_title}@127.0.0.1:{proxy.port}", resend_after=LEASE,
+            delivery_retry_base=0.5, delivery_retry_max=2, sweep_interval=0.2, **stack,
         )  # fmt: skip
         settings = Settings(**{k[4:].lower(): v for k, v in node.env.items() if k[:4] == "SGC_"})
         upgrade(settings.resolved_database_url)
         job_id = ingest_study(settings, n=4)
         sessions = node.sessions()
+        embedded = not stack
         try:
             from worker.celery_app import make_celery
 
             app = make_celery(settings)
-            app.send_task("sgc.classify_study", args=[job_id], queue="classify")
-            first = node.start("worker1", "worker", "-Q", "classify,deliver", "--pool", "solo")
+            if embedded:  # the node's outbox sweep sends the job and resends what is lost
+                node.start_scp()
+            else:  # Redis redelivers by itself; no sweep, so that is what is tested
+                app.send_task("sgc.classify_study", args=[job_id], queue="classify")
+            first = node.start("worker1", *WORKER)
             wait_until(proxy.held.is_set, "the archive's C-STORE response", 180, [first])
             node.kill("worker1")
             job, report, delivery = _rows(sessions, job_id)
@@ -151,7 +164,7 @@ def _run(tmp_path: Path, tiny_model: Path, wait_for_lease: bool) -> None:
                         .values(next_attempt_at=datetime.now(UTC))
                     )
                     s.commit()
-            second = node.start("worker2", "worker", "-Q", "classify,deliver", "--pool", "solo")
+            second = node.start("worker2", *WORKER)
 
             def sent() -> bool:
                 return _rows(sessions, job_id)[2].state == DeliveryState.sent
@@ -169,9 +182,6 @@ def _run(tmp_path: Path, tiny_model: Path, wait_for_lease: bool) -> None:
         finally:
             node.stop_all()
             proxy.close()
-            client = redis.Redis.from_url(f"{REDIS_URL}/{REDIS_DB}")
-            for key in client.scan_iter(f"{prefix}*"):
-                client.delete(key)
 
 
 def ingest_uid(sessions, job_id: int) -> str:
@@ -179,12 +189,78 @@ def ingest_uid(sessions, job_id: int) -> str:
         return s.get(Job, job_id).study.study_uid
 
 
+@pytest.mark.orthanc
 def test_sigkill_during_delivery_leaves_one_sr_and_true_rows(
-    tmp_path: Path, tiny_model: Path
+    tmp_path: Path, tiny_model: Path, database_url: str
 ) -> None:
-    _run(tmp_path, tiny_model, wait_for_lease=False)
+    _run(tmp_path, tiny_model, database_url, wait_for_lease=False)
 
 
+@pytest.mark.orthanc
 @pytest.mark.long
-def test_sigkill_during_delivery_waits_out_the_lease(tmp_path: Path, tiny_model: Path) -> None:
-    _run(tmp_path, tiny_model, wait_for_lease=True)
+def test_sigkill_during_delivery_waits_out_the_lease(
+    tmp_path: Path, tiny_model: Path, database_url: str
+) -> None:
+    _run(tmp_path, tiny_model, database_url, wait_for_lease=True)
+
+
+@pytest.fixture(scope="session")
+def slow_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny network at 48 px with many ELBO samples: seconds per study on CPU, so the
+    test can catch a job while it runs (shared with tests/test_worker_celery.py's cache)."""
+    return train_tiny_model(tmp_path_factory.getbasetemp() / "slow-model", image_size=48, k=64)
+
+
+def _study_job(sessions, study_uid: str) -> Job | None:
+    with sessions() as s:
+        return s.scalars(
+            select(Job).join(Study).where(Study.study_uid == study_uid).order_by(Job.id)
+        ).first()
+
+
+def _one_sr(node: NodeProcesses, sessions, study_uid: str) -> None:
+    assert count_rows(sessions, Report) == 1
+    assert len(list((node.storage / "reports" / study_uid).glob("*.dcm"))) == 1
+
+
+def test_sigkill_mid_classification_leaves_exactly_one_sr(
+    tmp_path: Path, slow_model: Path, database_url: str
+) -> None:
+    files = write_study(tmp_path / "study", n=4)
+    study_uid = dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
+    with stack_settings(database_url) as stack:
+        node = NodeProcesses.create(
+            tmp_path / "node", port=free_port(), model=slow_model, device="cpu",
+            resend_after=LEASE, stable_age=1, sweep_interval=0.2, min_free_mb=0, **stack,
+        )  # fmt: skip
+        try:
+            node.start_scp()
+            sessions = node.sessions()
+            first = node.start("worker1", *WORKER)
+            assert len(storescu(node.port, files).succeeded) == len(files)
+
+            def running() -> bool:
+                job = _study_job(sessions, study_uid)
+                return job is not None and job.state == JobState.running
+
+            wait_until(running, "the job to start", 180, [first])
+            node.kill("worker1")
+            assert _study_job(sessions, study_uid).state == JobState.running  # killed mid-run
+            second = node.start("worker2", *WORKER)
+            wait_until(
+                lambda: _study_job(sessions, study_uid).state == JobState.done,
+                "the job to be redone by the new worker", 180, [second, node.procs["scp"]],
+            )  # fmt: skip
+            job = _study_job(sessions, study_uid)
+            assert (job.attempts, job.lost_attempts, job.error) == (2, 1, None)
+            _one_sr(node, sessions, study_uid)
+            time.sleep(2 * LEASE)  # a duplicate message or a second take-back would land now
+            assert _study_job(sessions, study_uid).attempts == 2
+            _one_sr(node, sessions, study_uid)
+            with sessions() as s:
+                assert s.scalar(select(func.count()).select_from(Job)) == 1
+        except BaseException:
+            print(node.logs())
+            raise
+        finally:
+            node.stop_all()
