@@ -3,7 +3,9 @@
 What a sender was promised must hold after the crash: every instance it got 0x0000 for is on
 disk with the bytes it sent and has its row; the instances in flight leave no partial file
 once the node is back; re-sending the whole study completes it and the study gets exactly one
-job. The kill lands while datasets are being spooled (checked before the kill).
+job, which a worker then turns into exactly one SR. The kill lands while datasets are being
+spooled (checked before the kill). It runs on the embedded default (SQLite, filesystem broker)
+and on Redis + PostgreSQL (the ``database_url`` fixture and tests/helpers/stacks.py).
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import pytest
 from pydicom import dcmread
 from sqlalchemy import select
 
-from db.models import Instance, Job
+from db.models import Instance, Job, JobState, Report
 from scp.storage import TEMP_SUFFIX, dataset_sha256
 from tests.conftest import free_port
 from tests.helpers.mg import write_study
 from tests.helpers.nodeproc import NodeProcesses, StorescuRun, count_rows, storescu, wait_until
+from tests.helpers.stacks import stack_settings
 
 pytestmark = pytest.mark.slow
 
@@ -43,14 +46,21 @@ def _send_concurrently(port: int, batches: list[list[Path]]) -> list[StorescuRun
     return [r for r in runs if r is not None]
 
 
-def test_sigkill_mid_study_loses_nothing_acknowledged(tmp_path: Path) -> None:
+def test_sigkill_mid_study_loses_nothing_acknowledged(
+    tmp_path: Path, database_url: str, tiny_model: Path
+) -> None:
+    with stack_settings(database_url) as stack:
+        _kill_scp_mid_study(tmp_path, tiny_model, stack)
+
+
+def _kill_scp_mid_study(tmp_path: Path, model: Path, stack: dict[str, object]) -> None:
     # ~1 MB per instance: several chunks per dataset, so the kill finds datasets mid-transfer.
     files = write_study(tmp_path / "study", n=N_INSTANCES, rows=1024, cols=512)
     study_uid = dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
     batches = [files[i::N_ASSOCIATIONS] for i in range(N_ASSOCIATIONS)]
     node = NodeProcesses.create(
         tmp_path / "node", port=free_port(), stable_age=STABLE_AGE, sweep_interval=0.2,
-        min_free_mb=0,
+        min_free_mb=0, model=model, device="cpu", **stack,
     )  # fmt: skip
     try:
         node.start_scp("scp1")
@@ -108,6 +118,11 @@ def test_sigkill_mid_study_loses_nothing_acknowledged(tmp_path: Path) -> None:
             jobs = list(s.scalars(select(Job)))
             assert len(jobs) == 1 and jobs[0].study.study_uid == study_uid
             assert jobs[0].revision == jobs[0].study.received_rev == N_INSTANCES
+        worker = node.start("worker", "worker", "-Q", "classify,deliver", "--pool", "solo")
+        done = lambda: count_rows(sessions, Job, Job.state == JobState.done)  # noqa: E731
+        wait_until(done, "the study classified", 300, [worker])
+        assert count_rows(sessions, Report) == 1
+        assert len(list((node.storage / "reports" / study_uid).glob("*.dcm"))) == 1
     except BaseException:
         print(node.logs())
         raise
