@@ -1,0 +1,414 @@
+"""Lesion quality on crops: the score-based classifier (SGC) vs a discriminative CNN, as the
+training crops grow, and on a phantom style that training never saw.
+
+    python benchmarks/lesion_quality.py --data SYNTH_DIR --crops CROPS.npz --threads 1 \\
+        --out benchmarks/results/lesion_quality.json
+
+The crop-level half of issue 11's item 4 (the whole-view version is ``model_quality.py``).
+Data: 64 px tissue crops at 0.4 mm/px labelled normal/benign/malignant
+(:mod:`sgc_core.datasets.crops`), read from ``--crops`` (written by ``CropSet.save``) or cut
+from an ``sgc synth`` folder (``--data``; saved to ``--crops`` when given, so a rerun reuses
+them). For the shift run the folder must hold the held-out style: write it with
+``sgc synth --style mixed --hold-out none``.
+
+Why one training per N serves both questions: the held-out style (``--held-out``, default
+ducts) is removed from *every* training and validation set, so the models trained on the full
+base-style training split are exactly the shift run's models. Data efficiency is measured on
+the base styles' test crops; shift compares those with the held-out style's test crops.
+
+For every N in ``--ns`` the first N crops of a seeded, class-stratified permutation of the
+training split are used (nested sets, ``model_quality.nested_order``), and both models get the
+same budget, optimiser steps x batch (``--steps`` x ``--batch``), both class-balanced. Class
+scores: the SGC's are the class-conditional denoising scores under one shared plan of ``--k``
+(t, eps) pairs with t in ``--t-range`` (:mod:`sgc_core.denoise_map`, as the finder scores a
+window); the CNN's are its logits. Each model's scores become P(class) through a temperature
+fitted on validation crops with uniform priors (both trained balanced); nothing is chosen on
+the test split. Reported on test: AUC malignant vs rest, AUC lesion (benign or malignant) vs
+normal, AUC malignant vs benign among lesion crops, accuracy (argmax); per N the SGC/CNN ratio
+and difference; for shift both models' AUCs on base and held-out test crops and the drop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.model_quality import fmt, nested_order  # noqa: E402
+from sgc_core.baseline import BaselineConfig, predict_logits, train_baseline  # noqa: E402
+from sgc_core.calibration import fit_temperature, log_posterior  # noqa: E402
+from sgc_core.datasets.base import TensorDataset  # noqa: E402
+from sgc_core.datasets.crops import (  # noqa: E402
+    CROP_CLASSES,
+    CropDataError,
+    CropRecipe,
+    CropSet,
+    build_crops,
+    read_synthetic_annotations,
+)
+from sgc_core.denoise_map import class_errors, noise_plan, window_scores  # noqa: E402
+from sgc_core.scaling import to_model_space  # noqa: E402
+from sgc_core.sde import sde_from_dict  # noqa: E402
+from sgc_core.train import TrainConfig, train  # noqa: E402
+
+NORMAL, BENIGN, MALIGNANT = (CROP_CLASSES.index(c) for c in ("normal", "benign", "malignant"))
+UNIFORM = [1.0 / len(CROP_CLASSES)] * len(CROP_CLASSES)
+AUCS = ("auc_malignant", "auc_lesion", "auc_malignant_vs_benign")
+METRICS = (*AUCS, "accuracy")
+
+
+class BenchmarkError(ValueError):
+    """Settings or data this benchmark cannot run on; the message says what to change."""
+
+
+# -- data -------------------------------------------------------------------------------------
+
+
+def load_crops(crops: Path | None, data: Path | None, seed: int, workers: int) -> CropSet:
+    """The crop set: ``crops`` if that file exists, else cut from the ``data`` synth folder
+    (and saved to ``crops`` when given, so the next run skips the cutting)."""
+    if crops is not None and crops.is_file():
+        return CropSet.load(crops)
+    if data is None:
+        where = f"{crops} does not exist and " if crops is not None else ""
+        raise BenchmarkError(f"{where}no --data folder to cut crops from: pass --crops or --data")
+    cut = build_crops(read_synthetic_annotations(data), CropRecipe(seed=seed), workers)
+    if crops is not None:
+        crops.parent.mkdir(parents=True, exist_ok=True)
+        cut.save(crops)
+    return cut
+
+
+def part(crops: CropSet, keep: np.ndarray) -> CropSet:
+    """The crops where ``keep`` is true, with their splits and styles (so a test can check
+    what a training set is made of, which a TensorDataset no longer says)."""
+    return CropSet(
+        crops.images[keep], crops.labels[keep], crops.splits[keep], crops.styles[keep], crops.recipe
+    )
+
+
+def benchmark_parts(crops: CropSet, held_out: str | None) -> dict[str, CropSet]:
+    """train / val / test of the base styles (every style but ``held_out``) and, with a
+    held-out style, ``test_held``: its test crops. The held-out style is in no other part."""
+    base = crops.styles != held_out if held_out is not None else np.ones(len(crops.labels), bool)
+    parts = {s: part(crops, base & (crops.splits == s)) for s in ("train", "val", "test")}
+    if held_out is not None:
+        parts["test_held"] = part(crops, ~base & (crops.splits == "test"))
+    for name, p in parts.items():
+        if len(p.labels) == 0:
+            present = sorted(set(crops.styles.tolist()))
+            hint = (
+                f"; the crop set's styles are {present}: write the synth set with "
+                "`--hold-out none` or pass --held-out none"
+                if name == "test_held"
+                else ""
+            )
+            raise BenchmarkError(f"no {name} crops (held-out style {held_out!r}){hint}")
+    return parts
+
+
+def training_sizes(spec: str, n_train: int) -> list[int]:
+    """``--ns`` ("100,300,full") -> sizes capped at the training split, each once, in order."""
+    out: list[int] = []
+    for item in spec.split(","):
+        item = item.strip()
+        if item == "full":
+            n = n_train
+        else:
+            try:
+                n = int(item)
+            except ValueError:
+                raise BenchmarkError(f"--ns: {item!r} is neither an integer nor 'full'") from None
+            if n < 2:
+                raise BenchmarkError(f"--ns: a training set needs at least 2 crops, got {n}")
+        n = min(n, n_train)
+        if n not in out:
+            out.append(n)
+    return out
+
+
+def first_n(data: TensorDataset, order: list[int], n: int) -> TensorDataset:
+    idx = order[:n]
+    return TensorDataset(data.images[idx], [data.labels[i] for i in idx], list(CROP_CLASSES))
+
+
+# -- models -----------------------------------------------------------------------------------
+
+
+def train_sgc(data: TensorDataset, args) -> tuple:
+    """The class-conditional score network; its scorer is the finder's window score."""
+    cfg = TrainConfig(
+        image_size=data.images.shape[-1],
+        width=args.width,
+        steps=args.steps,
+        batch_size=args.batch,
+        lr=args.sgc_lr,
+        seed=args.seed,
+        balanced=True,
+        checkpoint_every=10**9,
+    )
+    res = train(cfg, data, progress=False)
+    sde = sde_from_dict(cfg.sde)
+    plan = noise_plan(args.k, tuple(data.images.shape[1:]), args.t_range, args.seed)
+
+    def score(images: torch.Tensor) -> torch.Tensor:
+        x = to_model_space(images, cfg.levels, dequantize=False)
+        return torch.cat(
+            [
+                window_scores(class_errors(res.model, sde, x[s : s + 128], len(UNIFORM), plan))
+                for s in range(0, len(x), 128)
+            ]
+        )
+
+    return score, {"steps": res.step, "batch": cfg.batch_size, "width": cfg.width}
+
+
+def train_cnn(data: TensorDataset, args) -> tuple:
+    """The discriminative peer (``sgc_core.baseline``); its scores are its logits."""
+    cfg = BaselineConfig(
+        image_size=data.images.shape[-1],
+        width=args.cnn_width or args.width,
+        steps=args.steps,
+        batch_size=args.batch,
+        lr=args.cnn_lr,
+        seed=args.seed,
+        balanced=True,
+    )
+    res = train_baseline(cfg, data)
+
+    def score(images: torch.Tensor) -> torch.Tensor:
+        return predict_logits(res.model, images).double()
+
+    return score, {"steps": len(res.losses), "batch": cfg.batch_size, "width": cfg.width}
+
+
+TRAINERS = {"sgc": train_sgc, "cnn": train_cnn}
+
+
+# -- metrics ----------------------------------------------------------------------------------
+
+
+def auc(positive: np.ndarray, score: np.ndarray) -> float | None:
+    from sklearn.metrics import roc_auc_score
+
+    if positive.all() or not positive.any():
+        return None  # one class only: no AUC
+    return float(roc_auc_score(positive, score))
+
+
+def crop_metrics(logp: np.ndarray, labels: np.ndarray) -> dict:
+    """Test metrics from (N, 3) log posteriors; each AUC ranks by the posterior it names."""
+    lesion = labels != NORMAL
+    return {
+        "auc_malignant": auc(labels == MALIGNANT, logp[:, MALIGNANT]),
+        "auc_lesion": auc(lesion, -logp[:, NORMAL]),
+        "auc_malignant_vs_benign": auc(
+            labels[lesion] == MALIGNANT, logp[lesion, MALIGNANT] - logp[lesion, BENIGN]
+        ),
+        "accuracy": float((logp.argmax(1) == labels).mean()),
+        "crops": int(len(labels)),
+    }
+
+
+def evaluate(score, data: TensorDataset, temperature: float) -> dict:
+    logp = log_posterior(score(data.images), temperature, UNIFORM).numpy()
+    return crop_metrics(logp, np.asarray(data.labels))
+
+
+def run_model(name: str, train_set: TensorDataset, val, tests: dict, args) -> dict:
+    """Train ``name`` on ``train_set``, fit its temperature on ``val``, score every test set."""
+    t0 = time.perf_counter()
+    score, info = TRAINERS[name](train_set, args)
+    t1 = time.perf_counter()
+    temperature = fit_temperature(score(val.images), torch.tensor(val.labels), UNIFORM)
+    out = {"model": name, **info, "budget_images": info["steps"] * info["batch"]}
+    out["temperature"] = temperature
+    for key, data in tests.items():
+        out[key] = evaluate(score, data, temperature)
+    out["seconds_train"] = round(t1 - t0, 1)
+    out["seconds_score"] = round(time.perf_counter() - t1, 1)
+    return out
+
+
+def validation_set(val: CropSet, limit: int, seed: int) -> TensorDataset:
+    """At most ``limit`` validation crops, a seeded class-stratified choice (the temperature
+    needs a few hundred, and every one costs the SGC 3 K network passes)."""
+    data = val.dataset()
+    return first_n(data, nested_order(data.labels, seed + 1), min(limit, len(data)))
+
+
+# -- report -----------------------------------------------------------------------------------
+
+
+def ratios(results: list[dict]) -> list[dict]:
+    """Per N, the SGC against the CNN of this same run: ratio and difference per metric."""
+    by = {(r["n"], r["model"]): r["test"] for r in results}
+    out = []
+    for n in sorted({r["n"] for r in results}):
+        sgc, cnn = by.get((n, "sgc")), by.get((n, "cnn"))
+        if sgc is None or cnn is None:
+            continue
+        row: dict = {"n": n}
+        for m in METRICS:
+            both = sgc[m] is not None and cnn[m] is not None
+            row[f"{m}_ratio"] = sgc[m] / cnn[m] if both and cnn[m] else None
+            row[f"{m}_difference"] = sgc[m] - cnn[m] if both else None
+        out.append(row)
+    return out
+
+
+def shift_summary(results: list[dict], held_out: str) -> dict:
+    """The largest N's models (full by default) on base vs held-out style test crops."""
+    n = max(r["n"] for r in results)
+    out: dict = {"held_out": held_out, "n": n}
+    for r in results:
+        if r["n"] != n:
+            continue
+        base, held = r["test"], r["test_held"]
+        drop = {
+            m: base[m] - held[m] if base[m] is not None and held[m] is not None else None
+            for m in METRICS
+        }
+        out[r["model"]] = {"base": base, "held_out": held, "drop": drop}
+    return out
+
+
+def print_row(r: dict) -> None:
+    t = r["test"]
+    cells = " ".join(fmt(t[m], 8) for m in METRICS)
+    print(
+        f"{r['n']:>6} {r['model']:>5} {cells} {r['seconds_train']:>8.0f} {r['seconds_score']:>8.0f}",
+        flush=True,
+    )
+
+
+def print_summary(report: dict) -> None:
+    print("\nSGC / CNN on base-style test crops (ratio, difference):", flush=True)
+    for row in report["ratios"]:
+        cells = "  ".join(
+            f"{short} {fmt(row[f'{m}_ratio'], 5)} ({fmt(row[f'{m}_difference'], 6)})"
+            for m, short in zip(METRICS, ("AUC mal", "AUC les", "AUC m/b", "acc"), strict=True)
+        )
+        print(f"N {row['n']:>6}: {cells}", flush=True)
+    shift = report.get("shift")
+    if not shift:
+        return
+    print(f"\nshift: held-out style {shift['held_out']!r}, N {shift['n']}", flush=True)
+    print(f"{'model':>5} {'metric':>24} {'base':>7} {'held':>7} {'drop':>7}", flush=True)
+    for model in ("sgc", "cnn"):
+        if model not in shift:
+            continue
+        s = shift[model]
+        for m in AUCS:
+            print(
+                f"{model:>5} {m:>24} {fmt(s['base'][m], 7)} {fmt(s['held_out'][m], 7)} "
+                f"{fmt(s['drop'][m], 7)}",
+                flush=True,
+            )
+
+
+# -- main -------------------------------------------------------------------------------------
+
+
+def t_range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'T_MIN,T_MAX', got {text!r}") from None
+    if not 0.0 < lo < hi <= 1.0:
+        raise argparse.ArgumentTypeError(f"need 0 < T_MIN < T_MAX <= 1, got {text!r}")
+    return lo, hi
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--crops", type=Path, default=None, help="crop set (.npz of CropSet.save)")
+    p.add_argument("--data", type=Path, default=None, help="`sgc synth` folder to cut crops from")
+    p.add_argument("--ns", default="100,300,1000,full", help="training-set sizes")
+    p.add_argument("--steps", type=int, default=1500, help="optimiser steps per model and N")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--width", type=int, default=16, help="base width of both networks")
+    p.add_argument("--cnn-width", type=int, default=None, help="the CNN's, if not --width")
+    p.add_argument("--sgc-lr", type=float, default=5e-4)
+    p.add_argument("--cnn-lr", type=float, default=2e-3)
+    p.add_argument("--k", type=int, default=8, help="shared (t, eps) pairs per crop")
+    p.add_argument("--t-range", type=t_range, default=(0.02, 0.5), help="T_MIN,T_MAX")
+    p.add_argument("--val-max", type=int, default=600, help="validation crops for temperatures")
+    p.add_argument("--held-out", default="ducts", help="style kept out of training; 'none'")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--workers", type=int, default=1, help="processes cutting crops (--data)")
+    p.add_argument("--out", type=Path, default=None, help="write the results here (JSON)")
+    args = p.parse_args(argv)
+    for name in ("steps", "batch", "width", "k", "val_max", "threads", "workers"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    args.held_out = None if args.held_out.lower() == "none" else args.held_out
+    return args
+
+
+def run(args) -> dict:
+    """The whole benchmark; returns the report (also written to ``--out`` after every N)."""
+    t0 = time.perf_counter()
+    crops = load_crops(args.crops, args.data, args.seed, args.workers)
+    parts = benchmark_parts(crops, args.held_out)
+    train_all = parts["train"].dataset()
+    val = validation_set(parts["val"], args.val_max, args.seed)
+    ns = training_sizes(args.ns, len(train_all))
+    order = nested_order(train_all.labels, args.seed)
+    counts = {k: np.bincount(p.labels, minlength=3).tolist() for k, p in parts.items()}
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    report: dict = {"settings": settings, "class_counts": counts, "results": []}
+    print(f"crops per part (normal, benign, malignant): {counts}; val used {len(val)}", flush=True)
+    print(f"budget per model and N: {args.steps} steps x {args.batch} crops", flush=True)
+    print(
+        f"{'N':>6} {'model':>5} {'AUC mal':>8} {'AUC les':>8} {'AUC m/b':>8} {'acc':>8} "
+        f"{'train s':>8} {'score s':>8}",
+        flush=True,
+    )
+    for n in ns:
+        tests = {"test": parts["test"].dataset()}
+        if args.held_out is not None and n == max(ns):
+            tests["test_held"] = parts["test_held"].dataset()
+        for name in ("sgc", "cnn"):
+            r = {"n": n, **run_model(name, first_n(train_all, order, n), val, tests, args)}
+            report["results"].append(r)
+            print_row(r)
+        report["ratios"] = ratios(report["results"])
+        if args.held_out is not None and n == max(ns):
+            report["shift"] = shift_summary(report["results"], args.held_out)
+        report["seconds"] = round(time.perf_counter() - t0, 1)
+        write(report, args.out)
+    print_summary(report)
+    print(f"total {report['seconds']:.0f} s", flush=True)
+    return report
+
+
+def write(report: dict, path: Path | None) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    try:
+        run(args)
+    except (BenchmarkError, CropDataError) as exc:
+        print(f"lesion_quality: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
