@@ -13,7 +13,12 @@ import numpy as np
 import pydicom
 import pytest
 
-from sgc_core.preprocess import chest_wall_side, presentation_values
+from sgc_core.preprocess import (
+    PreprocessConfig,
+    chest_wall_side,
+    preprocess_dataset,
+    presentation_values,
+)
 from sgc_core.synth import (
     LABEL_COLUMNS,
     SynthConfig,
@@ -62,8 +67,9 @@ def digest(folder: Path) -> dict[str, str]:
         {"monochrome": "MONOCHROME1"},
         {"jpeg2000": True},
         {"jpeg2000": True, "monochrome": "MONOCHROME1", "bits_stored": 14},
+        {"jpeg2000": True, "style": "ligament"},
     ],
-    ids=["mono2", "mono1", "j2k", "j2k-mono1-14bit"],
+    ids=["mono2", "mono1", "j2k", "j2k-mono1-14bit", "j2k-ligament-16bit"],
 )
 def test_every_generated_file_passes_dciodvfy_with_zero_errors(tmp_path, variant):
     write_dataset(tmp_path, 1, seed=5, size="small", normal_fraction=0.3, **variant)
@@ -72,7 +78,8 @@ def test_every_generated_file_passes_dciodvfy_with_zero_errors(tmp_path, variant
     for path in files:
         assert dciodvfy_errors(path) == [], path
     ds = pydicom.dcmread(files[0])
-    expected = "MONOCHROME1" if variant.get("monochrome") == "MONOCHROME1" else "MONOCHROME2"
+    mono1 = variant.get("monochrome") == "MONOCHROME1" or variant.get("style") == "ligament"
+    expected = "MONOCHROME1" if mono1 else "MONOCHROME2"
     assert ds.PhotometricInterpretation == expected
     assert ds.PresentationLUTShape == ("INVERSE" if expected == "MONOCHROME1" else "IDENTITY")
     if variant.get("jpeg2000"):
@@ -312,6 +319,11 @@ def test_every_style_writes_valid_mg_images_with_its_header_convention(tmp_path,
         third = image.shape[1] // 3
         # The breast is thickest at the chest wall: that side is the brighter one.
         assert (image[:, :third].mean() > image[:, -third:].mean()) == chest_wall_left
+        # The node's preprocessing finds the breast, turns its chest wall to the left and
+        # does not take the style for a non-mammogram.
+        pre = preprocess_dataset(ds, PreprocessConfig(image_size=64))
+        assert pre.breast_found and pre.ood_reasons == ()
+        assert pre.flipped == (not chest_wall_left)
 
 
 def test_mixed_draws_training_styles_only_and_hold_out_none_draws_all(tmp_path):

@@ -152,7 +152,7 @@ def ligament_field(rng: np.random.Generator, shape: tuple[int, int], pixel_mm: f
     level = rng.standard_normal(n)[idx[:, 0]].reshape(shape)
     patches = _blurred(level, pixel_mm, 1.0, anisotropy=1.0)
     smooth = power_law_field(rng, shape, pixel_mm, beta=3.2, anisotropy=aniso)
-    return 2.0 * lines + 0.5 * patches + 0.6 * smooth
+    return 1.3 * lines + 0.5 * patches + 0.6 * smooth
 
 
 def duct_field(
