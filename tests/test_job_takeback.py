@@ -28,6 +28,13 @@ from worker.runtime import classifier_for, sessions_for
 LEASE = 10.0
 
 
+def _taken_back(outcome: str) -> float:
+    """The SCP's counter of jobs taken back (sgc_jobs_taken_back_total) in this process."""
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("sgc_jobs_taken_back_total", {"outcome": outcome}) or 0.0
+
+
 def _job(sessions, state: JobState, heartbeat_age: float, attempts: int = 1, lost: int = 0) -> int:
     with sessions.begin() as s:
         job = Job(
@@ -66,7 +73,9 @@ def test_sweeper_resends_a_stranded_job_and_leaves_live_ones(
     stranded = _job(sessions, JobState.running, heartbeat_age=2 * LEASE)
     live = _job(sessions, JobState.running, heartbeat_age=1.0)
     waiting = _job(sessions, JobState.pending, heartbeat_age=1.0)
+    before = _taken_back("resent")
     assert take_back_stranded(sessions, LEASE, max_attempts=3) == (1, 0)
+    assert _taken_back("resent") == before + 1
     job = _get(sessions, stranded)
     assert job.state == JobState.pending and job.lost_attempts == 1 and job.attempts == 1
     assert job.dispatched_at is None  # sent on this very pass, not after SGC_RESEND_AFTER
@@ -88,7 +97,9 @@ def test_poison_study_fails_with_its_reason_at_max_attempts(
 ) -> None:
     sessions = sessions_for(node_settings(tmp_path, database_url))
     poison = _job(sessions, JobState.running, heartbeat_age=2 * LEASE, attempts=3, lost=2)
+    before = _taken_back("failed")
     assert take_back_stranded(sessions, LEASE, max_attempts=3) == (0, 1)
+    assert _taken_back("failed") == before + 1
     job = _get(sessions, poison)
     assert job.state == JobState.failed and job.lost_attempts == 3
     assert job.error == lost_worker_reason(3)
