@@ -93,6 +93,8 @@ def test_sgc_synth_rejects_bad_style_options(tmp_path):
         (["--lesion-type", "blob"], "unknown lesion type"),
         (["--bits", "14"], "--bits applies to --style classic only"),
         (["--style", "lumpy", "--monochrome1-fraction", "1"], "--monochrome1-fraction applies"),
+        (["--pixel-mm", "0.4"], "give --size or --pixel-mm, not both"),
+        (["--pixel-mm", "0.01"], "0.05<=x<=5.0"),
     ]
     for extra, message in cases:
         result = runner.invoke(cli, [*base, *extra])

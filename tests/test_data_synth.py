@@ -7,18 +7,11 @@ import hashlib
 import subprocess
 from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pydicom
 import pytest
 
-from sgc_core.preprocess import (
-    PreprocessConfig,
-    chest_wall_side,
-    preprocess_dataset,
-    presentation_values,
-)
 from sgc_core.synth import (
     LABEL_COLUMNS,
     SynthConfig,
@@ -27,15 +20,9 @@ from sgc_core.synth import (
     parse_size,
     write_dataset,
 )
-from sgc_core.synth.lesions import render_lesion, sample_lesion
-from sgc_core.synth.morphologies import LESION_TYPES, sample_morphology
+from sgc_core.synth.lesions import sample_lesion
 from sgc_core.synth.phantom import render_view, sample_breast
-from sgc_core.synth.styles import FAMILY_STYLES, HELD_OUT_STYLE, STYLES, TRAINING_STYLES
 from tests.conftest import require_binary
-
-# sha256 of the pixels of generate_study([3, 1]) (classic style), first 16 hex digits, as
-# the generator wrote them before styles existed.
-CLASSIC_DIGEST = "2c0c25a046784c93"
 
 
 def dciodvfy_errors(path: Path) -> list[str]:
@@ -209,181 +196,3 @@ def test_full_size_study_is_a_17_mb_valid_mammogram(tmp_path):
     assert (ds.Rows, ds.Columns) == (3328, 2560)
     assert path.stat().st_size > 17_000_000
     assert dciodvfy_errors(path) == []
-
-
-# --- styles, morphologies and the exactness of the lesion truth -------------------------------
-
-ALL_STYLES = list(STYLES)
-LESION_NAMES = list(LESION_TYPES)
-# Every family style with three lesion types, rotating so that every type is drawn.
-TRUTH_CASES = [
-    (style, LESION_NAMES[(3 * i + j) % len(LESION_NAMES)])
-    for i, style in enumerate(FAMILY_STYLES)
-    for j in range(3)
-]
-
-
-@pytest.mark.parametrize(("style", "lesion_type"), TRUTH_CASES)
-def test_lesion_truth_is_where_the_written_image_changes(style, lesion_type):
-    """For both lateralities and views, the written image (in presentation space, so
-    MONOCHROME1 and VOI LUT styles are read as a viewer shows them) differs from the same
-    study without its lesion exactly around (lesion_row, lesion_col), and nowhere else."""
-    config = SynthConfig(style=style, difficulty=0.2, lesion_types=(lesion_type,))
-    seed = [71, TRUTH_CASES.index((style, lesion_type))]
-    study = generate_study_with_truth(seed, config)
-    plain = generate_study_with_truth(seed, config, render_lesions=False)
-    margin = 3 + 2 * STYLES[style].detector.unsharp[0] / config.spacing_mm(STYLES[style])
-    for ds, ds0, truth in zip(study.datasets, plain.datasets, study.truth, strict=True):
-        assert truth.lesion_type == lesion_type and truth.style == style
-        assert truth.pixel_spacing_mm == pytest.approx(float(ds.PixelSpacing[0]), rel=1e-5)
-        diff = _shown(ds) - _shown(ds0)
-        assert _lesion_is_at(diff, truth, lesion_type, margin)
-
-
-@pytest.mark.parametrize("lesion_type", LESION_NAMES)
-def test_classic_lesion_truth_is_where_the_pixels_change(lesion_type):
-    """The classic style draws Poisson noise, whose random stream depends on the lesion, so
-    each view is compared with its lesion-free twin rendered from the same generator."""
-    config = SynthConfig(difficulty=0.2)
-    lesion = sample_morphology(np.random.default_rng(8), lesion_type, 0.2)
-    for laterality in ("L", "R"):
-        breast = sample_breast(np.random.default_rng(9), laterality, lesion, config)
-        for view in ("CC", "MLO"):
-            seen = render_view(np.random.default_rng(10), breast, view, config)
-            plain = render_view(
-                np.random.default_rng(10), replace(breast, lesion=None), view, config
-            )
-            a, b = seen.pixels.astype(float), plain.pixels.astype(float)
-            # Each image is scaled by its own 95th percentile, which a large lesion in a fatty
-            # breast moves a little: undo that one global factor.
-            floor = 0.02 * (2**config.bits_stored - 1)
-            tissue = b > 3 * floor
-            factor = float(np.median((a[tissue] - floor) / (b[tissue] - floor)))
-            truth = SimpleNamespace(
-                lesion_row=seen.lesion_center[0],
-                lesion_col=seen.lesion_center[1],
-                lesion_radius_px=seen.lesion_radius_px,
-            )
-            diff = (a - floor) - factor * (b - floor)
-            assert _lesion_is_at(diff, truth, lesion_type, 3.0), (laterality, view)
-
-
-def _shown(ds) -> np.ndarray:
-    """What a viewer shows, bright = dense. An image without a VOI transform (For
-    Processing) is stretched over its own range by viewers, which a lesion at the maximum
-    moves: it is compared over the fixed range of its stored values instead."""
-    if "WindowCenter" in ds or "VOILUTSequence" in ds:
-        return presentation_values(ds)
-    top = 2**ds.BitsStored - 1
-    stored = ds.pixel_array.astype(float)
-    return (top - stored if ds.PhotometricInterpretation == "MONOCHROME1" else stored) / top
-
-
-def _lesion_is_at(diff: np.ndarray, truth, lesion_type: str, margin: float) -> bool:
-    """The difference stands out of the noise, all of its strong part lies within the
-    lesion's radius (+ margin) of the truth and, for a mass or distortion, at the centre."""
-    noise = 1.4826 * float(np.median(np.abs(diff)))
-    peak = float(np.abs(diff).max())
-    assert peak > 8 * noise and peak > 0, (truth, peak, noise)
-    strong = np.argwhere(np.abs(diff) > max(0.25 * peak, 6 * noise))
-    distance = np.hypot(strong[:, 0] - truth.lesion_row, strong[:, 1] - truth.lesion_col)
-    assert distance.max() <= truth.lesion_radius_px + margin, (truth, distance.max())
-    if not lesion_type.startswith("calc"):
-        centre = diff[truth.lesion_row, truth.lesion_col]
-        assert abs(centre) > 0.05 * peak, (truth, centre, peak)
-        if lesion_type != "mass_lucent":
-            assert centre > 0, (truth, centre)  # denser is brighter in presentation space
-    return True
-
-
-@pytest.mark.parametrize("style", ALL_STYLES)
-def test_every_style_writes_valid_mg_images_with_its_header_convention(tmp_path, style):
-    labels = write_dataset(tmp_path, 1, seed=2, size="128x104", style=style)
-    convention = STYLES[style].header
-    rows = read_labels(labels)
-    assert {r["style"] for r in rows} == {style}
-    for r in rows:
-        path = tmp_path / r["path"]
-        assert dciodvfy_errors(path) == [], path
-        ds = pydicom.dcmread(path)
-        assert ds.PhotometricInterpretation == convention.photometric == r["photometric"]
-        assert ds.BitsStored == convention.bits_stored
-        assert ds.PresentationIntentType == convention.intent
-        assert ("VOILUTSequence" in ds) == (convention.voi == "lut")
-        assert ("WindowCenter" in ds) == (convention.voi == "window")
-        assert float(ds.PixelSpacing[0]) == pytest.approx(convention.field_height_mm / 128, 1e-5)
-        assert float(r["pixel_spacing_mm"]) == pytest.approx(float(ds.PixelSpacing[0]), 1e-5)
-        chest_wall_left = r["laterality"] == "L" or not convention.hanging
-        assert chest_wall_side(ds) == ("left" if chest_wall_left else "right")
-        image = presentation_values(ds)
-        third = image.shape[1] // 3
-        # The breast is thickest at the chest wall: that side is the brighter one.
-        assert (image[:, :third].mean() > image[:, -third:].mean()) == chest_wall_left
-        # The node's preprocessing finds the breast, turns its chest wall to the left and
-        # does not take the style for a non-mammogram.
-        pre = preprocess_dataset(ds, PreprocessConfig(image_size=64))
-        assert pre.breast_found and pre.ood_reasons == ()
-        assert pre.flipped == (not chest_wall_left)
-
-
-def test_mixed_draws_training_styles_only_and_hold_out_none_draws_all(tmp_path):
-    assert HELD_OUT_STYLE not in TRAINING_STYLES and len(TRAINING_STYLES) >= 3
-    mixed = read_labels(write_dataset(tmp_path / "m", 9, seed=4, size="64x52", style="mixed"))
-    assert {r["style"] for r in mixed} == set(TRAINING_STYLES)
-    for patient in {r["patient_id"] for r in mixed}:
-        assert len({r["style"] for r in mixed if r["patient_id"] == patient}) == 1
-    everything = write_dataset(
-        tmp_path / "a", 12, seed=4, size="64x52", style="mixed", hold_out=None
-    )
-    assert {r["style"] for r in read_labels(everything)} == set(FAMILY_STYLES)
-    other = write_dataset(tmp_path / "g", 9, seed=4, size="64x52", style="mixed", hold_out="gauss")
-    assert "gauss" not in {r["style"] for r in read_labels(other)}
-
-
-def test_mixed_sets_are_reproducible_and_prefixes(tmp_path):
-    write_dataset(tmp_path / "a", 2, seed=6, size="64x52", style="mixed")
-    write_dataset(tmp_path / "b", 3, seed=6, size="64x52", style="mixed")
-    first = digest(tmp_path / "a" / "images")
-    assert {k: v for k, v in digest(tmp_path / "b" / "images").items() if k in first} == first
-
-
-def test_classic_style_is_the_generator_before_styles_byte_for_byte():
-    """The bundled model's data and the tests written before styles depend on it."""
-    pixels = b"".join(ds.PixelData for ds in generate_study([3, 1]))
-    assert hashlib.sha256(pixels).hexdigest()[:16] == CLASSIC_DIGEST
-
-
-@pytest.mark.parametrize("lesion_type", LESION_NAMES)
-def test_each_morphology_has_its_class_and_shape(lesion_type):
-    malignant, calcification = LESION_TYPES[lesion_type]
-    lesion = sample_morphology(np.random.default_rng(3), lesion_type, 0.3)
-    assert lesion.lesion_type == lesion_type and lesion.malignant == malignant
-    assert lesion.is_mass == (not calcification)
-    atten = np.zeros((201, 201))
-    render_lesion(atten, lesion, (100.0, 100.0), 0.2, 0.0)
-    assert np.abs(atten).max() > 0
-    # Nothing beyond the radius written to labels.csv (plus the blur of an ill-defined margin).
-    reach = (lesion.extent_mm + 2 * lesion.margin_blur_mm) / 0.2 + 2
-    inside = np.hypot(*np.mgrid[-100:101, -100:101]) <= reach
-    assert np.abs(atten[~inside]).max(initial=0.0) < 0.02 * np.abs(atten).max()
-    if lesion_type == "mass_lucent":
-        assert atten.min() < 0 < atten.max()  # a fat core inside a denser rim
-    elif lesion_type == "distortion":
-        # Strands reach far out, but there is no mass: little of the disc is dense.
-        dense = atten > 0.5 * atten.max()
-        assert lesion.extent_mm >= 5 and dense.sum() < 0.05 * inside.sum()
-    else:
-        assert atten.min() >= 0
-
-
-def test_style_options_are_checked():
-    with pytest.raises(ValueError, match="unknown style 'vendorx'"):
-        SynthConfig(style="vendorx")
-    with pytest.raises(ValueError, match="not in the family"):
-        SynthConfig(style="mixed", hold_out="classic")
-    with pytest.raises(ValueError, match="unknown lesion type"):
-        SynthConfig(lesion_types=("blob",))
-    with pytest.raises(ValueError, match="classic style only"):
-        SynthConfig(style="gauss", bits_stored=14)
-    with pytest.raises(ValueError, match="classic style only"):
-        write_dataset(Path("/nonexistent"), 1, style="ducts", monochrome="MONOCHROME1")

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sgc_core.synth.styles import HELD_OUT_STYLE, MIXED, Style, get_style, mixed_pool
+from sgc_core.synth.styles import HELD_OUT_STYLE, MIXED, STYLES, Style, get_style, mixed_pool
 
 # Image sizes: "full" is a Hologic-like 3328 x 2560 detector at 70 um (17 MB at 16 bits);
 # "small" keeps the same 233 mm field of view at ~0.9 mm per pixel for fast tests.
@@ -16,7 +16,8 @@ SIZES: dict[str, tuple[int, int]] = {
     "medium": (832, 640),
     "full": (3328, 2560),
 }
-FIELD_HEIGHT_MM = 3328 * 0.07
+FULL_ROWS, FULL_COLS = SIZES["full"]
+FIELD_HEIGHT_MM = FULL_ROWS * 0.07
 
 
 def parse_size(size: str | tuple[int, int]) -> tuple[int, int]:
@@ -64,6 +65,9 @@ class SynthConfig:
     hold_out: the family style "mixed" never draws (None: draw from all of the family).
     lesion_types: if not empty, every lesion is drawn uniformly from these types
         (morphologies.LESION_TYPES), whatever the class fractions say.
+    pixel_mm: if set, every image has this pixel spacing instead of the size rows x cols:
+        its rows are the style's field height / pixel_mm, its columns in the full
+        detector's proportion, so images of different styles differ in size.
     """
 
     rows: int = 256
@@ -77,6 +81,7 @@ class SynthConfig:
     style: str = "classic"
     hold_out: str | None = HELD_OUT_STYLE
     lesion_types: tuple[str, ...] = ()
+    pixel_mm: float | None = None
 
     def __post_init__(self) -> None:
         from sgc_core.synth.morphologies import check_lesion_types
@@ -86,6 +91,11 @@ class SynthConfig:
         mixed_pool(self.hold_out)
         object.__setattr__(self, "lesion_types", tuple(self.lesion_types))
         check_lesion_types(self.lesion_types)
+        if self.pixel_mm is not None:
+            if not 0.05 <= self.pixel_mm <= 5.0:
+                raise ValueError(f"pixel_mm must be in [0.05, 5] mm, not {self.pixel_mm}")
+            for name in STYLES:
+                parse_size(self._shape_at(STYLES[name]))
         if self.style != "classic" and (self.bits_stored != 12 or self.monochrome1_fraction):
             raise ValueError(
                 f"bits_stored and monochrome1_fraction apply to the classic style only; "
@@ -112,6 +122,17 @@ class SynthConfig:
     def spacing_mm(self, style: Style) -> float:
         """The pixel spacing of an image of this size written in ``style``."""
         return style.header.field_height_mm / self.rows
+
+    def for_style(self, style: Style) -> SynthConfig:
+        """This config with the image size ``style`` has at ``pixel_mm`` (itself if unset)."""
+        if self.pixel_mm is None:
+            return self
+        rows, cols = self._shape_at(style)
+        return dataclasses.replace(self, rows=rows, cols=cols)
+
+    def _shape_at(self, style: Style) -> tuple[int, int]:
+        rows = round(style.header.field_height_mm / self.pixel_mm)
+        return rows, round(rows * FULL_COLS / FULL_ROWS)
 
     @classmethod
     def for_size(cls, size: str | tuple[int, int], **kwargs: Any) -> SynthConfig:

@@ -107,6 +107,7 @@ def render_view(
     """Render ``view`` ("CC" | "MLO") of ``breast`` in ``style`` (default: the config's
     style, which must then be a single style) as presentation values."""
     style = style or get_style(config.style)
+    config = config.for_style(style)
     rows, cols = config.rows, config.cols
     px = config.spacing_mm(style)
     outline = _outline(rng, breast, view, rows, cols, px)

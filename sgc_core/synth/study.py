@@ -140,6 +140,7 @@ def generate_study_with_truth(
     config = config or SynthConfig()
     rng = _rng(rng_or_seed)
     style = study_style(rng, config)
+    config = config.for_style(style)
     token = int(rng.integers(0, 2**62))
     breasts = {}
     for laterality in ("R", "L"):
@@ -295,6 +296,7 @@ def write_dataset(
     style: str = "classic",
     hold_out: str | None = HELD_OUT_STYLE,
     lesion_types: tuple[str, ...] = (),
+    pixel_mm: float | None = None,
     splits: tuple[float, float, float] = (0.7, 0.15, 0.15),
     workers: int = 1,
     progress: Callable[[int], None] | None = None,
@@ -303,7 +305,8 @@ def write_dataset(
     and synth.json (the exact parameters, to regenerate it). Returns the labels.csv path.
 
     style: a style name or "mixed" (one per study, drawn from the family without
-    ``hold_out``); ``monochrome`` and ``bits_stored`` apply to the classic style only."""
+    ``hold_out``); ``monochrome`` and ``bits_stored`` apply to the classic style only;
+    ``pixel_mm`` fixes the pixel spacing instead of ``size`` (see SynthConfig)."""
     if n_studies < 1:
         raise ValueError(f"n_studies must be >= 1, not {n_studies}")
     if seed < 0:
@@ -321,6 +324,7 @@ def write_dataset(
         style=style,
         hold_out=hold_out,
         lesion_types=tuple(lesion_types),
+        pixel_mm=pixel_mm,
     )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,13 @@ def _fraction(ctx: click.Context, param: click.Parameter, value: float) -> float
     help="small (256x208), medium (832x640), full (3328x2560, ~17 MB) or ROWSxCOLS.",
 )
 @click.option(
+    "--pixel-mm",
+    type=click.FloatRange(0.05, 5.0),
+    default=None,
+    help="Pixel spacing in mm instead of --size: each style's field at this spacing "
+    "(images of different styles then differ in size), e.g. 0.4.",
+)
+@click.option(
     "--difficulty",
     type=float,
     default=0.5,
@@ -99,6 +106,7 @@ def synth_cmd(
     out: str,
     seed: int,
     size: str,
+    pixel_mm: float | None,
     difficulty: float,
     jpeg2000: bool,
     monochrome1_fraction: float,
@@ -127,8 +135,10 @@ def synth_cmd(
         raise click.BadParameter(str(exc), param_hint="--size") from None
     held_out = None if hold_out.lower() == "none" else hold_out
     _check_style_options(ctx, style)
+    if pixel_mm is not None and ctx.get_parameter_source("size") == _COMMANDLINE:
+        raise click.UsageError("give --size or --pixel-mm, not both")
     try:
-        SynthConfig(style=style, hold_out=held_out, lesion_types=lesion_types)
+        SynthConfig(style=style, hold_out=held_out, lesion_types=lesion_types, pixel_mm=pixel_mm)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     with Progress(transient=True) as progress:
@@ -148,10 +158,14 @@ def synth_cmd(
             style=style,
             hold_out=held_out,
             lesion_types=lesion_types,
+            pixel_mm=pixel_mm,
             workers=workers,
             progress=lambda n: progress.advance(task, n),
         )
     click.echo(f"wrote {studies * 4} images of {studies} studies; labels in {labels}")
+
+
+_COMMANDLINE = click.core.ParameterSource.COMMANDLINE
 
 
 def _check_style_options(ctx: click.Context, style: str) -> None:
@@ -160,7 +174,7 @@ def _check_style_options(ctx: click.Context, style: str) -> None:
     if style == "classic":
         return
     for name in ("bits", "monochrome1_fraction"):
-        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
+        if ctx.get_parameter_source(name) == _COMMANDLINE:
             flag = "--" + name.replace("_", "-")
             raise click.UsageError(
                 f"{flag} applies to --style classic only; style {style!r} fixes its own header"
