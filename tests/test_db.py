@@ -62,3 +62,37 @@ def test_one_job_per_study_revision(database_url: str) -> None:
         s.add(Job(study_id=job.study_id, revision=1))
         s.commit()
     engine.dispose()
+
+
+def test_0002_keeps_existing_jobs_with_no_lost_attempts(database_url: str) -> None:
+    """A node upgraded in place: its jobs get ``lost_attempts`` 0; the step also goes back."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from db.session import alembic_config
+
+    command.downgrade(alembic_config(database_url), "0001")
+    engine = make_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO study (id, study_uid, first_received_at, last_received_at, "
+                "received_rev, jobbed_rev) VALUES (1, '1.2.3', :t, :t, 1, 1)"
+            ),
+            {"t": "2026-11-30 00:00:00"},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO job (id, study_id, revision, state, attempts, dispatch_count, "
+                "created_at, updated_at) VALUES (1, 1, 1, 'running', 1, 1, :t, :t)"
+            ),
+            {"t": "2026-11-30 00:00:00"},
+        )
+    engine.dispose()
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    with make_session_factory(engine)() as s:
+        job = s.get(Job, 1)
+        assert (job.state, job.attempts, job.lost_attempts) == (JobState.running, 1, 0)
+    engine.dispose()
+    assert current_revision(database_url) != "0001"
