@@ -1,31 +1,32 @@
 """Lesion quality on crops: the score-based classifier (SGC) vs a discriminative CNN, as the
 training crops grow, and on a phantom style that training never saw.
 
-    python benchmarks/lesion_quality.py --data SYNTH_DIR --crops CROPS.npz --threads 1 \\
+    sgc synth --studies 400 --size small --style mixed --hold-out none --workers 2 \\
+        --out .cache/lesion_quality/synth
+    python benchmarks/lesion_quality.py --data .cache/lesion_quality/synth \\
+        --crops .cache/lesion_quality/crops.npz --workers 2 --threads 1 \\
         --out benchmarks/results/lesion_quality.json
 
-The crop-level half of issue 11's item 4 (the whole-view version is ``model_quality.py``).
-Data: 64 px tissue crops at 0.4 mm/px labelled normal/benign/malignant
-(:mod:`sgc_core.datasets.crops`), read from ``--crops`` (written by ``CropSet.save``) or cut
-from an ``sgc synth`` folder (``--data``; saved to ``--crops`` when given, so a rerun reuses
-them). For the shift run the folder must hold the held-out style: write it with
-``sgc synth --style mixed --hold-out none``.
+Cost at the defaults (estimated from per-step costs measured here, not yet a recorded run):
+about 2 CPU-hours, almost all of it the SGC (0.7 CPU-s per training step, 0.4 per scored
+crop at K = 8) against the CNN's 0.06 per step. Where a GPU is lent, add ``--device cuda``.
 
-Why one training per N serves both questions: the held-out style (``--held-out``, default
-ducts) is removed from *every* training and validation set, so the models trained on the full
-base-style training split are exactly the shift run's models. Data efficiency is measured on
-the base styles' test crops; shift compares those with the held-out style's test crops.
+Issue 11 item 4 on crops (``model_quality.py`` is the whole-view version). Data: 64 px tissue
+crops at 0.4 mm/px labelled normal/benign/malignant (:mod:`sgc_core.datasets.crops`) from
+``--crops`` (a ``CropSet.save`` file) or cut from the ``--data`` synth folder (then saved to
+``--crops``). The folder must hold the held-out style: ``sgc synth --hold-out none``.
 
-For every N in ``--ns`` the first N crops of a seeded, class-stratified permutation of the
-training split are used (nested sets, ``model_quality.nested_order``), and both models get the
-same budget, optimiser steps x batch (``--steps`` x ``--batch``), both class-balanced. Class
-scores: the SGC's are the class-conditional denoising scores under one shared plan of ``--k``
-(t, eps) pairs with t in ``--t-range`` (:mod:`sgc_core.denoise_map`, as the finder scores a
-window); the CNN's are its logits. Each model's scores become P(class) through a temperature
-fitted on validation crops with uniform priors (both trained balanced); nothing is chosen on
-the test split. Reported on test: AUC malignant vs rest, AUC lesion (benign or malignant) vs
-normal, AUC malignant vs benign among lesion crops, accuracy (argmax); per N the SGC/CNN ratio
-and difference; for shift both models' AUCs on base and held-out test crops and the drop.
+One training per N serves both questions: the held-out style (``--held-out``) is in no training
+or validation set, so the full-N models are the shift run's models. Data efficiency is measured
+on the base styles' test crops; shift compares them with the held-out style's test crops.
+
+Per N: the first N crops of a seeded class-stratified permutation of the training split (nested,
+``model_quality.nested_order``); both models class-balanced with one budget, ``--steps`` x
+``--batch``. The SGC's class scores are the denoising scores under one shared plan of ``--k``
+(t, eps) with t in ``--t-range`` (:mod:`sgc_core.denoise_map`, as the finder scores a window);
+the CNN's are its logits. Each becomes P(class) by a temperature fitted on validation crops
+(uniform priors); nothing is chosen on test. Reported on test: AUC malignant vs rest, lesion vs
+normal, malignant vs benign (lesion crops), accuracy (argmax); SGC/CNN ratio and difference.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from sgc_core.datasets.crops import (  # noqa: E402
 from sgc_core.denoise_map import class_errors, noise_plan, window_scores  # noqa: E402
 from sgc_core.scaling import to_model_space  # noqa: E402
 from sgc_core.sde import sde_from_dict  # noqa: E402
+from sgc_core.synth.styles import HELD_OUT_STYLE  # noqa: E402
 from sgc_core.train import TrainConfig, train  # noqa: E402
 
 NORMAL, BENIGN, MALIGNANT = (CROP_CLASSES.index(c) for c in ("normal", "benign", "malignant"))
@@ -155,19 +157,20 @@ def train_sgc(data: TensorDataset, args) -> tuple:
         seed=args.seed,
         balanced=True,
         checkpoint_every=10**9,
+        device=args.device,
     )
     res = train(cfg, data, progress=False)
     sde = sde_from_dict(cfg.sde)
     plan = noise_plan(args.k, tuple(data.images.shape[1:]), args.t_range, args.seed)
 
     def score(images: torch.Tensor) -> torch.Tensor:
-        x = to_model_space(images, cfg.levels, dequantize=False)
+        x = to_model_space(images, cfg.levels, dequantize=False).to(args.device)
         return torch.cat(
             [
                 window_scores(class_errors(res.model, sde, x[s : s + 128], len(UNIFORM), plan))
                 for s in range(0, len(x), 128)
             ]
-        )
+        ).cpu()
 
     return score, {"steps": res.step, "batch": cfg.batch_size, "width": cfg.width}
 
@@ -182,11 +185,12 @@ def train_cnn(data: TensorDataset, args) -> tuple:
         lr=args.cnn_lr,
         seed=args.seed,
         balanced=True,
+        device=args.device,
     )
     res = train_baseline(cfg, data)
 
     def score(images: torch.Tensor) -> torch.Tensor:
-        return predict_logits(res.model, images).double()
+        return predict_logits(res.model, images, device=args.device).double()
 
     return score, {"steps": len(res.losses), "batch": cfg.batch_size, "width": cfg.width}
 
@@ -259,11 +263,14 @@ def ratios(results: list[dict]) -> list[dict]:
             continue
         row: dict = {"n": n}
         for m in METRICS:
-            both = sgc[m] is not None and cnn[m] is not None
-            row[f"{m}_ratio"] = sgc[m] / cnn[m] if both and cnn[m] else None
-            row[f"{m}_difference"] = sgc[m] - cnn[m] if both else None
+            row[f"{m}_ratio"] = sgc[m] / cnn[m] if sgc[m] is not None and cnn[m] else None
+            row[f"{m}_difference"] = minus(sgc[m], cnn[m])
         out.append(row)
     return out
+
+
+def minus(a: float | None, b: float | None) -> float | None:
+    return a - b if a is not None and b is not None else None
 
 
 def shift_summary(results: list[dict], held_out: str) -> dict:
@@ -274,10 +281,7 @@ def shift_summary(results: list[dict], held_out: str) -> dict:
         if r["n"] != n:
             continue
         base, held = r["test"], r["test_held"]
-        drop = {
-            m: base[m] - held[m] if base[m] is not None and held[m] is not None else None
-            for m in METRICS
-        }
+        drop = {m: minus(base[m], held[m]) for m in METRICS}
         out[r["model"]] = {"base": base, "held_out": held, "drop": drop}
     return out
 
@@ -291,29 +295,28 @@ def print_row(r: dict) -> None:
     )
 
 
+SHORT = dict(zip(METRICS, ("AUC mal", "AUC les", "AUC m/b", "acc"), strict=True))
+
+
 def print_summary(report: dict) -> None:
-    print("\nSGC / CNN on base-style test crops (ratio, difference):", flush=True)
+    print("\nSGC / CNN on base-style test crops: ratio (difference)", flush=True)
     for row in report["ratios"]:
         cells = "  ".join(
-            f"{short} {fmt(row[f'{m}_ratio'], 5)} ({fmt(row[f'{m}_difference'], 6)})"
-            for m, short in zip(METRICS, ("AUC mal", "AUC les", "AUC m/b", "acc"), strict=True)
+            f"{SHORT[m]} {fmt(row[f'{m}_ratio'], 5)} ({fmt(row[f'{m}_difference'], 6)})"
+            for m in METRICS
         )
         print(f"N {row['n']:>6}: {cells}", flush=True)
     shift = report.get("shift")
-    if not shift:
-        return
-    print(f"\nshift: held-out style {shift['held_out']!r}, N {shift['n']}", flush=True)
-    print(f"{'model':>5} {'metric':>24} {'base':>7} {'held':>7} {'drop':>7}", flush=True)
-    for model in ("sgc", "cnn"):
-        if model not in shift:
-            continue
-        s = shift[model]
-        for m in AUCS:
-            print(
-                f"{model:>5} {m:>24} {fmt(s['base'][m], 7)} {fmt(s['held_out'][m], 7)} "
-                f"{fmt(s['drop'][m], 7)}",
-                flush=True,
+    if shift:
+        print(f"\nshift to style {shift['held_out']!r} (N {shift['n']}): base / held (drop)")
+        for model in ("sgc", "cnn"):
+            s = shift[model]
+            cells = "  ".join(
+                f"{SHORT[m]} {fmt(s['base'][m], 5)} / {fmt(s['held_out'][m], 5)} "
+                f"({fmt(s['drop'][m], 6)})"
+                for m in AUCS
             )
+            print(f"{model:>5}: {cells}", flush=True)
 
 
 # -- main -------------------------------------------------------------------------------------
@@ -343,15 +346,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--k", type=int, default=8, help="shared (t, eps) pairs per crop")
     p.add_argument("--t-range", type=t_range, default=(0.02, 0.5), help="T_MIN,T_MAX")
     p.add_argument("--val-max", type=int, default=600, help="validation crops for temperatures")
-    p.add_argument("--held-out", default="ducts", help="style kept out of training; 'none'")
+    p.add_argument("--held-out", default=HELD_OUT_STYLE, help="kept out of training; 'none'")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="cpu, or cuda where a GPU is lent")
     p.add_argument("--workers", type=int, default=1, help="processes cutting crops (--data)")
     p.add_argument("--out", type=Path, default=None, help="write the results here (JSON)")
     args = p.parse_args(argv)
     for name in ("steps", "batch", "width", "k", "val_max", "threads", "workers"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
+    if not args.device.startswith("cpu") and not torch.cuda.is_available():
+        p.error(f"--device {args.device}: no CUDA device on this machine")
     args.held_out = None if args.held_out.lower() == "none" else args.held_out
     return args
 

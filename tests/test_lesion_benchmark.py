@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from benchmarks.lesion_quality import benchmark_parts, load_crops, main, training_sizes
 from sgc_core.datasets.crops import CROP_CLASSES, CropRecipe, CropSet
@@ -76,7 +77,7 @@ def test_every_n_has_both_models_metrics_under_one_budget(crop_file, tmp_path, c
         drop = s["base"]["auc_malignant"] - s["held_out"]["auc_malignant"]
         assert s["drop"]["auc_malignant"] == pytest.approx(drop)
     printed = capsys.readouterr().out
-    assert "SGC / CNN on base-style test crops" in printed and "shift: held-out style" in printed
+    assert "SGC / CNN on base-style test crops" in printed and "shift to style 'ducts'" in printed
 
 
 def test_held_out_style_is_in_no_training_or_validation_part():
@@ -113,6 +114,14 @@ def test_bad_settings_are_refused(argv, crop_file):
     with pytest.raises(SystemExit) as exc:
         main(["--crops", str(crop_file), *argv])
     assert exc.value.code == 2
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_a_gpu_asked_for_where_there_is_none_is_refused(crop_file, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--crops", str(crop_file), "--device", "cuda", *TINY])
+    assert exc.value.code == 2
+    assert "no CUDA device" in capsys.readouterr().err
 
 
 def test_training_sizes_cap_at_the_split_and_refuse_nonsense():
