@@ -14,6 +14,7 @@ tiny model trained through sgc_core in seconds (``--model`` takes another).
     .venv/bin/python benchmarks/soak.py --duration 600                  # 10 minutes, embedded
     nice -n 5 .venv/bin/python benchmarks/soak.py --duration 3600       # the recorded hour
     .venv/bin/python benchmarks/soak.py --duration 300 --stack redis+postgresql
+    .venv/bin/python benchmarks/soak.py --duration 300 --serve          # sgc serve restarts it
 """
 
 from __future__ import annotations
@@ -75,6 +76,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--lease", type=float, default=5.0, help="SGC_RESEND_AFTER of the node")
     p.add_argument("--model", type=Path, default=None)
     p.add_argument("--workdir", type=Path, default=None, help="default: a temporary folder")
+    p.add_argument(
+        "--serve",
+        action="store_true",
+        help="run one `sgc serve` (its supervisor restarts the killed worker) instead of "
+        "`sgc scp` + `sgc worker` restarted by the soak",
+    )
     return p.parse_args()
 
 
@@ -88,13 +95,15 @@ def main() -> int:
           f"{os.cpu_count()} CPUs, load average {load}")  # fmt: skip
     print(f"# stack {args.stack}, {studies} studies from {args.senders} senders over "
           f"{args.duration:.0f} s, worker SIGKILL every {args.kill_every:.0f} s, "
-          f"SGC_RESEND_AFTER {args.lease:g} s", flush=True)  # fmt: skip
+          f"SGC_RESEND_AFTER {args.lease:g} s, "
+          f"{'sgc serve' if args.serve else 'sgc scp + sgc worker (restarted by the soak)'}",
+          flush=True)  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="sgc-soak-") as tmp:
         folder = args.workdir or Path(tmp)
         model = args.model or train_tiny_model(folder / "model", **SOAK_MODEL)
         config = SoakConfig(
             studies=studies, senders=args.senders, kill_every=args.kill_every,
-            send_over=args.duration, drain_timeout=max(600.0, args.duration / 4),
+            send_over=args.duration, drain_timeout=max(600.0, args.duration / 4), serve=args.serve,
             node={"resend_after": args.lease, "stable_age": 3, "sweep_interval": 0.5,
                   "min_free_mb": 0},
         )  # fmt: skip

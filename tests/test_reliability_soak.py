@@ -30,7 +30,7 @@ def soak_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _check(result: SoakResult, studies: int, min_kills: int) -> None:
     print(result.figures())
     assert result.sent == result.acked == studies, "every study acknowledged"
-    assert result.scp_exit is None, "the SCP never stops"
+    assert result.scp_exit is None, "the node (sgc scp or sgc serve) never stops"
     assert result.kills >= min_kills and result.kills_mid_classification >= 1
     assert result.missing == 0, "every study has an SR"
     assert result.duplicates == 0, "no study has two"
@@ -56,3 +56,14 @@ def test_soak_200_studies_with_a_kill_every_20_s(
             node={**NODE, **stack},
         )  # fmt: skip
         _check(run_soak(tmp_path, soak_model, config), studies=200, min_kills=20)
+
+
+@pytest.mark.long
+def test_soak_under_sgc_serve_which_restarts_the_worker(tmp_path: Path, soak_model: Path) -> None:
+    """The node as `make run` starts it: one `sgc serve`, whose supervisor brings the killed
+    worker back (sgc_node/supervise.py); the node must never stop."""
+    config = SoakConfig(
+        studies=200, senders=4, kill_every=20.0, send_over=600.0, drain_timeout=600.0,
+        node=dict(NODE), serve=True,
+    )  # fmt: skip
+    _check(run_soak(tmp_path, soak_model, config), studies=200, min_kills=20)

@@ -3,7 +3,8 @@
 Why a soak: single fault tests show that one kill is survived; a soak shows that the sum of
 them is, for as long as it runs: every study sent gets exactly one SR, the SCP never stops,
 and nothing is stranded. `sgc scp` and `sgc worker` run as separate children (as `sgc serve`
-runs them); the soak plays the supervisor and starts a new worker after every kill.
+runs them) and the soak plays the supervisor, starting a new worker after every kill; or, with
+``serve=True``, the node is one `sgc serve` whose own supervisor must bring the worker back.
 
 Kills aim at the middle of a classification: when one is due, the killer waits (up to
 ``aim`` s) for a job to be running and kills then. It spares a job that already lost
@@ -15,6 +16,8 @@ Used by tests/test_reliability_soak.py and benchmarks/soak.py.
 
 from __future__ import annotations
 
+import os
+import signal
 import statistics
 import threading
 import time
@@ -28,7 +31,7 @@ from sqlalchemy import func, select
 from db.models import Job, JobState, Report, Study
 from tests.conftest import free_port
 from tests.helpers.mg import write_study
-from tests.helpers.nodeproc import NodeProcesses, storescu, wait_until
+from tests.helpers.nodeproc import NodeProcesses, port_open, storescu, wait_until
 
 WORKER_ARGS = ("worker", "--queues", "classify,deliver", "--pool", "solo")
 
@@ -47,6 +50,7 @@ class SoakConfig:
     drain_timeout: float = 600.0
     max_attempts: int = 3
     node: dict[str, object] = field(default_factory=dict)  # further SGC_* settings
+    serve: bool = False  # one `sgc serve` (it restarts the worker) instead of scp + worker
 
 
 @dataclass
@@ -94,7 +98,7 @@ class SoakResult:
                 f"worker SIGKILLs:            {self.kills} "
                 f"({self.kills_mid_classification} mid-classification)",
                 f"unexpected worker exits:    {self.unexpected_worker_exits}",
-                f"SCP stopped:                {'no' if self.scp_exit is None else self.scp_exit}",
+                f"node stopped:               {'no' if self.scp_exit is None else self.scp_exit}",
                 f"jobs by state:              {self.jobs}",
                 f"lost attempts (summed):     {self.lost_attempts}",
                 f"time to SR median / max:    {statistics.median(t):.1f} s / {t[-1]:.1f} s",
@@ -128,10 +132,31 @@ class _Soak:
         self.senders_done = threading.Event()
         self.stop = threading.Event()
 
+    @property
+    def front(self) -> str:
+        """The child that must never stop: `sgc serve`, or `sgc scp` when the soak supervises."""
+        return "serve" if self.config.serve else "scp"
+
     def start(self) -> None:
-        self.node.start_scp()
+        if self.config.serve:
+            serve = self.node.start("serve", "serve")
+            wait_until(lambda: port_open(self.node.port), "sgc serve to listen", 120, [serve])
+        else:
+            self.node.start_scp()
+            self.node.start("worker", *WORKER_ARGS)
         self.sessions = self.node.sessions()
-        self.node.start("worker", *WORKER_ARGS)
+
+    def serve_worker(self) -> int | None:
+        """The pid of `sgc serve`'s worker child (its own process group), if it is running."""
+        pid = self.node.procs["serve"].pid
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            for child in children:
+                if b"worker" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    return int(child)
+        except OSError:
+            pass
+        return None
 
     def send(self, batch: list[list[Path]], start: float, interval: float) -> None:
         for j, files in enumerate(batch):
@@ -167,22 +192,29 @@ class _Soak:
         while not self.running_job() and time.monotonic() < end:
             time.sleep(0.02)
         mid = self.running_job()
-        self.node.kill("worker")
+        if self.config.serve:  # sgc serve restarts it
+            pid = wait_until(
+                self.serve_worker, "sgc serve's worker", 120, [self.node.procs["serve"]]
+            )
+            os.killpg(int(pid), signal.SIGKILL)  # type: ignore[arg-type]
+        else:
+            self.node.kill("worker")
         self.result.kills += 1
         self.result.kills_mid_classification += int(mid)
         self.log(f"kill {self.result.kills}: {'mid-classification' if mid else 'idle'}")
-        self.node.start("worker", *WORKER_ARGS)
+        if not self.config.serve:
+            self.node.start("worker", *WORKER_ARGS)
 
     def supervise(self) -> None:
         """Kill the worker on schedule, restart one that died by itself, watch the SCP."""
         next_kill = time.monotonic() + self.config.kill_every
         while not self.stop.is_set():
-            scp, worker = self.node.procs["scp"], self.node.procs["worker"]
-            if scp.poll() is not None:
-                self.result.scp_exit = scp.returncode
-                self.log(f"the SCP exited with {scp.returncode}")
+            front, worker = self.node.procs[self.front], self.node.procs.get("worker")
+            if front.poll() is not None:
+                self.result.scp_exit = front.returncode
+                self.log(f"sgc {self.front} exited with {front.returncode}")
                 return
-            if worker.poll() is not None:
+            if worker is not None and worker.poll() is not None:
                 self.result.unexpected_worker_exits += 1
                 self.log(f"the worker exited by itself with {worker.returncode}; restarted")
                 self.node.start("worker", *WORKER_ARGS)
