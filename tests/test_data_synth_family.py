@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,6 +22,7 @@ from sgc_core.synth import SynthConfig, generate_study, generate_study_with_trut
 from sgc_core.synth.lesions import render_lesion
 from sgc_core.synth.morphologies import LESION_TYPES, sample_morphology
 from sgc_core.synth.phantom import render_view, sample_breast
+from sgc_core.synth.study import study_style
 from sgc_core.synth.styles import FAMILY_STYLES, HELD_OUT_STYLE, STYLES, TRAINING_STYLES
 from tests.test_data_synth import dciodvfy_errors, digest, read_labels
 
@@ -144,16 +146,23 @@ def test_every_style_writes_valid_mg_images_with_its_header_convention(tmp_path,
 
 def test_mixed_draws_training_styles_only_and_hold_out_none_draws_all(tmp_path):
     assert HELD_OUT_STYLE not in TRAINING_STYLES and len(TRAINING_STYLES) >= 3
-    mixed = read_labels(write_dataset(tmp_path / "m", 9, seed=4, size="64x52", style="mixed"))
-    assert {r["style"] for r in mixed} == set(TRAINING_STYLES)
-    for patient in {r["patient_id"] for r in mixed}:
-        assert len({r["style"] for r in mixed if r["patient_id"] == patient}) == 1
-    everything = write_dataset(
-        tmp_path / "a", 12, seed=4, size="64x52", style="mixed", hold_out=None
-    )
-    assert {r["style"] for r in read_labels(everything)} == set(FAMILY_STYLES)
-    other = write_dataset(tmp_path / "g", 9, seed=4, size="64x52", style="mixed", hold_out="gauss")
-    assert "gauss" not in {r["style"] for r in read_labels(other)}
+
+    def drawn(config: SynthConfig, n: int = 300) -> Counter:
+        rngs = (np.random.default_rng(np.random.SeedSequence([4, i])) for i in range(n))
+        return Counter(study_style(rng, config).name for rng in rngs)
+
+    assert set(drawn(SynthConfig(style="mixed"))) == set(TRAINING_STYLES)
+    everything = drawn(SynthConfig(style="mixed", hold_out=None))
+    assert set(everything) == set(FAMILY_STYLES)
+    assert min(everything.values()) > 300 / len(FAMILY_STYLES) / 2  # uniform, roughly
+    assert "gauss" not in drawn(SynthConfig(style="mixed", hold_out="gauss"))
+    # The set written has, per patient, the style its (seed, index) draws.
+    rows = read_labels(write_dataset(tmp_path, 4, seed=4, size="64x52", style="mixed"))
+    for index, patient in enumerate(sorted({r["patient_id"] for r in rows})):
+        expected = study_style(
+            np.random.default_rng(np.random.SeedSequence([4, index])), SynthConfig(style="mixed")
+        )
+        assert {r["style"] for r in rows if r["patient_id"] == patient} == {expected.name}
 
 
 def test_mixed_sets_are_reproducible_and_prefixes(tmp_path):

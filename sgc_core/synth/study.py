@@ -151,19 +151,7 @@ def generate_study_with_truth(
     if style.name == "classic":
         photometric = "MONOCHROME1" if monochrome1 else "MONOCHROME2"
         convention = replace(convention, photometric=photometric, bits_stored=config.bits_stored)
-    age = int(rng.integers(40, 76))
-    study_day = date(2024, 1, 1) + timedelta(days=int(rng.integers(0, 365)))
-    pid = patient_id or f"SYN{token % 10**10:010d}"
-    header = StudyHeader(
-        patient_id=pid,
-        patient_name=f"Phantom^{pid}",
-        birth_date=f"{study_day.year - age}0101",
-        age_years=age,
-        study_uid=uid_for(token, "study"),
-        series_uid=uid_for(token, "series"),
-        study_date=study_day.strftime("%Y%m%d"),
-        accession=f"A{token % 10**12:012d}",
-    )
+    header = _study_header(rng, token, patient_id)
     datasets, truth = [], []
     spacing = config.spacing_mm(style)
     for number, (laterality, view) in enumerate(VIEWS, start=1):
@@ -204,6 +192,23 @@ def generate_study_with_truth(
             )
         )
     return SyntheticStudy(datasets, truth)
+
+
+def _study_header(rng: np.random.Generator, token: int, patient_id: str | None) -> StudyHeader:
+    """The patient and study identifiers (UIDs from the study's token)."""
+    age = int(rng.integers(40, 76))
+    study_day = date(2024, 1, 1) + timedelta(days=int(rng.integers(0, 365)))
+    pid = patient_id or f"SYN{token % 10**10:010d}"
+    return StudyHeader(
+        patient_id=pid,
+        patient_name=f"Phantom^{pid}",
+        birth_date=f"{study_day.year - age}0101",
+        age_years=age,
+        study_uid=uid_for(token, "study"),
+        series_uid=uid_for(token, "series"),
+        study_date=study_day.strftime("%Y%m%d"),
+        accession=f"A{token % 10**12:012d}",
+    )
 
 
 def assign_splits(n_studies: int, seed: int, fractions: tuple[float, float, float]) -> list[str]:

@@ -3,7 +3,7 @@
 A style fixes four things that a real mammography system fixes for every image it writes:
 
 - the tissue texture model (texture.py: Gaussian 1/f field, clustered lumps, Cooper's
-  ligament network, duct tree with lobules);
+  ligament network, fibrous strands converging on the nipple, duct tree with lobules);
 - the noise model (quantum noise at a dose range, plus structured noise: detector fixed
   pattern or correlated 1/f electronic noise);
 - the detector response and image processing (log or linear response, Gaussian MTF blur,
@@ -83,7 +83,7 @@ class Style:
 
     name: str
     description: str
-    texture: Literal["gaussian", "lumpy", "ligament", "ducts"]
+    texture: Literal["gaussian", "lumpy", "ligament", "strands", "ducts"]
     noise: NoiseModel
     detector: Detector
     header: HeaderConvention
@@ -158,6 +158,22 @@ STYLES: dict[str, Style] = {
             ),
         ),
         Style(
+            name="strands",
+            description="fibrous strands converging on the nipple, high dose, strong MTF "
+            "blur, no edge enhancement, 16-bit MONOCHROME2",
+            texture="strands",
+            noise=NoiseModel(dose=(0.8, 2.0)),
+            detector=Detector(
+                response="log", mtf_sigma_mm=0.12, equalisation=0.85, window_spread=2.0
+            ),
+            header=HeaderConvention(
+                bits_stored=16,
+                field_height_mm=270.0,
+                manufacturer="Phantom Vendor E",
+                model="Strands 5",
+            ),
+        ),
+        Style(
             name="ducts",
             description="duct tree with lobules, VOI LUT Sequence, MONOCHROME1, 14-bit, "
             "right breasts stored as acquired",
@@ -186,7 +202,7 @@ STYLES: dict[str, Style] = {
 }
 
 #: The phantom family that "mixed" and the benchmarks draw from (classic is legacy).
-FAMILY_STYLES: tuple[str, ...] = ("gauss", "lumpy", "ligament", "ducts")
+FAMILY_STYLES: tuple[str, ...] = ("gauss", "lumpy", "ligament", "strands", "ducts")
 #: Kept out of training: its texture (duct tree) and its header convention (VOI LUT Sequence,
 #: right breasts not mirrored) appear in no training style, like an unseen vendor.
 HELD_OUT_STYLE = "ducts"

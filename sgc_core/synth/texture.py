@@ -68,6 +68,8 @@ def texture_field(
         field = ligament_field(rng, work, work_mm)
     elif kind == "ducts":
         field = duct_field(rng, work, work_mm, nipple)
+    elif kind == "strands":
+        field = strand_field(rng, work, work_mm, nipple)
     else:
         raise ValueError(f"unknown texture model {kind!r}")
     return _normalised(resample(field, shape))
@@ -208,3 +210,37 @@ def _duct_tree(rng: np.random.Generator, nipple_rc: tuple[float, float], pixel_m
         np.concatenate(points) if points else empty,
         np.concatenate(lobules) if lobules else empty,
     )
+
+
+def strand_field(
+    rng: np.random.Generator,
+    shape: tuple[int, int],
+    pixel_mm: float,
+    nipple_rc: tuple[float, float],
+    n_orientations: int = 8,
+) -> np.ndarray:
+    """Fibrous strands converging on the nipple: white noise filtered by long, thin
+    Gaussians at ``n_orientations`` angles, each pixel taking the filters that point at the
+    nipple, over a 1/f field. Normal tissue then has line-like structure, as spiculated
+    masses and distortions do, which a lesion model must learn to tell apart."""
+    rows, cols = shape
+    spectrum = np.fft.rfft2(rng.standard_normal(shape))
+    fy = np.fft.fftfreq(rows, d=pixel_mm)[:, None]
+    fx = np.fft.rfftfreq(cols, d=pixel_mm)[None, :]
+    along, across = float(rng.uniform(2.5, 5.0)), float(rng.uniform(0.25, 0.5))
+    rr, cc = np.mgrid[0:rows, 0:cols].astype(np.float64)
+    direction = np.arctan2(rr - nipple_rc[0], cc - nipple_rc[1])
+    total, weights = np.zeros(shape), np.zeros(shape)
+    step = np.pi / n_orientations
+    for k in range(n_orientations):
+        theta = k * step
+        f_along = fx * np.cos(theta) + fy * np.sin(theta)
+        f_across = -fx * np.sin(theta) + fy * np.cos(theta)
+        transfer = np.exp(-2 * np.pi**2 * ((along * f_along) ** 2 + (across * f_across) ** 2))
+        band = np.fft.irfft2(spectrum * transfer, s=shape)
+        delta = (direction - theta + np.pi / 2) % np.pi - np.pi / 2
+        weight = np.exp(-((delta / step) ** 2))
+        total += weight * band
+        weights += weight
+    strands = _normalised(total / weights)
+    return strands + 0.8 * power_law_field(rng, shape, pixel_mm, beta=3.0, anisotropy=1.5)
