@@ -47,6 +47,7 @@ def test_short_soak_on_the_embedded_default(tmp_path: Path, soak_model: Path) ->
 
 
 @pytest.mark.long
+@pytest.mark.timeout(1800)
 def test_soak_200_studies_with_a_kill_every_20_s(
     tmp_path: Path, soak_model: Path, database_url: str
 ) -> None:
@@ -59,6 +60,7 @@ def test_soak_200_studies_with_a_kill_every_20_s(
 
 
 @pytest.mark.long
+@pytest.mark.timeout(1800)
 def test_soak_under_sgc_serve_which_restarts_the_worker(tmp_path: Path, soak_model: Path) -> None:
     """The node as `make run` starts it: one `sgc serve`, whose supervisor brings the killed
     worker back (sgc_node/supervise.py); the node must never stop."""
