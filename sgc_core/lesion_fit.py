@@ -107,7 +107,9 @@ def fit_from_views(
     breasts, studies = exam_features(scored)
     bf, bm = (np.array(a) for a in zip(*breasts.values(), strict=True))
     sf, sm = (np.array(a) for a in zip(*studies.values(), strict=True))
-    breast, study = fit_platt(bf, bm), fit_platt(sf, sm)
+    # A validation split with malignant breasts only (tiny sets) keeps the view map.
+    breast = fit_platt(bf, bm) if 0 < bm.sum() < len(bm) else view
+    study = fit_platt(sf, sm) if 0 < sm.sum() < len(sm) else view
     p_view = 1 / (1 + np.exp(-(view.a * feats + view.b)))
     p_study = 1 / (1 + np.exp(-(study.a * sf + study.b)))
     ood = np.array([v.result.ood_score for v in scored])
@@ -116,7 +118,9 @@ def fit_from_views(
         breast=breast,
         study=study,
         operating_point=threshold_for_sensitivity(p_view, mal, target_sensitivity),
-        exam_operating_point=threshold_for_sensitivity(p_study, sm, target_sensitivity),
+        exam_operating_point=threshold_for_sensitivity(p_study, sm, target_sensitivity)
+        if sm.any()
+        else 0.5,
         finding_threshold=finding_threshold(scored, fp_per_image),
         ood_low=float(np.quantile(ood, 0.005)),
         ood_high=float(np.quantile(ood, 0.995)),
@@ -171,3 +175,58 @@ def localisation(views: Sequence[ScoredView], fps: Sequence[float] = (0.5, 1.0, 
     for rate in fps:
         out[f"froc_sens_at_{rate:g}_fp"] = max((s for f, s in curve if f <= rate), default=0.0)
     return out
+
+
+#: Candidate noise-level bands for :func:`choose_t_range` (contiguous unions of these bins).
+T_EDGES = (0.01, 0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 1.0)
+
+
+def choose_t_range(
+    scanner: LesionScanner, images: torch.Tensor, labels: Sequence[int]
+) -> tuple[float, float]:
+    """The band of t whose summed window scores best separate the classes on validation crops.
+
+    Score = mean of the AUCs lesion-vs-normal and malignant-vs-rest. Why choose a band: the
+    label only changes the denoiser's output at intermediate noise; at small t every class
+    denoises alike and at large t nothing of the image is left (measured in docs/model.md)."""
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(list(labels))
+    x = to_model_space(images, 256, dequantize=False)
+    m = scanner.card.malignant
+    per_bin = []
+    for lo, hi in zip(T_EDGES[:-1], T_EDGES[1:], strict=True):
+        plan = noise_plan_like(scanner, (lo, hi))
+        per_bin.append(
+            torch.cat(
+                [
+                    window_scores(
+                        class_errors(
+                            scanner.model,
+                            scanner.sde,
+                            x[s : s + 128],
+                            len(scanner.card.classes),
+                            plan,
+                        )
+                    )
+                    for s in range(0, len(x), 128)
+                ]
+            ).numpy()
+        )
+    best, band = -1.0, (T_EDGES[0], T_EDGES[-1])
+    for i in range(len(per_bin)):
+        for j in range(i, min(i + 3, len(per_bin))):
+            sc = sum(per_bin[i : j + 1])
+            lesion = np.logaddexp.reduce(sc[:, 1:], axis=1) - sc[:, 0]
+            mal = sc[:, m] - np.logaddexp.reduce(np.delete(sc, m, axis=1), axis=1)
+            quality = 0.5 * (roc_auc_score(y > 0, lesion) + roc_auc_score(y == m, mal))
+            if quality > best:
+                best, band = quality, (T_EDGES[i], T_EDGES[j + 1])
+    return band
+
+
+def noise_plan_like(scanner: LesionScanner, t_range: tuple[float, float], k: int = 2):
+    from sgc_core.denoise_map import noise_plan
+
+    c = scanner.card.crop
+    return noise_plan(k, (1, c, c), t_range, scanner.card.seed + 7)

@@ -87,12 +87,11 @@ class FuzzTarget:
         self.statuses: Counter[str] = Counter()
         self.tried = 0
         self.crashes: list[str] = []
-        self._config = None
+        self._model = None
         if tiny_model is not None:
-            from worker.classify import _preprocess_config
             from worker.runtime import classifier_for
 
-            self._config = _preprocess_config(classifier_for(self.settings).card)
+            self._model = classifier_for(self.settings)
 
     def associate(self):
         if self.assoc is None or not self.assoc.is_established:
@@ -154,13 +153,13 @@ class FuzzTarget:
             return f"stored outside the storage root: {stored}"
         if dataset_sha256(stored) != digest:
             return "stored bytes differ from the sent bytes"
-        if self._config is not None:
-            from worker.classify import _prepare
+        if self._model is not None:
+            from worker.pipeline import classify_paths
 
             try:
-                _prepare(row, stored, self._config)
+                classify_paths(self._model, [stored])
             except Exception as exc:  # the worker must answer with a reason, not raise
-                return f"worker preparation raised {type(exc).__name__}: {exc}"
+                return f"worker pipeline raised {type(exc).__name__}: {exc}"
         return None
 
     def _check_outside(self) -> str | None:

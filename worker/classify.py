@@ -17,19 +17,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pydicom
-from pydicom import Dataset
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Instance, Job, JobState, Prediction, Report, Study
 from sgc_node.settings import Settings
-from worker import metrics
+from worker import metrics, pipeline
 from worker import sr as srmod
 from worker.deliver import create_deliveries
 
 if TYPE_CHECKING:
-    from sgc_core.inference import Classifier
+    from sgc_core.view_model import ViewModel
 
 log = logging.getLogger(__name__)
 
@@ -50,22 +48,10 @@ class JobResult:
     delivery_ids: list[int]
 
 
-@dataclass
-class _View:
-    instance: Instance
-    meta: Dataset
-    tensor: Any = None
-    bbox: tuple[int, int, int, int] | None = None
-    laterality: str = ""
-    view: str = ""
-    error: str | None = None
-    ood_reasons: tuple[str, ...] = ()
-
-
 def run(
     sessions: sessionmaker[Session],
     settings: Settings,
-    classifier: Classifier,
+    model: ViewModel,
     job_id: int,
     token: int,
 ) -> JobResult | None:
@@ -94,45 +80,17 @@ def run(
     if not instances:
         raise PermanentJobError(f"study {study_uid} has no classifiable image")
 
-    card = classifier.card
-    config = _preprocess_config(card)
     started = time.perf_counter()
-    views = [_prepare(inst, storage / inst.path, config) for inst in instances]
-    ok = [v for v in views if v.error is None]
-    results = []
-    if ok:
-        import torch
-
-        batch = torch.stack([v.tensor for v in ok])
-        results = classifier.classify(batch, [v.ood_reasons for v in ok])
-        if len(results) != len(ok):
-            raise RuntimeError(f"classifier returned {len(results)} results for {len(ok)} images")
-
-    algorithm = _algorithm(card)
+    views = pipeline.classify_paths(model, [storage / inst.path for inst in instances])
+    algorithm = pipeline.algorithm(model)
+    ok = [v for v in views if v.result is not None]
     predictions = [
-        _prediction(job_id, v, r, card, algorithm) for v, r in zip(ok, results, strict=True)
-    ] + [_prediction(job_id, v, None, card, algorithm) for v in views if v.error is not None]
-
+        _prediction(job_id, inst, v, algorithm) for inst, v in zip(instances, views, strict=True)
+    ]
     sr_path: Path | None = None
     uids = srmod.ReportUids.for_job(study_uid, algorithm.sha256, revision)
-    if ok:
-        report = srmod.build_report(
-            [v.meta for v in views if v.meta is not None],
-            [
-                srmod.ViewResult(
-                    sop_instance_uid=v.instance.sop_instance_uid,
-                    laterality=v.laterality,
-                    view=v.view,
-                    probability=float(r.probabilities[algorithm.positive_class]),
-                    bbox=v.bbox,  # type: ignore[arg-type]
-                    ood=bool(r.ood),
-                )
-                for v, r in zip(ok, results, strict=True)
-            ],
-            algorithm,
-            revision,
-            complete=len(ok) == len(views),
-        )
+    report = pipeline.build_report(model, views, revision)
+    if report is not None:
         rel = Path(REPORTS_DIR) / study_uid / f"{uids.sop_instance_uid}.dcm"
         sr_path = storage / rel
         srmod.write_report(report, sr_path)
@@ -152,8 +110,11 @@ def run(
         session.execute(delete(Prediction).where(Prediction.job_id == job_id))
         session.add_all(predictions)
         now = datetime.now(UTC)
-        if not ok:
-            reasons = "; ".join(f"{v.instance.sop_instance_uid}: {v.error}" for v in views)
+        if report is None:
+            reasons = "; ".join(
+                f"{inst.sop_instance_uid}: {v.error or 'no breast found'}"
+                for inst, v in zip(instances, views, strict=True)
+            )
             session.execute(
                 update(Job)
                 .where(Job.id == job_id)
@@ -195,7 +156,7 @@ def run(
         result = JobResult(job_id, report_row.id, [d.id for d in deliveries])
         session.commit()
     metrics.CLASSIFY_SECONDS.observe(time.perf_counter() - started)
-    n_ood = sum(1 for r in results if r.ood)
+    n_ood = sum(1 for v in ok if v.result.ood)
     metrics.IMAGES.labels("classified").inc(len(ok) - n_ood)
     metrics.IMAGES.labels("ood").inc(n_ood)
     metrics.IMAGES.labels("unclassifiable").inc(len(views) - len(ok))
@@ -210,127 +171,50 @@ def run(
     return result
 
 
-def _preprocess_config(card: dict):
-    """The card's preprocessing, completed with what the model's input contract fixes."""
-    from sgc_core.preprocess import PreprocessConfig
-
-    data = dict(card.get("preprocess") or {})
-    size = int(card["image_size"])
-    data.setdefault("image_size", [size, size])
-    data.setdefault("channels", int(card.get("channels", 1)))
-    data.setdefault("scaling", "[0,1]")
-    try:
-        config = PreprocessConfig.from_dict(data)
-    except (TypeError, ValueError) as exc:
-        raise PermanentJobError(f"model card preprocessing is unusable: {exc}") from exc
-    if tuple(config.image_size) != (size, size) or config.scaling != "[0,1]":
-        raise PermanentJobError(
-            f"model card preprocessing {config.image_size} {config.scaling} does not match the "
-            f"model input ({size}x{size}, [0,1])"
-        )
-    return config
-
-
-def _prepare(instance: Instance, path: Path, config) -> _View:
-    """Read and preprocess one image; an image the model cannot take gets an error, not a
-    crash, so the rest of the study is still reported. A missing file raises (transient: the
-    storage volume may be unmounted)."""
-    from sgc_core.preprocess import PreprocessError, preprocess_dataset
-
-    try:
-        ds = pydicom.dcmread(path)
-    except pydicom.errors.InvalidDicomError as exc:
-        return _View(instance, None, error=f"not a readable DICOM file: {exc}")  # type: ignore[arg-type]
-    meta = _metadata(ds)
-    try:
-        pre = preprocess_dataset(ds, config)
-    except PreprocessError as exc:
-        return _View(instance, meta, error=str(exc), laterality=_lat(ds), view="")
-    except (ValueError, NotImplementedError, RuntimeError) as exc:  # undecodable pixel data
-        return _View(instance, meta, error=f"cannot decode pixel data: {exc}", laterality=_lat(ds))
-    return _View(
-        instance,
-        meta,
-        tensor=pre.tensor,
-        bbox=pre.bbox,
-        laterality=(pre.laterality or _lat(ds) or "").upper()[:1],
-        view=pre.view or "",
-        ood_reasons=pre.ood_reasons,
-    )
-
-
-def _metadata(ds: Dataset) -> Dataset:
-    """The dataset without pixel data: all the SR needs (evidence, library, ROI source)."""
-    meta = Dataset()
-    meta.file_meta = ds.file_meta
-    for elem in ds:
-        if elem.tag.group != 0x7FE0:
-            meta.add(elem)
-    return meta
-
-
-def _lat(ds: Dataset) -> str:
-    value = str(ds.get("ImageLaterality", "") or ds.get("Laterality", "") or "").upper()
-    return value if value in ("L", "R", "B") else ""
-
-
-def _algorithm(card: dict) -> srmod.Algorithm:
-    op = card.get("operating_point") or {}
-    threshold = op.get("threshold", 0.5) if isinstance(op, dict) else float(op)
-    positive = card.get("positive_class") or card["classes"][-1]
-    if positive not in card["classes"]:
-        raise PermanentJobError(f"positive class {positive!r} is not one of {card['classes']}")
-    return srmod.Algorithm(
-        name=str(card.get("name", "sgc")),
-        version=str(card.get("version", "0")),
-        sha256=str(card["sha256"]),
-        operating_point=float(threshold),
-        positive_class=positive,
-    )
-
-
 def _prediction(
-    job_id: int, view: _View, result: Any, card: dict, algorithm: srmod.Algorithm
+    job_id: int, instance: Instance, view: pipeline.ViewOutcome, algorithm: srmod.Algorithm
 ) -> Prediction:
+    """The database row of one view: the typed result's JSON form in ``extra``."""
+    r = view.result
     extra: dict[str, Any] = {"laterality": view.laterality or None, "view": view.view or None}
-    if view.bbox is not None:
-        extra["bbox"] = list(view.bbox)
-    if result is None:
+    common = {
+        "job_id": job_id,
+        "instance_id": instance.id,
+        "model_name": algorithm.name,
+        "model_version": algorithm.version,
+        "model_sha256": algorithm.sha256,
+    }
+    if r is None:
         extra["error"] = view.error
         return Prediction(
-            job_id=job_id,
-            instance_id=view.instance.id,
-            predicted_class=None,
-            probabilities={},
-            log_likelihoods={},
-            model_name=algorithm.name,
-            model_version=algorithm.version,
-            model_sha256=algorithm.sha256,
-            extra=extra,
+            predicted_class=None, probabilities={}, log_likelihoods={}, extra=extra, **common
         )
+    extra.update(r.to_dict())
     extra.update(
-        method=result.method,
-        positive_class=algorithm.positive_class,
+        bbox=list(r.breast_box),
+        positive_class="malignant",
         operating_point=algorithm.operating_point,
-        ood_reason=result.ood_reason,
-        finding="malignant"
-        if result.probabilities[algorithm.positive_class] >= algorithm.operating_point
-        else "benign",
+        finding=_finding_word(r, algorithm),
     )
+    probabilities = dict(r.extra.get("probabilities") or {})
+    if r.p_malignant is not None:
+        probabilities.setdefault("malignant", r.p_malignant)
     return Prediction(
-        job_id=job_id,
-        instance_id=view.instance.id,
-        predicted_class=result.predicted_class,
-        probabilities=dict(result.probabilities),
-        log_likelihoods={k: _finite(v) for k, v in result.log_likelihoods.items()},
-        bits_per_dim=_finite(result.bits_per_dim),
-        ood=bool(result.ood),
-        ood_score=_finite(result.ood_score),
-        model_name=algorithm.name,
-        model_version=algorithm.version,
-        model_sha256=algorithm.sha256,
+        predicted_class=r.predicted_class,
+        probabilities=probabilities,
+        log_likelihoods={k: _finite(v) for k, v in (r.extra.get("log_likelihoods") or {}).items()},
+        bits_per_dim=_finite(r.extra.get("bits_per_dim")),
+        ood=bool(r.ood),
+        ood_score=_finite(r.ood_score),
         extra=extra,
+        **common,
     )
+
+
+def _finding_word(r, algorithm: srmod.Algorithm) -> str | None:
+    if r.p_malignant is None:
+        return None
+    return "malignant" if r.p_malignant >= algorithm.operating_point else "benign"
 
 
 def _finite(value: float) -> float | None:

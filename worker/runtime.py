@@ -19,13 +19,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from sgc_node.settings import Settings
 
 if TYPE_CHECKING:
-    from sgc_core.inference import Classifier
+    from sgc_core.view_model import ViewModel
 
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _sessions: dict[tuple[int, str], sessionmaker[Session]] = {}
-_classifiers: dict[tuple[int, str, str], Classifier] = {}
+_classifiers: dict[tuple[int, str, str], ViewModel] = {}
 
 #: Where the bundled demo model lives (package data of sgc_core).
 BUNDLED_MODELS = Path(__file__).resolve().parents[1] / "sgc_core" / "models"
@@ -81,10 +81,11 @@ def resolve_model_path(settings: Settings) -> Path:
     return bundled[0]
 
 
-def classifier_for(settings: Settings) -> Classifier:
-    """The classifier of this process (loaded on first call, then reused)."""
+def classifier_for(settings: Settings) -> ViewModel:
+    """The model of this process (loaded on first call, then reused): the lesion finder or a
+    whole-view classifier, as its card says (``sgc_core.view_model``)."""
     from sgc_core.checkpoint import ModelFileError
-    from sgc_core.inference import load_classifier
+    from sgc_core.view_model import load_view_model
 
     path = resolve_model_path(settings)
     device = resolve_device(settings.device)
@@ -93,7 +94,7 @@ def classifier_for(settings: Settings) -> Classifier:
         classifier = _classifiers.get(key)
         if classifier is None:
             try:
-                classifier = load_classifier(path, device)
+                classifier = load_view_model(path, device)
             except (ModelFileError, OSError, ValueError) as exc:
                 raise ModelUnavailable(f"cannot load model {path}: {exc}") from exc
             card = classifier.card

@@ -91,11 +91,23 @@ class Algorithm:
 
 
 @dataclass(frozen=True)
+class FindingRoi:
+    """A located finding as the report draws it: a closed outline of (row, col) points in the
+    source image's pixels, its class (benign or malignant) and the region's P(malignant)."""
+
+    label: str
+    probability: float
+    outline: tuple[tuple[float, float], ...]
+
+
+@dataclass(frozen=True)
 class ViewResult:
     """The classifier's result for one view, in the terms the report needs.
 
     ``bbox`` is (row0, col0, row1, col1), half-open, in the ORIGINAL image's pixel grid (after
     undoing preprocessing's crop, resize and flip), so the ROI lands on the breast in a viewer.
+    ``findings`` are the view's located findings (the lesion finder's; empty for a whole-view
+    model), each reported as a TID 1410 group of its own on its place in the image.
     """
 
     sop_instance_uid: str
@@ -104,9 +116,20 @@ class ViewResult:
     probability: float
     bbox: tuple[int, int, int, int]
     ood: bool = False
+    findings: tuple[FindingRoi, ...] = ()
 
     def malignant(self, operating_point: float) -> bool:
         return self.probability >= operating_point
+
+
+@dataclass(frozen=True)
+class ExamSummary:
+    """The exam-level result (per breast and study, calibrated on exams) when the model has one;
+    without it the report's summary takes each breast's most suspicious view."""
+
+    breasts: dict[str, float]
+    p_malignant: float
+    operating_point: float
 
 
 @dataclass(frozen=True)
@@ -134,6 +157,7 @@ def build_report(
     *,
     complete: bool = True,
     institution_name: str | None = None,
+    exam: ExamSummary | None = None,
 ) -> hd.sr.ComprehensiveSR:
     """The SR for one study revision.
 
@@ -156,10 +180,14 @@ def build_report(
         raise ValueError(f"views reference images not among the sources: {missing}")
 
     uids = ReportUids.for_job(study_uid, algorithm.sha256, revision)
-    groups = [
-        _measurement_group(by_uid[v.sop_instance_uid], v, algorithm, uids.sop_instance_uid)
-        for v in views
-    ]
+    groups = []
+    for v in views:
+        source = by_uid[v.sop_instance_uid]
+        groups.append(_measurement_group(source, v, algorithm, uids.sop_instance_uid))
+        groups.extend(
+            _finding_group(source, v, i, f, algorithm, uids.sop_instance_uid)
+            for i, f in enumerate(v.findings, start=1)
+        )
     device = hd.sr.DeviceObserverIdentifyingAttributes(
         uid=derived_uid(algorithm.sha256, "device"),
         name=_lo(algorithm.name),
@@ -179,7 +207,7 @@ def build_report(
         imaging_measurements=groups,
         referenced_images=library or None,
     )
-    report[0].ContentSequence.append(_summary(views, algorithm))
+    report[0].ContentSequence.append(_summary(views, algorithm, exam))
 
     sr = hd.sr.ComprehensiveSR(
         evidence=list(sources),
@@ -245,6 +273,56 @@ def _measurement_group(
     )
 
 
+def _finding_group(
+    source: Dataset,
+    view: ViewResult,
+    number: int,
+    finding: FindingRoi,
+    algorithm: Algorithm,
+    report_uid: str,
+) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
+    """One TID 1410 group per located finding: its outline, class and P(malignant)."""
+    if not 0.0 <= finding.probability <= 1.0:
+        raise ValueError(f"finding probability {finding.probability} is outside [0, 1]")
+    side = _SIDE_WORD.get(view.laterality, "unknown side")
+    return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(
+            uid=derived_uid(report_uid, view.sop_instance_uid, "finding", number),
+            identifier=_lo(f"{side} {view.view or 'view'} finding {number}"),
+        ),
+        referenced_region=hd.sr.ImageRegion(
+            graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
+            graphic_data=_outline(finding.outline, source),
+            source_image=hd.sr.SourceImageForRegion.from_source_image(source),
+        ),
+        finding_type=MALIGNANT if finding.label == "malignant" else BENIGN,
+        algorithm_id=hd.sr.AlgorithmIdentification(
+            name=_lo(algorithm.name), version=_lo(algorithm.version)
+        ),
+        finding_sites=[hd.sr.FindingSite(BREAST, laterality=_LATERALITY.get(view.laterality))],
+        measurements=[
+            hd.sr.Measurement(
+                name=PROBABILITY_OF_CANCER,
+                value=round(100.0 * finding.probability, 3),
+                unit=PERCENT,
+            )
+        ],
+    )
+
+
+def _outline(points: Sequence[tuple[float, float]], source: Dataset) -> np.ndarray:
+    """A closed POLYLINE of (column, row) SCOORD points (pixel centre = index + 0.5)."""
+    rows, cols = int(source.Rows), int(source.Columns)
+    pts = np.array([[c + 0.5, r + 0.5] for r, c in points], dtype=np.float32)
+    if len(pts) < 3 or not np.isfinite(pts).all():
+        raise ValueError("a finding outline needs at least three finite points")
+    pts[:, 0] = np.clip(pts[:, 0], 0, cols)
+    pts[:, 1] = np.clip(pts[:, 1], 0, rows)
+    if not np.array_equal(pts[0], pts[-1]):
+        pts = np.vstack([pts, pts[:1]])
+    return pts
+
+
 def _rectangle(bbox: tuple[int, int, int, int], source: Dataset) -> np.ndarray:
     """A closed POLYLINE around the half-open pixel box, as (column, row) SCOORD points.
 
@@ -262,21 +340,30 @@ def _rectangle(bbox: tuple[int, int, int, int], source: Dataset) -> np.ndarray:
     )
 
 
-def _summary(views: Sequence[ViewResult], algorithm: Algorithm) -> hd.sr.ContainerContentItem:
+def _summary(
+    views: Sequence[ViewResult], algorithm: Algorithm, exam: ExamSummary | None = None
+) -> hd.sr.ContainerContentItem:
     """TID 1500 row 12: the study's worst breast, as a coded finding plus a one-line impression."""
     per_breast: dict[str, float] = {}
     for v in views:
         for side in ("L", "R") if v.laterality == "B" else (v.laterality or "?",):
             per_breast[side] = max(per_breast.get(side, 0.0), v.probability)
+    operating_point = algorithm.operating_point
+    if exam is not None and exam.breasts:
+        per_breast = {s if s in _SIDE_WORD else "?": p for s, p in exam.breasts.items()}
+        operating_point = exam.operating_point
     worst_side = max(per_breast, key=lambda s: (per_breast[s], s))
-    worst_p = per_breast[worst_side]
-    malignant = worst_p >= algorithm.operating_point
+    worst_p = per_breast[worst_side] if exam is None else exam.p_malignant
+    malignant = worst_p >= operating_point
     parts = [f"{_SIDE_WORD[s]} breast {100 * per_breast[s]:.1f} %" for s in sorted(per_breast)]
     ood = sum(v.ood for v in views)
+    findings = sum(len(v.findings) for v in views)
+    head = "Study" if exam is not None else f"Highest: {_SIDE_WORD[worst_side]} breast"
     text = (
-        f"Highest probability of cancer: {_SIDE_WORD[worst_side]} breast "
-        f"{100 * worst_p:.1f} % ({'malignant' if malignant else 'benign'} at operating point "
-        f"{100 * algorithm.operating_point:.1f} %). Per breast: {'; '.join(parts)}."
+        f"{head} probability of cancer {100 * worst_p:.1f} % "
+        f"({'malignant' if malignant else 'benign'} at operating point "
+        f"{100 * operating_point:.1f} %). Per breast: {'; '.join(parts)}."
+        + (f" {findings} located finding(s)." if findings else "")
         + (f" {ood} view(s) flagged out of distribution." if ood else "")
         + " Research AI result, not verified, not for diagnosis."
     )

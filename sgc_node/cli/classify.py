@@ -47,60 +47,93 @@ def classify_cmd(
         raise click.ClickException("no files to classify")
     results = classify_files(classifier, files)
     written = write_reports(classifier, results, sr_dir) if sr_dir else []
-    positive = classifier.card.get("positive_class") or classifier.classes[-1]
-    rows = [
-        {
-            "path": str(r.path),
-            "sop_instance_uid": r.sop_instance_uid or None,
-            "laterality": r.laterality or None,
-            "view": r.view or None,
-            "predicted_class": r.result.predicted_class if r.result else None,
-            "probabilities": dict(r.result.probabilities) if r.result else {},
-            "ood": bool(r.result.ood) if r.result else None,
-            "ood_reason": r.result.ood_reason if r.result else None,
-            "error": r.error,
-        }
-        for r in results
-    ]
+    rows = [_row(r) for r in results]
+    exams = _exams(classifier, results)
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "model": classifier.card.get("name"),
-                    "images": rows,
-                    "reports": [str(p) for p in written],
-                },
-                indent=2,
-            )
-        )
+        doc = {
+            "model": classifier.card.get("name"),
+            "images": rows,
+            "studies": exams,
+            "reports": [str(p) for p in written],
+        }
+        click.echo(json.dumps(doc, indent=2))
     else:
-        _table(rows, positive)
+        _table(rows)
         for r in rows:
             if r["ood_reason"]:
                 click.echo(f"{Path(r['path']).name}: out of distribution: {r['ood_reason']}")
+        for study, exam in exams.items():
+            if exam.get("p_malignant") is not None:
+                click.echo(
+                    f"study {study}: P(malignant) {100 * exam['p_malignant']:.1f} % "
+                    f"({exam['predicted_class']})"
+                )
         for path in written:
             click.echo(f"wrote {path}")
     if any(r["error"] for r in rows):
         raise SystemExit(1)
 
 
-def _table(rows: list[dict], positive: str) -> None:
+def _row(r) -> dict:
+    """One file's JSON form: the typed view result plus where it came from."""
+    res = r.result.to_dict() if r.result is not None else {}
+    probabilities = dict(r.result.extra.get("probabilities") or {}) if r.result else {}
+    if r.result is not None and r.result.p_malignant is not None:
+        probabilities.setdefault("malignant", r.result.p_malignant)
+    return {
+        "path": str(r.path),
+        "sop_instance_uid": r.sop_instance_uid or None,
+        "study_uid": r.study_uid or None,
+        "laterality": r.laterality or None,
+        "view": r.view or None,
+        "predicted_class": res.get("predicted_class"),
+        "p_malignant": res.get("p_malignant"),
+        "probabilities": probabilities,
+        "findings": res.get("findings", []),
+        "ood": res.get("ood"),
+        "ood_reason": res.get("ood_reason"),
+        "error": r.error,
+    }
+
+
+def _exams(model, results) -> dict[str, dict]:
+    from collections import defaultdict
+
+    by_study = defaultdict(list)
+    for r in results:
+        if r.result is not None:
+            by_study[r.study_uid].append(r.result)
+    out = {}
+    for study, views in by_study.items():
+        exam = model.exam(views)
+        if exam is not None:
+            out[study] = exam.to_dict()
+    return out
+
+
+def _table(rows: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title="sgc classify")
-    for col in ("file", "view", "class", f"P({positive})", "OOD"):
+    for col in ("file", "view", "class", "P(malignant)", "findings (row, col: class P)", "OOD"):
         table.add_column(col)
     for r in rows:
-        p = r["probabilities"].get(positive)
+        p = r["p_malignant"]
         table.add_row(
             Path(r["path"]).name,
             f"{r['laterality'] or '?'} {r['view'] or '?'}",
             r["predicted_class"] or f"error: {r['error']}",
             "-" if p is None else f"{100 * p:.1f} %",
+            "\n".join(_finding_text(f) for f in r["findings"]) or "-",
             "-" if r["ood"] is None else ("yes" if r["ood"] else "no"),
         )
     Console().print(table)
+
+
+def _finding_text(f: dict) -> str:
+    row, col = f["centre"]
+    return f"({row:.0f}, {col:.0f}): {f['label']} {100 * f['p_malignant']:.0f} %"
 
 
 COMMANDS = [classify_cmd]
