@@ -5,8 +5,9 @@ so a broker that is down, a message that is lost, or a crash between commit and 
 delays the work: the next pass finds the row still pending and not (recently) dispatched
 and sends it again. Workers treat a repeated message for a finished row as a no-op.
 
-A job left ``running`` by a worker that died is stranded: the embedded filesystem broker
-deleted its message when the worker fetched it, so no broker will deliver it again. Once its
+A job left ``running`` by a worker that died is stranded unless the broker delivers its
+message again, which kombu's stock filesystem transport never did (it deleted a message when it
+was fetched) and no broker can promise for a message it lost. Once its
 heartbeat is a lease old (SGC_RESEND_AFTER, the worker's lease) the sweeper puts it back to
 pending and sends it at once, counting the loss; at SGC_MAX_ATTEMPTS losses it fails the job
 with the reason instead (a study that kills every worker must not kill them for ever).

@@ -8,9 +8,10 @@ running with a heartbeat older than the lease); the claim bumps ``attempts``, wh
 every later write: only the claimant whose token still matches may change the job's state.
 
 A running job whose heartbeat stopped for a lease lost its worker. It is taken back either by
-a worker's claim (a redelivered or repeated message) or by the SCP's sweeper (the embedded
-filesystem broker deletes a message when it is fetched, so nothing else would send it again);
-both count the loss in ``lost_attempts`` and fail the job at SGC_MAX_ATTEMPTS.
+a worker's claim (a redelivered or repeated message) or by the SCP's sweeper, which does not
+rely on any broker to redeliver (kombu's stock filesystem transport deleted a message when it
+was fetched; any broker can lose one); both count the loss in ``lost_attempts`` and fail the
+job at SGC_MAX_ATTEMPTS.
 """
 
 from __future__ import annotations
