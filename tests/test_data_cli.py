@@ -9,7 +9,7 @@ import sys
 
 from click.testing import CliRunner
 
-from sgc_core.synth.styles import HELD_OUT_STYLE, TRAINING_STYLES
+from sgc_core.synth.styles import HELD_OUT_STYLE, MIXED, STYLES, TRAINING_STYLES
 from sgc_node.cli import cli
 
 
@@ -100,6 +100,15 @@ def test_sgc_synth_rejects_bad_style_options(tmp_path):
         result = runner.invoke(cli, [*base, *extra])
         assert result.exit_code == 2 and message in result.output, (extra, result.output)
     assert not (tmp_path / "labels.csv").exists()
+
+
+def test_sgc_synth_help_names_every_style_and_the_held_out_default():
+    """The CLI spells its defaults without importing sgc_core.synth: they must agree."""
+    params = {p.name: p for p in cli.commands["synth"].params}
+    assert params["hold_out"].default == HELD_OUT_STYLE
+    assert params["style"].default == MIXED
+    for name in STYLES:
+        assert name in params["style"].help
 
 
 def test_sgc_synth_help_does_not_import_numpy_heavy_modules():

@@ -83,8 +83,8 @@ def _fraction(ctx: click.Context, param: click.Parameter, value: float) -> float
     "--style",
     default="mixed",
     show_default=True,
-    help="Phantom style (docs/synthetic.md): classic, gauss, lumpy, ligament, ducts, or mixed "
-    "(each study draws one style of the family, without the --hold-out style).",
+    help="Phantom style (docs/synthetic.md): classic, gauss, lumpy, ligament, strands, ducts, "
+    "or mixed (each study draws one style of the family, without the --hold-out style).",
 )
 @click.option(
     "--hold-out",
