@@ -40,10 +40,10 @@ class LesionCard:
     crop: int = 64
     stride: int = 32
     t_range: tuple[float, float] = (0.02, 0.5)
-    k_coarse: int = 2
+    k_coarse: int = 1
     k_fine: int = 8
     seed: int = 0
-    refine_top: int = 4
+    refine_top: int = 3
     max_findings: int = 3
     min_breast_fraction: float = 0.25
     temperature_coarse: float = 1.0

@@ -61,28 +61,54 @@ class CropRecipe:
     seed: int = 0
 
 
+ANNOTATION_COLUMNS = ("path", "finding", "split", "lesion_row", "lesion_col", "lesion_radius_px")
+
+
 def read_synthetic_annotations(root: Path) -> list[LesionAnnotation]:
-    """The per-view truth of a ``sgc synth`` folder (labels.csv)."""
+    """The per-view truth of a ``sgc synth`` folder, or of any folder whose labels.csv has the
+    columns :data:`ANNOTATION_COLUMNS` (paths relative to the folder; a lesion's centre and
+    radius in source pixels; finding normal, benign or malignant; split train, val or test).
+    Rows that cannot be crops are refused with the row's number and why."""
     labels = Path(root) / "labels.csv"
     if not labels.is_file():
         raise CropDataError(f"{labels} not found: expected a folder written by `sgc synth`")
-    out = []
     with labels.open(newline="") as fh:
-        for row in csv.DictReader(fh):
-            has = row.get("lesion_row") not in ("", None) and row.get("finding") != "normal"
-            out.append(
-                LesionAnnotation(
-                    path=str(Path(root) / row["path"]),
-                    finding=row["finding"],
-                    split=row.get("split", "train"),
-                    row=float(row["lesion_row"]) if has else None,
-                    col=float(row["lesion_col"]) if has else None,
-                    radius=float(row.get("lesion_radius_px") or 0.0) if has else 0.0,
-                    style=row.get("style", ""),
-                    patient_id=row.get("patient_id", ""),
-                )
-            )
-    return out
+        reader = csv.DictReader(fh)
+        missing = [c for c in ANNOTATION_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise CropDataError(f"{labels}: missing column(s) {missing}")
+        return [_annotation(Path(root), labels, i, row) for i, row in enumerate(reader, start=2)]
+
+
+def _annotation(root: Path, labels: Path, line: int, row: dict) -> LesionAnnotation:
+    where = f"{labels}:{line}"
+    finding, split = row["finding"], row["split"]
+    if finding not in CROP_CLASSES:
+        raise CropDataError(f"{where}: finding {finding!r} is not one of {list(CROP_CLASSES)}")
+    if split not in ("train", "val", "test"):
+        raise CropDataError(f"{where}: split {split!r} is not train, val or test")
+    if not (root / row["path"]).is_file():
+        raise CropDataError(f"{where}: image {row['path']} does not exist")
+    lesion = finding != "normal"
+    try:
+        centre = (float(row["lesion_row"]), float(row["lesion_col"])) if lesion else None
+        radius = float(row["lesion_radius_px"] or 0.0) if lesion else 0.0
+    except ValueError:
+        raise CropDataError(
+            f"{where}: a {finding} lesion needs a numeric centre and radius"
+        ) from None
+    if lesion and radius <= 0:
+        raise CropDataError(f"{where}: lesion radius must be > 0, got {radius}")
+    return LesionAnnotation(
+        path=str(root / row["path"]),
+        finding=finding,
+        split=split,
+        row=centre[0] if centre else None,
+        col=centre[1] if centre else None,
+        radius=radius,
+        style=row.get("style", ""),
+        patient_id=row.get("patient_id", ""),
+    )
 
 
 def cut(image: np.ndarray, centre_row: float, centre_col: float, size: int) -> np.ndarray:
@@ -162,13 +188,17 @@ class CropSet:
 
     @classmethod
     def load(cls, path: Path) -> CropSet:
-        data = np.load(path, allow_pickle=False)
+        try:
+            data = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise CropDataError(f"{path}: not a crop set ({exc})") from None
+        missing = {"images", "labels", "splits", "styles", "recipe"} - set(data.files)
+        if missing:
+            raise CropDataError(f"{path}: not a crop set (missing {sorted(missing)})")
         labels = data["labels"]
-        if len(labels) != len(data["images"]) or len(labels) != len(data["splits"]):
-            raise CropDataError(
-                f"{path}: {len(data['images'])} crops but {len(labels)} labels and "
-                f"{len(data['splits'])} splits"
-            )
+        sizes = {k: len(data[k]) for k in ("images", "labels", "splits", "styles")}
+        if len(set(sizes.values())) != 1:
+            raise CropDataError(f"{path}: crops and labels do not match: {sizes}")
         if labels.size and (labels.min() < 0 or labels.max() >= len(CROP_CLASSES)):
             raise CropDataError(f"{path}: label index outside {list(CROP_CLASSES)}")
         recipe = CropRecipe(**json.loads(str(data["recipe"])))

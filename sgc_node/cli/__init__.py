@@ -63,6 +63,7 @@ SUBCOMMAND_MODULES = (
     "classify",
     "viewer",
     "ml",
+    "lesion",
     "data",
 )
 
