@@ -1,0 +1,87 @@
+"""The lesion finder's defined results on awkward views, with an untrained network.
+
+Accuracy is the bundled model's test (tests/test_lesion_bundled.py); here the network's weights
+do not matter, only that every view gets a well-formed result in source coordinates: a blank
+image, a breast smaller than one window, a view without findings, and the evidence map.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sgc_core.exam import exam_result
+from sgc_core.lesion_card import LesionCard
+from sgc_core.lesion_scan import LesionScanner
+from sgc_core.scan_geometry import scan_dataset
+from sgc_core.sde import VPSDE
+from sgc_core.unet import architecture_spec, build_score_model
+from tests.test_lesion_geometry import _breast_with_dot
+
+
+@pytest.fixture(scope="module")
+def scanner() -> LesionScanner:
+    torch.manual_seed(0)
+    model = build_score_model(architecture_spec("default", 3, 1, 64, 8), VPSDE())
+    return LesionScanner(model, VPSDE(), LesionCard(finding_threshold=0.0, k_fine=2))
+
+
+def test_view_gets_findings_inside_the_image_and_a_source_map(scanner) -> None:
+    ds = _breast_with_dot("R", "MLO", "MONOCHROME1", (520, 400), 0.1)
+    scan = scan_dataset(ds, 0.4)
+    result = scanner.scan(scan)
+    assert result.p_malignant is not None and 0.0 <= result.p_malignant <= 1.0
+    assert result.windows > 1 and 1 <= len(result.findings) <= scanner.card.max_findings
+    for f in result.findings:
+        r0, c0, r1, c1 = f.box
+        assert 0 <= r0 < r1 <= 900 and 0 <= c0 < c1 <= 700
+        assert r0 <= f.centre[0] <= r1 and c0 <= f.centre[1] <= c1
+        assert all(0 <= r <= 899 and 0 <= c <= 699 for r, c in f.outline)
+        # The finding lies on the breast (right breast: chest wall on the right), not on air.
+        assert f.centre[1] >= scan.geometry.box[1]
+        assert 0.0 <= f.p_malignant <= f.p_lesion <= 1.0 + 1e-9
+    grid = result.evidence.to_source_grid((900, 700))
+    assert grid.shape == (900, 700)
+    b = scan.geometry.box
+    outside = np.ones((900, 700), dtype=bool)
+    outside[b[0] : b[2], b[1] : b[3]] = False
+    assert np.all(grid[outside] == 0)
+
+
+def test_findings_are_sorted_and_thresholded(scanner) -> None:
+    scan = scan_dataset(_breast_with_dot("L", "CC", "MONOCHROME2", (400, 200), 0.1), 0.4)
+    strict = LesionScanner(scanner.model, scanner.sde, scanner.card.replace(finding_threshold=1.1))
+    result = strict.scan(scan)
+    assert result.findings == () and result.p_malignant is not None
+    loose = scanner.scan(scan)
+    probs = [f.p_lesion for f in loose.findings]
+    assert probs == sorted(probs, reverse=True)
+
+
+def test_blank_view_is_unscored_not_a_crash(scanner) -> None:
+    ds = _breast_with_dot("L", "CC", "MONOCHROME2", (400, 200), 0.1)
+    ds.PixelData = np.zeros((900, 700), np.uint16).tobytes()
+    result = scanner.scan(scan_dataset(ds, 0.4))
+    assert result.p_malignant is None and result.ood and result.findings == ()
+    assert "no breast" in result.ood_reason
+
+
+def test_breast_smaller_than_one_window_gets_one(scanner) -> None:
+    ds = _breast_with_dot("L", "CC", "MONOCHROME2", (100, 60), 0.1)
+    img = np.zeros((900, 700), np.uint16)
+    img[80:130, 0:40] = 1800  # a 5 x 4 mm "breast" at the chest wall
+    ds.PixelData = img.tobytes()
+    result = scanner.scan(scan_dataset(ds, 0.4))
+    assert result.windows == 1 and result.p_malignant is not None
+
+
+def test_exam_skips_unscored_views(scanner) -> None:
+    good = scanner.scan(scan_dataset(_breast_with_dot("L", "CC", "MONOCHROME2", (400, 200), 0.1)))
+    ds = _breast_with_dot("R", "CC", "MONOCHROME2", (400, 500), 0.1)
+    ds.PixelData = np.zeros((900, 700), np.uint16).tobytes()
+    blank = scanner.scan(scan_dataset(ds))
+    exam = exam_result([good, blank], scanner.card)
+    sides = {b.laterality: b for b in exam.breasts}
+    assert sides["R"].p_malignant is None and sides["L"].p_malignant is not None
+    assert exam.p_malignant is not None and exam.predicted_class in ("malignant", "not malignant")
