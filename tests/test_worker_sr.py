@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import highdicom as hd
+import numpy as np
 import pydicom
 import pytest
 from pydicom.uid import generate_uid
@@ -229,3 +231,33 @@ def test_bad_inputs_are_refused_with_a_reason(tmp_path: Path) -> None:
             ALGO,
             1,
         )
+
+
+def test_located_findings_get_their_own_groups_on_their_place(tmp_path: Path) -> None:
+    """Each finding is a TID 1410 group whose outline lies where the finding is, with its
+    class and P(malignant); the view's breast group and the exam summary stay."""
+    sources = _study(tmp_path, 2)
+    ring = tuple((100 + 20 * np.sin(a), 60 + 20 * np.cos(a)) for a in np.linspace(0, 6.28, 9))
+    views = _views(sources, [0.9, 0.1])
+    views[0] = replace(
+        views[0],
+        findings=(
+            srmod.FindingRoi("malignant", 0.93, ring),
+            srmod.FindingRoi("benign", 0.05, tuple((r + 50, c) for r, c in ring)),
+        ),
+    )
+    exam = srmod.ExamSummary({"L": 0.9, "R": 0.1}, 0.91, 0.3)
+    sr = srmod.build_report(sources, views, ALGO, 1, exam=exam)
+    path = tmp_path / "sr.dcm"
+    srmod.write_report(sr, path)
+    _validate(path)
+    doc = hd.sr.srread(path)
+    groups = _group_values(doc)
+    assert len(groups) == 4
+    by_p = {g["probability"]: g for g in groups}
+    assert by_p[93.0]["finding"] == "Malignant" and by_p[5.0]["finding"] == "Benign"
+    xs, ys = by_p[93.0]["polyline"][0::2], by_p[93.0]["polyline"][1::2]
+    assert abs(np.mean(xs[:-1]) - 60.5) < 3 and abs(np.mean(ys[:-1]) - 100.5) < 3
+    assert xs[0] == xs[-1] and ys[0] == ys[-1]
+    text = path.read_bytes()
+    assert b"Study probability of cancer 91.0 %" in text and b"2 located finding(s)" in text
