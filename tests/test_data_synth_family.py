@@ -81,6 +81,7 @@ def test_classic_lesion_truth_is_where_the_pixels_change(lesion_type):
                 lesion_row=seen.lesion_center[0],
                 lesion_col=seen.lesion_center[1],
                 lesion_radius_px=seen.lesion_radius_px,
+                lesion_box=seen.lesion_box,
             )
             diff = (a - floor) - factor * (b - floor)
             assert _lesion_is_at(diff, truth, lesion_type, 3.0), (laterality, view)
@@ -111,6 +112,19 @@ def _lesion_is_at(diff: np.ndarray, truth, lesion_type: str, margin: float) -> b
         assert abs(centre) > 0.05 * peak, (truth, centre, peak)
         if lesion_type != "mass_lucent":
             assert centre > 0, (truth, centre)  # denser is brighter in presentation space
+    # The tight box (lesion_ymin/xmin/ymax/xmax) holds the strong change, up to the blur of
+    # the detector and its processing, and lies inside the circle's square.
+    ymin, xmin, ymax, xmax = truth.lesion_box
+    inside = (
+        (strong[:, 0] >= ymin - margin)
+        & (strong[:, 0] <= ymax + margin)
+        & (strong[:, 1] >= xmin - margin)
+        & (strong[:, 1] <= xmax + margin)
+    )
+    assert inside.all(), (truth, strong[~inside][:5])
+    r = truth.lesion_radius_px + 2
+    assert truth.lesion_row - r <= ymin <= ymax <= truth.lesion_row + r, truth
+    assert truth.lesion_col - r <= xmin <= xmax <= truth.lesion_col + r, truth
     return True
 
 

@@ -69,6 +69,8 @@ class RenderedView:
     window_width: float
     lesion_center: tuple[int, int] | None  # (row, col) in this image
     lesion_radius_px: float
+    # (ymin, xmin, ymax, xmax), inclusive: the tight box of the lesion as drawn in this image
+    lesion_box: tuple[int, int, int, int] | None = None
 
 
 def sample_density(rng: np.random.Generator, difficulty: float) -> str:
@@ -133,13 +135,16 @@ def render_view(
 
     lesion_center = None
     lesion_radius = 0.0
+    box = None
     if breast.lesion is not None:
         lesion_center = _lesion_center(
             breast.lesion, view, outline.yc, outline.depth_px, outline.half_px, muscle, px
         )
         rotation = 0.0 if view == "CC" else math.radians(35.0)
         render_lesion(atten, breast.lesion, lesion_center, px, rotation)
-        lesion_radius = breast.lesion.extent_mm / px
+        # The circle holds the outline and the ill-defined margin's blur (2 sigma).
+        lesion_radius = (breast.lesion.extent_mm + 2 * breast.lesion.margin_blur_mm) / px
+        box = _lesion_box(breast.lesion, lesion_center, px, rotation, atten.shape)
 
     edge_lift = np.where(inside, breast.thickness_mm - outline.thickness, 0.0)
     tissue = inside & (muscle < 0.5)
@@ -154,11 +159,29 @@ def render_view(
         pixels = np.ascontiguousarray(pixels[:, ::-1])
         if lesion_center is not None:
             lesion_center = (lesion_center[0], cols - 1 - lesion_center[1])
+        if box is not None:
+            box = (box[0], cols - 1 - box[3], box[2], cols - 1 - box[1])
     if lesion_center is not None:
         lesion_center = (int(round(lesion_center[0])), int(round(lesion_center[1])))
     return RenderedView(
-        pixels, exposure.window_center, exposure.window_width, lesion_center, lesion_radius
+        pixels, exposure.window_center, exposure.window_width, lesion_center, lesion_radius, box
     )
+
+
+def _lesion_box(
+    lesion: Lesion, center: tuple[float, float], px: float, rotation: float, shape
+) -> tuple[int, int, int, int] | None:
+    """The inclusive (ymin, xmin, ymax, xmax) box of the pixels where the lesion adds or
+    takes away at least 5 % of its strongest attenuation (drawn on its own, so the image's
+    random stream is untouched)."""
+    footprint = np.zeros(shape)
+    render_lesion(footprint, lesion, center, px, rotation)
+    strength = np.abs(footprint)
+    peak = float(strength.max())
+    if peak <= 0:
+        return None
+    rows, cols = np.nonzero(strength >= 0.05 * peak)
+    return int(rows.min()), int(cols.min()), int(rows.max()), int(cols.max())
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,10 @@ LABEL_COLUMNS = [
     "lesion_row",
     "lesion_col",
     "lesion_radius_px",
+    "lesion_xmin",
+    "lesion_ymin",
+    "lesion_xmax",
+    "lesion_ymax",
     "density",
     "study_label",
     "photometric",
@@ -69,6 +73,7 @@ class ViewTruth:
     density: str
     style: str = "classic"
     pixel_spacing_mm: float = 0.0
+    lesion_box: tuple[int, int, int, int] | None = None  # (ymin, xmin, ymax, xmax), inclusive
 
     @property
     def label(self) -> str:
@@ -189,6 +194,7 @@ def generate_study_with_truth(
                 density=breast.density,
                 style=style.name,
                 pixel_spacing_mm=spacing,
+                lesion_box=rendered.lesion_box,
             )
         )
     return SyntheticStudy(datasets, truth)
@@ -244,6 +250,11 @@ def _monochrome1_fraction(monochrome: str | float) -> float:
     return float(monochrome)
 
 
+def _box_columns(box: tuple[int, int, int, int] | None) -> dict[str, int | str]:
+    names = ("lesion_ymin", "lesion_xmin", "lesion_ymax", "lesion_xmax")
+    return dict(zip(names, box or ("",) * 4, strict=True))
+
+
 def _write_study(job: tuple) -> list[dict]:
     """Generate and write study ``index``; top-level so a process pool can run it."""
     out_dir, index, seed, config, jpeg2000 = job
@@ -274,6 +285,7 @@ def _write_study(job: tuple) -> list[dict]:
                 "lesion_row": "" if truth.lesion_row is None else truth.lesion_row,
                 "lesion_col": "" if truth.lesion_col is None else truth.lesion_col,
                 "lesion_radius_px": truth.lesion_radius_px,
+                **_box_columns(truth.lesion_box),
                 "density": truth.density,
                 "study_label": "malignant" if study.study_finding == "malignant" else "benign",
                 "photometric": ds.PhotometricInterpretation,
