@@ -6,14 +6,17 @@ The image formation is a simple physical chain, so the pictures behave like mamm
    teardrop-like shape with the pectoral muscle in the upper corner (MLO). Its thickness is
    constant under the paddle and falls off over a rounded edge; the skin (1-2 mm, denser than
    fat) is crossed tangentially at the edge, which draws the skin line.
-2. Parenchyma: the fibroglandular fraction is a power-law random field (texture.py) passed
-   through a soft threshold whose offset sets the BI-RADS density (A-D), capped at the
+2. Parenchyma: the fibroglandular fraction is the style's texture field (texture.py: a
+   power-law random field in the classic style) passed through a soft threshold whose offset sets the BI-RADS density (A-D), capped at the
    density's largest fraction along a ray, weighted by an envelope (subcutaneous and
    retromammary fat carry none).
 3. Attenuation line integral A = mu_fat*t + (mu_gland-mu_fat)*t*g + skin + muscle + lesion.
 4. Detector: Poisson counts N ~ Poisson(N0 exp(-A)) with N0 = fluence x pixel area (quantum
    noise at the real dose per pixel), log-converted, thickness-equalised at the periphery
    (as "for presentation" processing does) and mapped to 12-14 bit values: bright = dense.
+   The family styles replace this step by detector.py (their noise, response, processing).
+5. A right breast is mirrored into the standard hanging (chest wall right) where the style
+   does so; the lesion's centre and box are mirrored with it.
 """
 
 from __future__ import annotations
