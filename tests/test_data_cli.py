@@ -111,6 +111,14 @@ def test_sgc_synth_help_names_every_style_and_the_held_out_default():
         assert name in params["style"].help
 
 
+def test_sgc_synth_lists_the_styles_with_their_roles():
+    result = CliRunner().invoke(cli, ["synth", "--list-styles"])
+    assert result.exit_code == 0, result.output
+    roles = {line.split()[0]: line.split()[1] for line in result.output.splitlines()}
+    assert roles[HELD_OUT_STYLE] == "held" and roles["classic"] == "legacy"
+    assert {name for name, role in roles.items() if role == "training"} == set(TRAINING_STYLES)
+
+
 def test_sgc_synth_help_does_not_import_numpy_heavy_modules():
     code = (
         "import sys; from sgc_node.cli import cli; "

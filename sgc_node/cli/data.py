@@ -14,7 +14,31 @@ def _fraction(ctx: click.Context, param: click.Parameter, value: float) -> float
     return value
 
 
+def _list_styles(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """Print the style registry (name, role, description) and exit."""
+    if not value or ctx.resilient_parsing:
+        return
+    from sgc_core.synth.styles import FAMILY_STYLES, HELD_OUT_STYLE, STYLES
+
+    for name, style in STYLES.items():
+        role = (
+            "held out"
+            if name == HELD_OUT_STYLE
+            else ("training" if name in FAMILY_STYLES else "legacy")
+        )
+        click.echo(f"{name:<10} {role:<9} {style.description}")
+    ctx.exit(0)
+
+
 @click.command("synth")
+@click.option(
+    "--list-styles",
+    is_flag=True,
+    is_eager=True,
+    expose_value=False,
+    callback=_list_styles,
+    help="List the phantom styles and exit.",
+)
 @click.option(
     "--studies",
     type=click.IntRange(min=1),
