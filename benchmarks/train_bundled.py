@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     data = load_synthetic(args.data, preprocess)
     train_set, val_set, test_set = (data.subset(s) for s in ("train", "val", "test"))
     description = (
-        f"sgc synth --studies {args.studies} --seed {args.synth_seed} --size small "
+        f"sgc synth --style classic --studies {args.studies} --seed {args.synth_seed} --size small "
         f"--difficulty {args.difficulty:g} --mass-fraction {args.mass_fraction:g} "
         f"--normal-fraction {args.normal_fraction:g} "
         f"--malignant-fraction {args.malignant_fraction:g}; "
