@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -179,11 +180,17 @@ def test_mixed_draws_training_styles_only_and_hold_out_none_draws_all(tmp_path):
         assert {r["style"] for r in rows if r["patient_id"] == patient} == {expected.name}
 
 
-def test_mixed_sets_are_reproducible_and_prefixes(tmp_path):
+def test_mixed_sets_are_reproducible_prefixes_whatever_the_workers(tmp_path):
     write_dataset(tmp_path / "a", 2, seed=6, size="64x52", style="mixed")
-    write_dataset(tmp_path / "b", 3, seed=6, size="64x52", style="mixed")
+    write_dataset(tmp_path / "b", 3, seed=6, size="64x52", style="mixed", workers=2)
     first = digest(tmp_path / "a" / "images")
     assert {k: v for k, v in digest(tmp_path / "b" / "images").items() if k in first} == first
+    # synth.json describes every style the set holds, parameter by parameter.
+    meta = json.loads((tmp_path / "b" / "synth.json").read_text())
+    used = {r["style"] for r in read_labels(tmp_path / "b" / "labels.csv")}
+    assert set(meta["styles"]) == used and meta["config"]["style"] == "mixed"
+    for name in used:
+        assert meta["styles"][name]["header"]["bits_stored"] == STYLES[name].header.bits_stored
 
 
 def test_classic_style_is_the_generator_before_styles_byte_for_byte():

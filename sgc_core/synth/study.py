@@ -14,7 +14,7 @@ import json
 import math
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -373,6 +373,12 @@ def write_dataset(
         "jpeg2000": jpeg2000,
         "splits": list(splits),
         "config": replace(config).to_dict(),
+        # Every style's parameters as written, so the set stays described if the registry
+        # changes later.
+        "styles": {
+            name: asdict(get_style(name))
+            for name in sorted({row["style"] for rows in results for row in rows})
+        },
     }
     (out / "synth.json").write_text(json.dumps(meta, indent=2) + "\n")
     return labels
