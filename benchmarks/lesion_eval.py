@@ -104,7 +104,9 @@ def evaluate_model(args, model_path: Path, notes, held_notes, out_dir: Path) -> 
         test = test[: args.test_views]
     t0 = time.perf_counter()
     scored = score_views(scanner, test)
-    held = score_views(scanner, held_notes[: len(test)] if args.test_views else held_notes)
+    held = score_views(
+        scanner, held_notes[: args.held_out_views] if args.held_out_views else held_notes
+    )
     seconds = time.perf_counter() - t0
     ood = ood_inputs_rate(model)
     flagged = sum(k["flagged"] for k in ood.values()) / sum(k["n"] for k in ood.values())

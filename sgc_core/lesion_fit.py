@@ -225,7 +225,7 @@ def choose_t_range(
     return band
 
 
-def noise_plan_like(scanner: LesionScanner, t_range: tuple[float, float], k: int = 2):
+def noise_plan_like(scanner: LesionScanner, t_range: tuple[float, float], k: int = 1):
     from sgc_core.denoise_map import noise_plan
 
     c = scanner.card.crop

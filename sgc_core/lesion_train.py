@@ -26,7 +26,7 @@ from sgc_core.sde import sde_from_dict
 from sgc_core.train import TrainConfig, train
 
 #: Validation crops used to fit the noise band and the window temperatures (a seeded subset).
-MAX_FIT_CROPS = 600
+MAX_FIT_CROPS = 300
 
 
 def check_inputs(crops: CropSet, notes: Sequence[LesionAnnotation], config: TrainConfig) -> None:

@@ -27,8 +27,11 @@ _lock = threading.Lock()
 _sessions: dict[tuple[int, str], sessionmaker[Session]] = {}
 _classifiers: dict[tuple[int, str, str], ViewModel] = {}
 
-#: Where the bundled demo model lives (package data of sgc_core).
+#: Where the bundled demo models live (package data of sgc_core).
 BUNDLED_MODELS = Path(__file__).resolve().parents[1] / "sgc_core" / "models"
+#: The default among them: the lesion finder (located findings at 0.4 mm). The older
+#: whole-view model (64 px, no localisation) stays available through SGC_MODEL.
+DEFAULT_BUNDLED = "sgc-lesion-mammo"
 
 
 class ModelUnavailable(RuntimeError):
@@ -73,6 +76,9 @@ def resolve_model_path(settings: Settings) -> Path:
     """``SGC_MODEL``, else the bundled demo model."""
     if settings.model is not None:
         return settings.model
+    default = BUNDLED_MODELS / f"{DEFAULT_BUNDLED}.safetensors"
+    if default.is_file():
+        return default
     bundled = sorted(BUNDLED_MODELS.glob("*.safetensors")) if BUNDLED_MODELS.is_dir() else []
     if not bundled:
         raise ModelUnavailable(
