@@ -236,6 +236,25 @@ def test_pixel_mm_gives_every_style_that_spacing():
         SynthConfig(pixel_mm=0.01)
 
 
+def test_each_class_has_several_patterns_and_clusters_are_centred():
+    variants: dict[str, set[str]] = {}
+    for seed in range(40):
+        for lesion_type in ("calc_benign", "calc_pleomorphic", "mass_lucent"):
+            lesion = sample_morphology(np.random.default_rng(seed), lesion_type, 0.5)
+            variants.setdefault(lesion_type, set()).add(lesion.variant)
+            if lesion.calcifications:
+                # The written centre is the cluster's volume-weighted centre.
+                calcs = lesion.calcifications
+                w = np.array([c.a_mm * c.b_mm * c.b_mm * c.mu for c in calcs])
+                assert abs(np.average([c.dx_mm for c in calcs], weights=w)) < 1e-9
+                assert abs(np.average([c.dy_mm for c in calcs], weights=w)) < 1e-9
+    assert variants == {
+        "calc_benign": {"scattered", "popcorn", "rim"},
+        "calc_pleomorphic": {"segmental", "branching"},
+        "mass_lucent": {"oil_cyst", "lymph_node"},
+    }
+
+
 def test_style_options_are_checked():
     with pytest.raises(ValueError, match="unknown style 'vendorx'"):
         SynthConfig(style="vendorx")

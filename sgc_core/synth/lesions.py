@@ -67,6 +67,7 @@ class Lesion:
     core_fraction: float = 0.0
     core_offset: float = 0.0
     core_mu: float = 0.0
+    variant: str = ""  # the pattern within the type (calcifications.py, morphologies.py)
 
     @property
     def is_mass(self) -> bool:

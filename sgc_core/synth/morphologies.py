@@ -2,11 +2,11 @@
 stands for "malignant" (BI-RADS mass, calcification and architectural-distortion descriptors).
 
 malignant: spiculated mass, irregular mass, architectural distortion (radiating strands
-    converging on a point, no central mass), fine pleomorphic calcifications (linear or
-    segmental cluster);
+    converging on a point, no central mass), fine pleomorphic calcifications (a segmental
+    cluster or fine-linear branching);
 benign: round, oval, lobulated (circumscribed, 2-4 gentle lobes), lucent-centred
     (fat-containing: an oil cyst with a thin dense rim, or a lymph node with a lucent hilum
-    at one side), coarse round scattered calcifications.
+    at one side), benign calcifications (scattered round, popcorn or rim: calcifications.py).
 
 The classic style keeps lesions.sample_lesion (its six types and its random stream).
 """
@@ -18,6 +18,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from sgc_core.synth.calcifications import sample_calcifications
 from sgc_core.synth.config import lerp
 from sgc_core.synth.lesions import (
     MU_FAT,
@@ -25,7 +26,6 @@ from sgc_core.synth.lesions import (
     Lesion,
     Spicule,
     _harmonics,
-    _sample_calcifications,
     _sample_mass,
 )
 
@@ -79,7 +79,7 @@ def sample_morphology(rng: np.random.Generator, lesion_type: str, d: float) -> L
         "craniocaudal": float(rng.uniform(-0.6, 0.6)),
     }
     if calcification:
-        return _sample_calcifications(rng, malignant, d, position)
+        return sample_calcifications(rng, malignant, d, position)
     if lesion_type == "distortion":
         return _distortion(rng, d, position)
     if lesion_type == "mass_lobulated":
@@ -106,6 +106,7 @@ def _lucent(rng: np.random.Generator, d: float, position: dict) -> Lesion:
         core_fraction=fraction,
         core_offset=offset,
         core_mu=base.mu + lucency,
+        variant="lymph_node" if node else "oil_cyst",
     )
 
 

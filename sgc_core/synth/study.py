@@ -41,6 +41,7 @@ LABEL_COLUMNS = [
     "label",
     "finding",
     "lesion_type",
+    "lesion_variant",
     "lesion_row",
     "lesion_col",
     "lesion_radius_px",
@@ -74,6 +75,7 @@ class ViewTruth:
     style: str = "classic"
     pixel_spacing_mm: float = 0.0
     lesion_box: tuple[int, int, int, int] | None = None  # (ymin, xmin, ymax, xmax), inclusive
+    lesion_variant: str = ""  # the pattern within the type (family styles), e.g. "rim"
 
     @property
     def label(self) -> str:
@@ -195,6 +197,7 @@ def generate_study_with_truth(
                 style=style.name,
                 pixel_spacing_mm=spacing,
                 lesion_box=rendered.lesion_box,
+                lesion_variant=breast.lesion.variant if breast.lesion else "",
             )
         )
     return SyntheticStudy(datasets, truth)
@@ -282,6 +285,7 @@ def _write_study(job: tuple) -> list[dict]:
                 "label": truth.label,
                 "finding": truth.finding,
                 "lesion_type": truth.lesion_type,
+                "lesion_variant": truth.lesion_variant,
                 "lesion_row": "" if truth.lesion_row is None else truth.lesion_row,
                 "lesion_col": "" if truth.lesion_col is None else truth.lesion_col,
                 "lesion_radius_px": truth.lesion_radius_px,
