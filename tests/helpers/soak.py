@@ -6,10 +6,11 @@ and nothing is stranded. `sgc scp` and `sgc worker` run as separate children (as
 runs them) and the soak plays the supervisor, starting a new worker after every kill; or, with
 ``serve=True``, the node is one `sgc serve` whose own supervisor must bring the worker back.
 
-Kills aim at the middle of a classification: when one is due, the killer waits (up to
-``aim`` s) for a job to be running and kills then. It spares a job that already lost
-SGC_MAX_ATTEMPTS - 1 workers: killing it once more would make the soak's own kills a poison
-study, which is a different test (tests/test_reliability_worker_kill.py).
+Kills land in the middle of a classification: a kill that is due waits until a job is
+running (so a worker just restarted, still loading its model, is never the target; under
+`sgc serve` killing it at birth would only grow the supervisor's restart backoff). It spares a
+job that already lost SGC_MAX_ATTEMPTS - 1 workers: killing it once more would make the
+soak's own kills a poison study, which is a different test (tests/test_job_takeback.py).
 
 Used by tests/test_reliability_soak.py and benchmarks/soak.py.
 """
@@ -46,7 +47,6 @@ class SoakConfig:
     images: int = 2  # views per study
     rows: int = 64
     cols: int = 48
-    aim: float = 5.0  # how long a due kill waits for a job to be running
     drain_timeout: float = 600.0
     max_attempts: int = 3
     node: dict[str, object] = field(default_factory=dict)  # further SGC_* settings
@@ -188,10 +188,7 @@ class _Soak:
             )
 
     def kill_worker(self) -> None:
-        end = time.monotonic() + self.config.aim
-        while not self.running_job() and time.monotonic() < end:
-            time.sleep(0.02)
-        mid = self.running_job()
+        mid = self.running_job()  # checked again: the job may have ended since the poll
         if self.config.serve:  # sgc serve restarts it
             pid = wait_until(
                 self.serve_worker, "sgc serve's worker", 120, [self.node.procs["serve"]]
@@ -222,8 +219,11 @@ class _Soak:
             limit = self.config.max_kills
             due = time.monotonic() >= next_kill
             if killing and due and (limit is None or self.result.kills < limit):
-                self.kill_worker()
-                next_kill = time.monotonic() + self.config.kill_every
+                if self.running_job():
+                    self.kill_worker()
+                    next_kill = time.monotonic() + self.config.kill_every
+                self.stop.wait(0.02)  # poll fast while a kill waits for a running job
+                continue
             self.stop.wait(0.2)
 
     def drained(self) -> bool:
