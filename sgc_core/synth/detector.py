@@ -46,16 +46,25 @@ class Anatomy:
 
 
 def expose(
-    rng: np.random.Generator, anatomy: Anatomy, style: Style, difficulty: float, bits: int
+    rng: np.random.Generator,
+    anatomy: Anatomy,
+    style: Style,
+    difficulty: float,
+    bits: int,
+    device: int = 0,
 ) -> Exposure:
-    """Counts with quantum + structured noise, response, processing and display mapping."""
+    """Counts with quantum + structured noise, response, processing and display mapping.
+
+    device: which of the style's detectors took the image (its fixed-pattern noise); the
+    four views of a study share one."""
     det, noise = style.detector, style.noise
     px = anatomy.pixel_mm
     n0 = FLUENCE_PER_MM2 * lerp(1.0, 0.3, difficulty) * float(rng.uniform(*noise.dose)) * px * px
     transmitted = np.exp(-anatomy.atten)
     counts = n0 * transmitted
     counts += np.sqrt(counts) * rng.standard_normal(counts.shape)
-    counts = _structured_noise(rng, counts, n0 * np.exp(-anatomy.background), style, px)
+    expected = n0 * np.exp(-anatomy.background)
+    counts = _structured_noise(rng, counts, expected, style, px, device)
     if det.mtf_sigma_mm / px > 0.2:
         counts = smooth(counts, det.mtf_sigma_mm / px)
     # Periphery equalisation: the thin edge is lifted as if it had the full thickness of fat
@@ -78,13 +87,17 @@ def _response(relative_counts: np.ndarray, response: str) -> np.ndarray:
 
 
 def _structured_noise(
-    rng: np.random.Generator, counts: np.ndarray, expected: np.ndarray, style: Style, px: float
+    rng: np.random.Generator,
+    counts: np.ndarray,
+    expected: np.ndarray,
+    style: Style,
+    px: float,
+    device: int,
 ) -> np.ndarray:
     """Fixed-pattern gain (rows, columns and pixels of one of the style's detectors) or
     correlated 1/f noise in units of the quantum noise at the breast's median counts."""
     kind, amplitude = style.noise.structured, style.noise.structured_amplitude
     if kind == "fixed_pattern":
-        device = int(rng.integers(DEVICES_PER_STYLE))
         pattern = np.random.default_rng([zlib.crc32(style.name.encode()), device, *counts.shape])
         rows, cols = counts.shape
         gain = (

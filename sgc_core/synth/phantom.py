@@ -108,9 +108,11 @@ def render_view(
     view: str,
     config: SynthConfig,
     style: Style | None = None,
+    device: int = 0,
 ) -> RenderedView:
     """Render ``view`` ("CC" | "MLO") of ``breast`` in ``style`` (default: the config's
-    style, which must then be a single style) as presentation values."""
+    style, which must then be a single style) on the style's detector ``device``, as
+    presentation values."""
     style = style or get_style(config.style)
     config = config.for_style(style)
     rows, cols = config.rows, config.cols
@@ -155,7 +157,8 @@ def render_view(
         exposure = _classic_detector(rng, atten, tissue, edge_lift, px, config)
     else:
         anatomy = Anatomy(atten, background, inside, tissue, edge_lift, px)
-        exposure = expose(rng, anatomy, style, config.difficulty, style.header.bits_stored)
+        bits = style.header.bits_stored
+        exposure = expose(rng, anatomy, style, config.difficulty, bits, device)
     pixels = exposure.pixels
 
     if breast.laterality == "R" and style.header.hanging:

@@ -22,6 +22,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from sgc_core.synth.config import SynthConfig, parse_size
+from sgc_core.synth.detector import DEVICES_PER_STYLE
 from sgc_core.synth.dicom import StudyHeader, build_mg_dataset, uid_for
 from sgc_core.synth.lesions import Lesion, sample_lesion
 from sgc_core.synth.morphologies import family_lesion_type, sample_morphology
@@ -149,6 +150,8 @@ def generate_study_with_truth(
     style = study_style(rng, config)
     config = config.for_style(style)
     token = int(rng.integers(0, 2**62))
+    # One of the style's detectors takes all four views (classic has none: no draw).
+    device = int(rng.integers(DEVICES_PER_STYLE)) if style.name != "classic" else 0
     breasts = {}
     for laterality in ("R", "L"):
         lesion = _sample_lesion(rng, config, style)
@@ -164,7 +167,7 @@ def generate_study_with_truth(
     for number, (laterality, view) in enumerate(VIEWS, start=1):
         breast = breasts[laterality]
         shown = breast if render_lesions else replace(breast, lesion=None)
-        rendered = render_view(rng, shown, view, config, style)
+        rendered = render_view(rng, shown, view, config, style, device)
         datasets.append(
             build_mg_dataset(
                 header,
