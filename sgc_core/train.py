@@ -191,6 +191,7 @@ def train(
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     step = 0
     losses: list[float] = []
+    earlier = 0.0
     state_path = Path(out_dir) / STATE_FILE if out_dir is not None else None
     if resume:
         if state_path is None or not state_path.is_file():
@@ -205,6 +206,8 @@ def train(
         opt.load_state_dict(state["opt"])
         step = int(state["step"])
         losses = list(state["losses"])
+        # Time already spent by the run's earlier sessions: the card records the whole run.
+        earlier = float(state.get("seconds", 0.0))
     sampler = LikelihoodTimeSampler(sde, config.eps) if config.likelihood_weighting else None
     use_amp = config.amp and device.type == "cuda"
     cache = _Cache(dataset, enabled=len(dataset) * config.channels * config.image_size**2 * 4 < 8e9)
@@ -255,11 +258,12 @@ def train(
             )
             bar.update(1)
         if state_path is not None and (step % config.checkpoint_every == 0 or step == config.steps):
-            _save_state(state_path, model, ema, opt, step, losses, config)
+            spent = earlier + time.perf_counter() - t0
+            _save_state(state_path, model, ema, opt, step, losses, config, spent)
     if bar is not None:
         bar.close()
     ema.eval()
-    return TrainResult(ema, losses, step, arch, time.perf_counter() - t0)
+    return TrainResult(ema, losses, step, arch, earlier + time.perf_counter() - t0)
 
 
 def _comparable(config: TrainConfig) -> dict:
@@ -270,7 +274,7 @@ def _comparable(config: TrainConfig) -> dict:
     return d
 
 
-def _save_state(path: Path, model, ema, opt, step, losses, config) -> None:
+def _save_state(path: Path, model, ema, opt, step, losses, config, seconds: float = 0.0) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save(
@@ -281,6 +285,7 @@ def _save_state(path: Path, model, ema, opt, step, losses, config) -> None:
             "step": step,
             "losses": losses,
             "config": _comparable(config),
+            "seconds": seconds,
         },
         tmp,
     )
