@@ -54,10 +54,16 @@ def test_card_records_preprocessing_estimator_and_calibration():
     assert 0 < card["ood"]["threshold_low"] < card["ood"]["threshold"]
 
 
-def test_runtime_default_is_the_bundled_model():
-    """worker/runtime.py picks sgc_core/models/*.safetensors when SGC_MODEL is unset."""
-    found = sorted(MODELS.glob("*.safetensors"))
-    assert found == [WEIGHTS]
+def test_runtime_default_is_the_lesion_finder_and_this_model_stays_available(tmp_path):
+    """With SGC_MODEL unset the worker takes the bundled lesion finder; this whole-view model
+    is still shipped and is what SGC_MODEL=.../sgc-demo-mammo loads."""
+    from sgc_node.settings import Settings
+    from worker.runtime import DEFAULT_BUNDLED, resolve_model_path
+
+    default = resolve_model_path(Settings(data_dir=tmp_path))
+    assert default == MODELS / f"{DEFAULT_BUNDLED}.safetensors" and default.is_file()
+    assert WEIGHTS in sorted(MODELS.glob("*.safetensors"))
+    assert resolve_model_path(Settings(data_dir=tmp_path, model=WEIGHTS)) == WEIGHTS
 
 
 def test_classifies_a_synthetic_study_end_to_end(classifier):
