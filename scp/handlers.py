@@ -21,8 +21,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from scp import metrics, statuses
 from scp.catalog import ReceivedInstance, record_instance
 from scp.encoding import MalformedDataset, check_encoding
+from scp.part10 import NotPart10, dataset_offset, file_meta
 from scp.spool import lookup, spool_failed
-from scp.storage import Storage, StorageFull, file_meta
+from scp.storage import Storage, StorageFull
 from scp.uids import InvalidUID, is_valid_uid
 
 log = logging.getLogger(__name__)
@@ -49,15 +50,6 @@ class Rejection(Exception):
         if self.offending:
             ds.OffendingElement = self.offending
         return ds
-
-
-def dataset_offset(path) -> int:
-    """Byte offset of the dataset in pynetdicom's spool file (its meta has a group length)."""
-    with open(path, "rb") as fp:
-        head = fp.read(144)
-    if len(head) < 144 or head[128:132] != b"DICM" or head[132:136] != b"\x02\x00\x00\x00":
-        raise MalformedDataset("spooled dataset has no File Meta group length")
-    return 144 + int.from_bytes(head[140:144], "little")
 
 
 def read_header(path, offset: int, transfer_syntax: str) -> Dataset:
@@ -139,9 +131,9 @@ class StoreHandler:
         if spool_failed(path):
             raise Rejection(statuses.OUT_OF_RESOURCES, "no space to receive the dataset")
         try:
-            offset = dataset_offset(path)
+            offset = dataset_offset(path)  # pynetdicom's spool file always has a group length
             header = read_header(path, offset, transfer_syntax)
-        except MalformedDataset as exc:
+        except (NotPart10, MalformedDataset) as exc:
             raise Rejection(statuses.CANNOT_UNDERSTAND_UNDECODABLE, str(exc)) from None
         uids = validate_uids(header, sop_class, command_instance)
         classifiable = sop_class in self.classifiable

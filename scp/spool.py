@@ -37,18 +37,24 @@ import tempfile
 import threading
 import uuid
 import weakref
-from io import BytesIO
 from pathlib import Path
 
-from pydicom import dcmread
 from pynetdicom import dimse_messages
 
-from scp.storage import encode_meta, file_meta
+from scp.part10 import (
+    AE_LENGTH,
+    PREFIX_LENGTH,
+    NotPart10,
+    encode_meta,
+    file_meta,
+    meta_end,
+    read_meta,
+)
 
 log = logging.getLogger(__name__)
 
 # Stands in for the calling AE title, which the spool file cannot know (PS3.5: AE <= 16).
-RESERVED_AET = " " * 16
+RESERVED_AET = " " * AE_LENGTH
 # Start the disk write of what has arrived every this many bytes.
 WRITEBACK_EVERY = 4 << 20
 _SYNC_FILE_RANGE_WRITE = 2  # linux/fs.h: start writeback of the range's dirty pages, no wait
@@ -141,19 +147,19 @@ class SpoolFile:
     def _start_dataset(self) -> None:
         """Once pynetdicom's File Meta is complete, write ours instead, then what follows."""
         head = self._head
-        if len(head) < 144:
+        if len(head) < PREFIX_LENGTH:
             return
-        if head[128:132] != b"DICM" or head[132:136] != b"\x02\x00\x00\x00":
+        try:
+            end = meta_end(head)
+        except NotPart10:
             end = len(head)  # not what pynetdicom writes: pass it through, never adopt it
             self.ours = False
-        else:
-            end = 144 + int.from_bytes(head[140:144], "little")
         if len(head) < end:
             return
         try:
             if not self.ours:
-                raise ValueError("no File Meta group length")
-            theirs = dcmread(BytesIO(bytes(head[:end])), force=True).file_meta
+                raise NotPart10("no File Meta group length")
+            theirs = read_meta(head[:end])
             ours = encode_meta(
                 file_meta(
                     str(theirs.MediaStorageSOPClassUID),

@@ -23,27 +23,36 @@ import os
 import shutil
 import uuid
 from dataclasses import dataclass
-from io import BytesIO
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 from pydicom.dataset import FileMetaDataset
-from pydicom.filewriter import write_file_meta_info
 
+from scp.part10 import PREFIX_LENGTH, encode_meta, file_meta, meta_end
 from scp.uids import require_uid
 
-if TYPE_CHECKING:
-    from scp.spool import SpoolFile
+__all__ = ["Spooled", "Storage", "StorageFull", "StoredFile", "dataset_sha256", "file_meta"]
 
 log = logging.getLogger(__name__)
 
 TEMP_SUFFIX = ".partial"
 _CHUNK = 1 << 20
-# The node names itself as the files' writer; a UUID-derived UID (PS3.5 B.2) needs no org root.
-IMPLEMENTATION_CLASS_UID = "2.25.150092006219739972099628346588340916255"
-IMPLEMENTATION_VERSION = "SGC_NODE_0_1"
-
 Outcome = Literal["new", "replaced", "unchanged"]
+
+
+class Spooled(Protocol):
+    """What :meth:`Storage.adopt` needs of a spool file (scp/spool.py's ``SpoolFile``).
+
+    A protocol, not an import: the spool file uses Part 10 framing (scp/part10.py) and never
+    the storage writer, and the storage writer only reads these, so neither imports the other.
+    """
+
+    name: str
+    fd: int
+    offset: int | None
+    size: int
+
+    def sha256(self) -> str: ...
 
 
 class StorageFull(OSError):
@@ -68,46 +77,11 @@ def instance_relpath(study_uid: str, series_uid: str, sop_instance_uid: str) -> 
     return f"{study}/{series}/{sop}.dcm"
 
 
-def file_meta(
-    sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str, source_aet: str = ""
-) -> FileMetaDataset:
-    """The File Meta Information written in front of a received dataset (PS3.10 7.1)."""
-    meta = FileMetaDataset()
-    meta.FileMetaInformationVersion = b"\x00\x01"
-    meta.MediaStorageSOPClassUID = sop_class_uid
-    meta.MediaStorageSOPInstanceUID = sop_instance_uid
-    meta.TransferSyntaxUID = transfer_syntax
-    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
-    meta.ImplementationVersionName = IMPLEMENTATION_VERSION
-    if source_aet:
-        # Padded to the full 16 characters (trailing spaces are not significant, PS3.5 6.2)
-        # so every file meta of an instance has one length whatever the calling AE title:
-        # the spool file reserves exactly that much in front of the dataset (scp/spool.py).
-        meta.SourceApplicationEntityTitle = source_aet.ljust(16)
-    return meta
-
-
-def encode_meta(meta: FileMetaDataset) -> bytes:
-    """Preamble, ``DICM`` and the File Meta group: everything in front of the dataset."""
-    buf = BytesIO()
-    buf.write(b"\x00" * 128 + b"DICM")
-    write_file_meta_info(buf, meta, enforce_standard=True)  # type: ignore[arg-type]
-    return buf.getvalue()
-
-
-def _meta_length(fp) -> int:
-    """Byte offset of the dataset in a Part 10 file this module wrote (group length first)."""
-    head = fp.read(144)
-    if len(head) < 144 or head[128:132] != b"DICM" or head[132:136] != b"\x02\x00\x00\x00":
-        raise ValueError("not a Part 10 file with a File Meta group length")
-    return 144 + int.from_bytes(head[140:144], "little")
-
-
 def dataset_sha256(path: Path) -> str:
     """SHA-256 of the dataset bytes of a stored file (its file meta excluded)."""
     digest = hashlib.sha256()
     with open(path, "rb") as fp:
-        fp.seek(_meta_length(fp))
+        fp.seek(meta_end(fp.read(PREFIX_LENGTH)))
         while chunk := fp.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
@@ -220,7 +194,7 @@ class Storage:
             raise StorageFull(exc.errno or errno.EIO, f"cannot write {relpath}: {exc}") from exc
 
     def adopt(
-        self, spooled: SpoolFile, meta: FileMetaDataset, study_uid: str, series_uid: str
+        self, spooled: Spooled, meta: FileMetaDataset, study_uid: str, series_uid: str
     ) -> StoredFile | None:
         """Rename a complete spool file into place instead of copying it; None if it can't.
 

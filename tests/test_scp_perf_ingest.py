@@ -26,7 +26,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom.dsutils import create_file_meta
 
 from db.models import Instance, Job
-from scp.handlers import dataset_offset
+from scp.part10 import dataset_offset
 from scp.spool import SpoolFile, lookup
 from scp.storage import Storage, dataset_sha256, file_meta
 from tests.conftest import free_port, require_binary
@@ -227,3 +227,17 @@ def test_receive_processes_stop_with_a_killed_parent(tmp_path: Path) -> None:
         wait_until(lambda: not _listeners(node.port), "the receive process to stop", 15)
     finally:
         node.stop_all()
+
+
+def test_part10_prefix_is_parsed_once_for_every_writer() -> None:
+    """The header the storage writer encodes is the one the spool file and handler parse."""
+    from scp.part10 import NotPart10, encode_meta, meta_end, read_meta
+
+    header = encode_meta(file_meta(MG_FOR_PRESENTATION, "1.2.3.4", ExplicitVRLittleEndian, "A"))
+    assert meta_end(header) == len(header)
+    meta = read_meta(header)
+    assert meta.MediaStorageSOPInstanceUID == "1.2.3.4"
+    assert meta.SourceApplicationEntityTitle == "A".ljust(16)
+    for junk in (b"", header[:143], b"\x00" * 128 + b"DICX" + header[132:]):
+        with pytest.raises(NotPart10):
+            meta_end(junk)
