@@ -13,7 +13,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from sgc_core.synth import SynthConfig, generate_study
-from worker.sr import PROBABILITY_OF_CANCER
+from worker.reports import PROBABILITY_OF_CANCER
 
 
 def _sgc(*args: str) -> subprocess.CompletedProcess:

@@ -32,7 +32,7 @@ from sgc_core.synth import SynthConfig, generate_study
 from tests.conftest import PG_ADMIN_URL, free_port
 from tests.helpers.ohif import ARTIFACTS, ohif_viewer, show_sr_in_ohif
 from tests.helpers.orthanc import orthanc_server
-from worker.sr import PROBABILITY_OF_CANCER, SERIES_DESCRIPTION
+from worker.reports import PROBABILITY_OF_CANCER, SERIES_DESCRIPTION
 
 pytestmark = [pytest.mark.orthanc, pytest.mark.slow]
 WAIT = 240.0

@@ -11,7 +11,7 @@ from pydicom.uid import generate_uid
 
 from tests.helpers.mg import MGSpec, mg_dataset
 from tests.helpers.ohif import ARTIFACTS, ohif_viewer, show_sr_in_ohif
-from worker.sr import SERIES_DESCRIPTION, Algorithm, ViewResult, build_report
+from worker.reports import SERIES_DESCRIPTION, Algorithm, ViewResult, build_report
 
 pytestmark = [pytest.mark.browser, pytest.mark.orthanc, pytest.mark.slow]
 

@@ -15,10 +15,11 @@ from pydicom.uid import generate_uid
 from sqlalchemy import func, select, update
 
 from db.models import Delivery, DeliveryState, Instance, Job, JobState, Prediction, Report, Study
-from sgc_node.settings import Settings
+from sgc_config.settings import Settings
 from tests.helpers.mg import MGSpec, write_mg
 from tests.helpers.orthanc import Orthanc, orthanc_server
-from worker import classify, lease, sr
+from worker import classify, lease
+from worker import reports as sr
 from worker.deliver import deliver_pending
 from worker.runtime import classifier_for, sessions_for
 

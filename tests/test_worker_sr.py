@@ -14,7 +14,7 @@ from pydicom.uid import generate_uid
 
 from tests.conftest import require_binary
 from tests.helpers.mg import MGSpec, write_mg
-from worker import sr as srmod
+from worker import reports as srmod
 
 ALGO = srmod.Algorithm(
     name="sgc-test", version="1.2.3", sha256="ab" * 32, operating_point=0.4, positive_class="m"

@@ -21,9 +21,9 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Instance, Job, JobState, Prediction, Report, Study
-from sgc_node.settings import Settings
+from sgc_config.settings import Settings
 from worker import metrics, pipeline
-from worker import sr as srmod
+from worker import reports as srmod
 from worker.deliver import create_deliveries
 
 if TYPE_CHECKING:

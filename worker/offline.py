@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sgc_core.view_model import ViewModel
 from worker import pipeline
-from worker import sr as srmod
+from worker import reports as srmod
 from worker.pipeline import ViewOutcome
 
 

@@ -16,7 +16,7 @@ from pydicom import Dataset
 
 from sgc_core.results import ExamResult, ViewResult
 from sgc_core.view_model import ViewModel
-from worker import sr as srmod
+from worker import reports as srmod
 
 
 @dataclass(frozen=True)
