@@ -1,7 +1,7 @@
 """Stress the embedded broker: several producer and consumer processes, thousands of messages.
 
 What it reports, for each transport in the same run (the project's ``sgcfs://`` from
-``sgc_node/fs_transport.py`` and kombu 5.7's stock ``filesystem://``), on the same folder
+``sgc_config/fs_transport.py`` and kombu 5.7's stock ``filesystem://``), on the same folder
 layout, producers, consumers and message count:
   - messages sent, received (unique), lost (sent, never received), duplicated (received more
     than once), and messages quarantined as unreadable (sgcfs only),
@@ -44,7 +44,7 @@ if str(ROOT) not in sys.path:
 
 from kombu import Connection, Consumer, Exchange, Queue  # noqa: E402
 
-from sgc_node import fs_transport  # noqa: E402
+from sgc_config import fs_transport  # noqa: E402
 
 QUEUE = "stress"
 TRANSPORTS = {"sgcfs": f"{fs_transport.SCHEME}://", "stock": "filesystem://"}
@@ -86,7 +86,7 @@ class StressResult:
 
 
 def transport_options(folder: Path) -> dict:
-    """The node's layout (see ``sgc_node.broker``) under ``folder``; polling as the node's."""
+    """The node's layout (see ``sgc_config.broker``) under ``folder``; polling as the node's."""
     names = ("queue", "processed", "claimed", "quarantine", "control")
     paths = {n: folder / n for n in names}
     for p in paths.values():

@@ -36,7 +36,7 @@ from pynetdicom.sop_class import (
 
 from scp.admission import StorageGate
 from scp.handlers import StoreHandler, handle_echo
-from sgc_node.settings import Settings
+from sgc_config.settings import Settings
 
 # The classifier's inputs; everything else (when accepted) is stored but not classified.
 MAMMOGRAPHY_SOP_CLASSES: tuple[str, ...] = (

@@ -3,7 +3,7 @@
 Why by name: the SCP must never import worker code (and through it torch). A task message
 names ``sgc.classify_study`` or ``sgc.deliver_report`` and carries a database id; the
 database row is the truth, the message only says "look at row N". The broker configuration
-comes from :func:`sgc_node.broker.broker_options` (re-exported here), the one builder the SCP
+comes from :func:`sgc_config.broker.broker_options` (re-exported here), the one builder the SCP
 and the workers share, so both reach the same queues.
 """
 
@@ -13,17 +13,13 @@ import logging
 
 from celery import Celery
 
-from sgc_node.broker import broker_options
-from sgc_node.settings import Settings
+from sgc_config.broker import broker_options
+from sgc_config.names import CLASSIFY_QUEUE, CLASSIFY_TASK, DELIVER_QUEUE, DELIVER_TASK
+from sgc_config.settings import Settings
 
 __all__ = ["Dispatcher", "broker_options", "make_producer"]
 
 log = logging.getLogger(__name__)
-
-CLASSIFY_TASK = "sgc.classify_study"
-CLASSIFY_QUEUE = "classify"
-DELIVER_TASK = "sgc.deliver_report"
-DELIVER_QUEUE = "deliver"
 
 
 def make_producer(settings: Settings) -> Celery:

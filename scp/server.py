@@ -26,7 +26,7 @@ from scp.spool import install as install_spool
 from scp.storage import Storage
 from scp.sweeper import Sweeper
 from scp.transport import NodeRequestHandler, reuse_port_server
-from sgc_node.settings import Settings
+from sgc_config.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +217,7 @@ def _serve_receiver(settings: Settings, parent: int) -> None:
     It stops with its parent, even one killed with SIGKILL: an orphan would keep taking
     connections on the port beside the node that replaces it.
     """
-    from sgc_node.logs import configure_logging
+    from sgc_config.logs import configure_logging
 
     configure_logging(settings.log_level, settings.log_json)
     stop = threading.Event()

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sgc_node.settings import RemoteNode
+from sgc_config.settings import RemoteNode
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The embedded broker transport (sgc_node/fs_transport.py): no partial read, no loss, no crash.
+"""The embedded broker transport (sgc_config/fs_transport.py): no partial read, no loss, no crash.
 
 Real kombu connections on real folders; the stress test runs real producer and consumer
 processes (benchmarks/broker_stress.py at a moderate size), the redelivery test a real
@@ -20,9 +20,9 @@ import pytest
 from kombu import Connection
 
 from benchmarks.broker_stress import run_stress, transport_options
-from sgc_node import fs_transport
-from sgc_node.broker import broker_options
-from sgc_node.settings import Settings
+from sgc_config import fs_transport
+from sgc_config.broker import broker_options
+from sgc_config.settings import Settings
 
 
 def _connection(folder: Path) -> Connection:
@@ -79,7 +79,7 @@ def test_unreadable_message_is_quarantined_and_the_next_one_delivered(
     with _connection(tmp_path) as conn:
         _put(conn, {"n": 2})
         q = conn.SimpleQueue("q")
-        with caplog.at_level(logging.ERROR, logger="sgc_node.fs_transport"):
+        with caplog.at_level(logging.ERROR, logger="sgc_config.fs_transport"):
             message = q.get(timeout=5)
         assert message.payload == {"n": 2}
         message.ack()
@@ -112,7 +112,7 @@ from pathlib import Path
 from kombu import Connection
 sys.path.insert(0, {root!r})
 from benchmarks.broker_stress import transport_options
-from sgc_node import fs_transport
+from sgc_config import fs_transport
 fs_transport.register()
 conn = Connection("sgcfs://", transport_options=transport_options(Path({folder!r})))
 message = conn.SimpleQueue("q").get(timeout=5)

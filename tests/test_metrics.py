@@ -7,7 +7,7 @@ import urllib.request
 from db import Job, JobState, Study
 from db.session import make_engine, make_session_factory
 from sgc_node.metrics import start_metrics_server
-from sgc_node.settings import Settings
+from sgc_config.settings import Settings
 from tests.conftest import free_port
 
 

@@ -57,7 +57,7 @@ def test_card_records_preprocessing_estimator_and_calibration():
 def test_runtime_default_is_the_lesion_finder_and_this_model_stays_available(tmp_path):
     """With SGC_MODEL unset the worker takes the bundled lesion finder; this whole-view model
     is still shipped and is what SGC_MODEL=.../sgc-demo-mammo loads."""
-    from sgc_node.settings import Settings
+    from sgc_config.settings import Settings
     from worker.runtime import DEFAULT_BUNDLED, resolve_model_path
 
     default = resolve_model_path(Settings(data_dir=tmp_path))

@@ -36,7 +36,7 @@ from sqlalchemy import func, select, update
 
 from db.models import Delivery, DeliveryState, Job, JobState, Report, Study
 from db.session import upgrade
-from sgc_node.settings import Settings
+from sgc_config.settings import Settings
 from tests.conftest import free_port
 from tests.helpers.mg import write_study
 from tests.helpers.nodeproc import NodeProcesses, count_rows, storescu, wait_until

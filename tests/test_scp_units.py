@@ -192,7 +192,7 @@ def test_mg_helper_writes_images_dciodvfy_accepts(tmp_path: Path, spec: MGSpec) 
 
 def test_server_ssl_context_requires_client_certificates_with_a_ca(tmp_path: Path) -> None:
     from scp.ae import server_ssl_context
-    from sgc_node.settings import load_settings
+    from sgc_config.settings import load_settings
 
     cert, key = self_signed(tmp_path, "node")
     assert server_ssl_context(load_settings(data_dir=tmp_path)) is None

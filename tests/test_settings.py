@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sgc_node.settings import RemoteNode, Settings, SettingsError, load_settings
+from sgc_config.settings import RemoteNode, Settings, SettingsError, load_settings
 
 
 def test_defaults_are_the_embedded_setup(settings_env: Path) -> None:

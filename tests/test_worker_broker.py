@@ -1,16 +1,16 @@
-"""sgc_node.broker: the one broker configuration SCP and workers share."""
+"""sgc_config.broker: the one broker configuration SCP and workers share."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from sgc_node.broker import broker_options
-from sgc_node.settings import Settings
+from sgc_config.broker import broker_options
+from sgc_config.settings import Settings
 
 
 def test_embedded_default_is_the_filesystem_transport_under_the_data_dir(tmp_path: Path) -> None:
     url, opts = broker_options(Settings(data_dir=tmp_path))
-    assert url == "sgcfs://"  # the project's atomic filesystem transport (sgc_node.fs_transport)
+    assert url == "sgcfs://"  # the project's atomic filesystem transport (sgc_config.fs_transport)
     assert opts["data_folder_in"] == opts["data_folder_out"]
     assert Path(opts["data_folder_in"]).is_dir() and Path(opts["processed_folder"]).is_dir()
     assert Path(opts["data_folder_in"]).is_relative_to(tmp_path.resolve())

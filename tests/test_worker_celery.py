@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from db.models import Job, JobState, Report
 from db.session import upgrade
-from sgc_node.settings import Settings
+from sgc_config.settings import Settings
 from tests.conftest import REDIS_URL, free_port, require_binary
 from tests.helpers.mg import write_study
 from tests.helpers.nodeproc import stop_process_groups

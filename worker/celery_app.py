@@ -13,27 +13,18 @@ import logging
 
 from celery import Celery, signals
 
-from sgc_node.broker import broker_options
-from sgc_node.settings import Settings, load_settings
+from sgc_config.broker import broker_options
+from sgc_config.names import CLASSIFY_QUEUE, TASK_ROUTES
+from sgc_config.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
-CLASSIFY_TASK = "sgc.classify_study"
-DELIVER_TASK = "sgc.deliver_report"
-CLASSIFY_QUEUE = "classify"
-DELIVER_QUEUE = "deliver"
-TASK_ROUTES = {
-    CLASSIFY_TASK: {"queue": CLASSIFY_QUEUE},
-    DELIVER_TASK: {"queue": DELIVER_QUEUE},
-}
 
-
-def make_celery(settings: Settings | None = None) -> Celery:
-    """A Celery app for ``settings`` (read from the environment when not given)."""
-    settings = settings or load_settings()
+def celery_config(settings: Settings) -> dict:
+    """The Celery configuration of a worker for ``settings``."""
     url, transport_options = broker_options(settings)
-    app = Celery("sgc", broker=url, include=["worker.tasks"])
-    app.conf.update(
+    return dict(
+        broker_url=url,
         broker_transport_options=transport_options,
         broker_connection_retry_on_startup=True,
         result_backend=None,
@@ -52,7 +43,19 @@ def make_celery(settings: Settings | None = None) -> Celery:
         worker_redirect_stdouts=False,
         enable_utc=True,
     )
-    app.sgc_settings = settings  # type: ignore[attr-defined]
+
+
+def make_celery(settings: Settings | None = None) -> Celery:
+    """A Celery app for ``settings``; without them, configured from the environment lazily.
+
+    Why lazily: importing this module (``celery -A worker.celery_app``, the task modules, the
+    tests) must not read the environment nor create the broker's folders; the app reads them
+    the first time its configuration is used.
+    """
+    app = Celery("sgc", include=["worker.tasks"])
+    if settings is not None:
+        app.sgc_settings = settings  # type: ignore[attr-defined]
+    app.add_defaults(lambda: celery_config(settings_of(app)))
     return app
 
 

@@ -20,7 +20,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Delivery, DeliveryState, Report
-from sgc_node.settings import RemoteNode, Settings
+from sgc_config.settings import RemoteNode, Settings
 from worker import metrics
 
 log = logging.getLogger(__name__)

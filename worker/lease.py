@@ -25,7 +25,7 @@ from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Job, JobState, lost_worker_reason
-from sgc_node.settings import Settings
+from sgc_config.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from sgc_node.settings import Settings
+from sgc_config.settings import Settings
 
 if TYPE_CHECKING:
     from sgc_core.view_model import ViewModel

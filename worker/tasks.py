@@ -12,7 +12,8 @@ import logging
 
 from celery import Task, shared_task
 
-from worker.celery_app import CLASSIFY_TASK, DELIVER_QUEUE, DELIVER_TASK, settings_of
+from sgc_config.names import CLASSIFY_TASK, DELIVER_QUEUE, DELIVER_TASK
+from worker.celery_app import settings_of
 
 log = logging.getLogger(__name__)
 

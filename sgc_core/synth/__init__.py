@@ -7,7 +7,7 @@ TRAINING_STYLES. See docs/synthetic.md.
 """
 
 from sgc_core.synth.config import SIZES, SynthConfig, parse_size
-from sgc_core.synth.morphologies import LESION_TYPES
+from sgc_core.synth.lesion_types import LESION_TYPES
 from sgc_core.synth.study import (
     LABEL_COLUMNS,
     SyntheticStudy,

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from sgc_core.synth.lesion_types import check_lesion_types
 from sgc_core.synth.styles import HELD_OUT_STYLE, MIXED, STYLES, Style, get_style, mixed_pool
 
 # Image sizes: "full" is a Hologic-like 3328 x 2560 detector at 70 um (17 MB at 16 bits);
@@ -84,8 +85,6 @@ class SynthConfig:
     pixel_mm: float | None = None
 
     def __post_init__(self) -> None:
-        from sgc_core.synth.morphologies import check_lesion_types
-
         if self.style != MIXED:
             get_style(self.style)
         mixed_pool(self.hold_out)

@@ -13,7 +13,7 @@ import numpy as np
 
 from sgc_core.preprocess import presentation_values
 from sgc_core.synth.config import SynthConfig
-from sgc_core.synth.morphologies import LESION_TYPES
+from sgc_core.synth.lesion_types import LESION_TYPES
 from sgc_core.synth.study import generate_study_with_truth
 from sgc_core.synth.styles import STYLES
 

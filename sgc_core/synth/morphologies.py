@@ -20,6 +20,7 @@ import numpy as np
 
 from sgc_core.synth.calcifications import sample_calcifications
 from sgc_core.synth.config import lerp
+from sgc_core.synth.lesion_types import LESION_TYPES, check_lesion_types
 from sgc_core.synth.lesions import (
     MU_FAT,
     MU_GLAND,
@@ -29,18 +30,6 @@ from sgc_core.synth.lesions import (
     _sample_mass,
 )
 
-#: lesion_type -> (malignant, calcification cluster)
-LESION_TYPES: dict[str, tuple[bool, bool]] = {
-    "mass_round": (False, False),
-    "mass_oval": (False, False),
-    "mass_lobulated": (False, False),
-    "mass_lucent": (False, False),
-    "calc_benign": (False, True),
-    "mass_spiculated": (True, False),
-    "mass_irregular": (True, False),
-    "distortion": (True, False),
-    "calc_pleomorphic": (True, True),
-}
 # How often each non-calcification morphology is drawn within its class.
 _MASS_MIX = {
     True: (("mass_spiculated", 0.4), ("mass_irregular", 0.3), ("distortion", 0.3)),
@@ -51,14 +40,6 @@ _MASS_MIX = {
         ("mass_lucent", 0.25),
     ),
 }
-
-
-def check_lesion_types(names: tuple[str, ...]) -> None:
-    unknown = [n for n in names if n not in LESION_TYPES]
-    if unknown:
-        raise ValueError(
-            f"unknown lesion type(s) {', '.join(unknown)}: use {', '.join(LESION_TYPES)}"
-        )
 
 
 def family_lesion_type(rng: np.random.Generator, malignant: bool, calcification: bool) -> str:

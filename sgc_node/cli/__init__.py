@@ -11,7 +11,7 @@ import sys
 import click
 
 from sgc_node import __version__
-from sgc_node.settings import Settings, SettingsError, load_settings
+from sgc_config.settings import Settings, SettingsError, load_settings
 
 
 class ConfigError(click.ClickException):

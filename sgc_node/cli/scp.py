@@ -17,7 +17,7 @@ def scp_cmd(ctx: Context) -> None:
     """
     settings = ctx.settings
     from db.session import upgrade
-    from sgc_node.logs import configure_logging
+    from sgc_config.logs import configure_logging
     from sgc_node.metrics import start_metrics_server
 
     configure_logging(settings.log_level, settings.log_json)

@@ -16,7 +16,7 @@ def send_cmd(inputs: tuple[Path, ...], to: str, aet: str) -> None:
     from tqdm import tqdm
 
     from sgc_node.send import collect_files, send_files
-    from sgc_node.settings import RemoteNode, validate_ae_title
+    from sgc_config.settings import RemoteNode, validate_ae_title
 
     try:
         node = RemoteNode.parse(to)

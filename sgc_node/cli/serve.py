@@ -23,7 +23,7 @@ def serve_cmd(ctx: Context, no_worker: bool) -> None:
     with its reason and status 1. Ctrl-C or SIGTERM stops all, also in a background job.
     """
     from db.session import upgrade
-    from sgc_node.logs import configure_logging
+    from sgc_config.logs import configure_logging
     from sgc_node.metrics import prepare_multiprocess_dir
     from sgc_node.supervise import Child, run_children, sgc_argv
 

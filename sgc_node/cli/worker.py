@@ -84,7 +84,7 @@ def worker_cmd(
         os.environ["SGC_DEVICE"] = device
         ctx._settings = None  # re-read with the override (validated like the variable)
     settings = ctx.settings
-    from sgc_node.logs import configure_logging
+    from sgc_config.logs import configure_logging
 
     configure_logging(settings.log_level, settings.log_json)
     if "classify" in names:

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from db.models import Instance, Job, Study
 from scp.server import SCPServer
-from sgc_node.settings import Settings, load_settings
+from sgc_config.settings import Settings, load_settings
 from tests.conftest import free_port
 from tests.helpers.mg import MG_FOR_PRESENTATION
 

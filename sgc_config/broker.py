@@ -3,7 +3,7 @@
 Why here: the SCP sends tasks by name and the workers consume them; both must agree on the URL
 and the transport options, yet ``scp/`` and ``worker/`` may not import each other. The embedded
 default (``SGC_BROKER_URL`` unset, or ``filesystem://``) is the project's own filesystem transport
-under ``DATA_DIR/broker`` (no server to run; :mod:`sgc_node.fs_transport` says why not kombu's);
+under ``DATA_DIR/broker`` (no server to run; :mod:`sgc_config.fs_transport` says why not kombu's);
 production sets ``SGC_BROKER_URL=redis://...``.
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from sgc_node import fs_transport
-from sgc_node.settings import Settings
+from sgc_config import fs_transport
+from sgc_config.settings import Settings
 
 # Every process that builds broker options (SCP, workers, `celery -A worker.celery_app`) imports
 # this module, so the embedded transport's URL scheme is known to kombu wherever it is used.
@@ -31,7 +31,7 @@ def broker_options(settings: Settings) -> tuple[str, dict[str, Any]]:
     """The broker URL and kombu transport options for ``settings``.
 
     Filesystem transport (``filesystem://``, the embedded default): served by
-    :mod:`sgc_node.fs_transport` (``sgcfs://``); messages are files in ``broker_dir/queue``,
+    :mod:`sgc_config.fs_transport` (``sgcfs://``); messages are files in ``broker_dir/queue``,
     claimed ones in ``claimed/``, unreadable ones in ``quarantine/`` (the folders are created
     here so a sender that starts before any worker does not fail). Redis: the visibility
     timeout equals ``settings.resend_after``, the node's one deadline for "work that should
