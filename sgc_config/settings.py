@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _AE_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # default character repertoire, no backslash
@@ -52,6 +52,46 @@ class RemoteNode(BaseModel):
         return f"{self.ae_title}@{self.host}:{self.port}"
 
 
+class DicomWebNode(BaseModel):
+    """A DICOMweb peer written as ``dicomweb+https://host[:port]/base`` (or ``dicomweb+http``).
+
+    Why a prefix: it tells a STOW-RS destination from a DIMSE one in the same SGC_ARCHIVE list.
+    """
+
+    url: str
+
+    @classmethod
+    def parse(cls, text: str) -> DicomWebNode:
+        from urllib.parse import urlsplit
+
+        text = text.strip()
+        parts = urlsplit(text)
+        if parts.scheme not in ("dicomweb+http", "dicomweb+https") or not parts.hostname:
+            raise ValueError(f"{text!r} is not of the form dicomweb+https://host/base")
+        if parts.query or parts.fragment:
+            raise ValueError(f"{text!r}: a DICOMweb base URL has no query or fragment")
+        return cls(url=text.rstrip("/"))
+
+    @property
+    def base_url(self) -> str:
+        """The HTTP(S) base URL; STOW-RS posts to ``{base_url}/studies``."""
+        return self.url.removeprefix("dicomweb+")
+
+    def __str__(self) -> str:
+        return self.url
+
+
+def parse_destination(text: str) -> RemoteNode | DicomWebNode:
+    """``AET@host:port`` (DIMSE C-STORE) or ``dicomweb+http(s)://...`` (STOW-RS)."""
+    if text.strip().startswith("dicomweb+"):
+        return DicomWebNode.parse(text)
+    return RemoteNode.parse(text)
+
+
+#: The report objects the worker can write (SGC_REPORT_FORMATS); worker/reports builds them.
+REPORT_FORMATS = ("tid1500", "seg", "mammo-cad")
+
+
 def _split(value: object) -> list[str]:
     if value is None:
         return []
@@ -87,13 +127,62 @@ class Settings(BaseSettings):
     check_called_aet: bool = Field(
         False, description="Reject associations whose called AE title is not ours."
     )
+    report_formats: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["tid1500", "seg"],
+        description="Comma-separated report objects written and delivered per study: tid1500 "
+        "(TID 1500 SR, what OHIF reads), seg (the evidence map as a DICOM Segmentation; only "
+        "for models that make one), mammo-cad (Mammography CAD SR, TID 4000, what "
+        "mammography workstations read).",
+    )
     allowed_calling_aets: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated calling AE titles allowed to associate; empty allows all.",
     )
-    archive: Annotated[list[RemoteNode], NoDecode] = Field(
+    archive: Annotated[list[RemoteNode | DicomWebNode], NoDecode] = Field(
         default_factory=list,
-        description="Where SRs are sent: comma-separated AET@host:port; empty keeps them local.",
+        description="Where SRs are sent: comma-separated AET@host:port (DIMSE C-STORE) or "
+        "dicomweb+https://host/base (STOW-RS); empty keeps them local.",
+    )
+    archive_tls_ca: Path | None = Field(
+        None,
+        description="Outbound link to the archive: PEM CA bundle that must have signed the "
+        "archive's certificate. When set, DIMSE delivery uses TLS; https STOW-RS delivery "
+        "trusts this bundle instead of the system's.",
+    )
+    archive_tls_cert: Path | None = Field(
+        None, description="Outbound link to the archive: our client certificate (PEM), if asked."
+    )
+    archive_tls_key: Path | None = Field(
+        None, description="Outbound link to the archive: private key for SGC_ARCHIVE_TLS_CERT."
+    )
+    archive_token: SecretStr | None = Field(
+        None, description="Outbound STOW-RS: bearer token sent to dicomweb+ archives."
+    )
+    web_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="Inbound DICOMweb: port of the STOW-RS endpoint (0: off). `sgc serve` runs "
+        "it as a process of its own when set.",
+    )
+    web_host: str = Field("127.0.0.1", description="Inbound DICOMweb: address it listens on.")
+    web_token: SecretStr | None = Field(
+        None,
+        description="Inbound DICOMweb: bearer token every request must carry (unset: none asked).",
+    )
+    web_tls_cert: Path | None = Field(
+        None, description="Inbound DICOMweb: PEM certificate; enables HTTPS."
+    )
+    web_tls_key: Path | None = Field(
+        None, description="Inbound DICOMweb: PEM private key for SGC_WEB_TLS_CERT."
+    )
+    web_tls_ca: Path | None = Field(
+        None,
+        description="Inbound DICOMweb: PEM CA bundle; when set, clients must present a "
+        "certificate it signed.",
+    )
+    web_max_body_mb: int = Field(
+        2048, ge=1, description="Inbound DICOMweb: largest request body in MiB (413 above it)."
     )
     accept_other_storage: bool = Field(
         False,
@@ -177,6 +266,17 @@ class Settings(BaseSettings):
     def _ae_title(cls, v: str) -> str:
         return validate_ae_title(v)
 
+    @field_validator("report_formats", mode="before")
+    @classmethod
+    def _report_formats(cls, v: object) -> list[str]:
+        chosen = list(dict.fromkeys(f.lower() for f in _split(v)))
+        unknown = [f for f in chosen if f not in REPORT_FORMATS]
+        if unknown or not chosen:
+            raise ValueError(
+                f"report formats {unknown or 'none'}: choose from {', '.join(REPORT_FORMATS)}"
+            )
+        return chosen
+
     @field_validator("allowed_calling_aets", mode="before")
     @classmethod
     def _aets(cls, v: object) -> list[str]:
@@ -184,10 +284,10 @@ class Settings(BaseSettings):
 
     @field_validator("archive", mode="before")
     @classmethod
-    def _archive(cls, v: object) -> list[RemoteNode]:
-        if isinstance(v, list) and all(isinstance(x, RemoteNode) for x in v):
+    def _archive(cls, v: object) -> list[RemoteNode | DicomWebNode]:
+        if isinstance(v, list) and all(isinstance(x, RemoteNode | DicomWebNode) for x in v):
             return v
-        return [RemoteNode.parse(x) for x in _split(v)]
+        return [parse_destination(x) for x in _split(v)]
 
     @field_validator("device")
     @classmethod
@@ -202,6 +302,12 @@ class Settings(BaseSettings):
             raise ValueError("SGC_TLS_CERT and SGC_TLS_KEY must be set together")
         if self.tls_ca is not None and self.tls_cert is None:
             raise ValueError("SGC_TLS_CA needs SGC_TLS_CERT and SGC_TLS_KEY")
+        if (self.web_tls_cert is None) != (self.web_tls_key is None):
+            raise ValueError("SGC_WEB_TLS_CERT and SGC_WEB_TLS_KEY must be set together")
+        if self.web_tls_ca is not None and self.web_tls_cert is None:
+            raise ValueError("SGC_WEB_TLS_CA needs SGC_WEB_TLS_CERT and SGC_WEB_TLS_KEY")
+        if (self.archive_tls_cert is None) != (self.archive_tls_key is None):
+            raise ValueError("SGC_ARCHIVE_TLS_CERT and SGC_ARCHIVE_TLS_KEY must be set together")
         return self
 
     @cached_property
