@@ -56,6 +56,7 @@ SUBCOMMAND_MODULES = (
     "config",
     "db",
     "scp",
+    "web",
     "worker",
     "serve",
     "status",
