@@ -1,90 +1,50 @@
-"""Delivery of a written SR to the archive(s): C-STORE SCU plus the Delivery outbox rows.
+"""Delivery of a written SR to the archive(s): C-STORE or STOW-RS, and the Delivery outbox rows.
 
 Why the bookkeeping lives in the database: an archive may be down for hours (maintenance), a
 worker may die mid-attempt, a broker message may be lost. Each Delivery row (one per report and
 destination) says what is left to do and when (``next_attempt_at``), so any deliver task or the
 sweeper can pick it up; a duplicate store is harmless because the SR's UIDs are deterministic.
+A destination is ``AET@host:port`` (worker/dimse.py, the node's one C-STORE sender, over TLS
+when SGC_ARCHIVE_TLS_CA is set) or ``dicomweb+https://...`` (worker/stow.py); both give a
+:class:`~worker.dimse.StoreOutcome`, so retries, backoff and final states are the same.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from pydicom import dcmread
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import AE
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Delivery, DeliveryState, Report
-from sgc_config.settings import RemoteNode, Settings
+from sgc_config.settings import DicomWebNode, Settings, parse_destination
 from worker import metrics
+from worker.dimse import ACSE_TIMEOUT, DIMSE_TIMEOUT, StoreOutcome, TlsClient, store_file
+from worker.stow import stow_file
 
 log = logging.getLogger(__name__)
 
-#: DIMSE statuses that mean "stored" (PS3.4 Annex B.2.3): success and the coercion warnings.
-STORED_STATUSES = frozenset({0x0000, 0x0001, 0xB000, 0xB006, 0xB007})
-ACSE_TIMEOUT = 30.0
-DIMSE_TIMEOUT = 120.0
-NETWORK_TIMEOUT = 60.0
+
+def archive_tls(settings: Settings) -> TlsClient | None:
+    """TLS for the outbound link to the archive (SGC_ARCHIVE_TLS_*); None when not asked."""
+    if settings.archive_tls_ca is None:
+        return None
+    return TlsClient(settings.archive_tls_ca, settings.archive_tls_cert, settings.archive_tls_key)
 
 
-@dataclass(frozen=True)
-class StoreOutcome:
-    """What one C-STORE attempt got: the DIMSE status (None if none came back) and why."""
+def send_report(path: Path, destination: str, settings: Settings) -> StoreOutcome:
+    """Store the SR at ``path`` at one destination, by DIMSE C-STORE or by STOW-RS.
 
-    status: int | None
-    error: str | None = None
-
-    @property
-    def stored(self) -> bool:
-        return self.status in STORED_STATUSES
-
-
-def c_store(path: Path, node: RemoteNode, calling_aet: str) -> StoreOutcome:
-    """Send the file at ``path`` to ``node`` in one association.
-
-    Proposes the file's own transfer syntax (the SR is written Explicit VR Little Endian) with
-    Implicit VR Little Endian as the fallback every SCP must accept (PS3.5 10.1).
+    Raises ValueError for a destination that can never be reached (unparseable).
     """
-    ds = dcmread(path)
-    ts = ds.file_meta.TransferSyntaxUID
-    syntaxes = [ts] + [s for s in (ExplicitVRLittleEndian, ImplicitVRLittleEndian) if s != ts]
-    ae = AE(ae_title=calling_aet)
-    ae.acse_timeout = ACSE_TIMEOUT
-    ae.dimse_timeout = DIMSE_TIMEOUT
-    ae.network_timeout = NETWORK_TIMEOUT
-    ae.add_requested_context(ds.SOPClassUID, syntaxes)
-    try:
-        assoc = ae.associate(node.host, node.port, ae_title=node.ae_title)
-    except OSError as exc:
-        return StoreOutcome(None, f"cannot connect to {node}: {exc}")
-    if not assoc.is_established:
-        if assoc.is_rejected:
-            return StoreOutcome(None, f"{node} rejected the association")
-        return StoreOutcome(None, f"no association with {node} (refused, aborted or timed out)")
-    try:
-        try:
-            rsp = assoc.send_c_store(ds)
-        except (ValueError, RuntimeError) as exc:
-            return StoreOutcome(None, f"{node} cannot take this SR: {exc}")
-        status = rsp.get("Status") if rsp else None
-        if status is None:
-            return StoreOutcome(None, f"{node} sent no C-STORE response (association aborted)")
-        status = int(status)
-        if status in STORED_STATUSES:
-            return StoreOutcome(status)
-        comment = str(rsp.get("ErrorComment", "") or "")
-        return StoreOutcome(
-            status,
-            f"{node} answered C-STORE status 0x{status:04X}{': ' + comment if comment else ''}",
-        )
-    finally:
-        if assoc.is_established:
-            assoc.release()
+    node = parse_destination(destination)
+    tls = archive_tls(settings)
+    if isinstance(node, DicomWebNode):
+        token = settings.archive_token.get_secret_value() if settings.archive_token else None
+        return stow_file(path, node, token, tls)
+    return store_file(path, node, settings.ae_title, tls)
 
 
 def backoff(attempts: int, settings: Settings) -> float:
@@ -160,8 +120,7 @@ def _attempt(
         )
 
     try:
-        node = RemoteNode.parse(destination)
-        outcome = c_store(path, node, settings.ae_title) if path.exists() else None
+        outcome = send_report(path, destination, settings) if path.exists() else None
     except ValueError as exc:  # an unparseable destination can never succeed
         _finish(sessions, delivery_id, DeliveryState.failed, None, str(exc), None)
         return
@@ -171,7 +130,9 @@ def _attempt(
         )
         return
     if outcome.stored:
-        log.info("delivered report file %s to %s (status 0x%04X)", path.name, node, outcome.status)
+        log.info(
+            "delivered report file %s to %s (status 0x%04X)", path.name, destination, outcome.status
+        )
         _finish(sessions, delivery_id, DeliveryState.sent, outcome.status, None, None)
         metrics.DELIVERY_ATTEMPTS.labels("sent").inc()
         return
@@ -179,13 +140,15 @@ def _attempt(
     give_up = created + timedelta(seconds=settings.delivery_give_up)
     next_at = datetime.now(UTC) + timedelta(seconds=wait)
     if next_at > give_up:
-        log.error("giving up delivery to %s after %d attempts: %s", node, attempts, outcome.error)
+        log.error(
+            "giving up delivery to %s after %d attempts: %s", destination, attempts, outcome.error
+        )
         _finish(sessions, delivery_id, DeliveryState.failed, outcome.status, outcome.error, None)
         metrics.DELIVERY_ATTEMPTS.labels("failed").inc()
         return
     log.warning(
         "delivery to %s failed (attempt %d): %s; next try in %.0f s",
-        node,
+        destination,
         attempts,
         outcome.error,
         wait,
