@@ -91,7 +91,10 @@ class Instance(Base):
     transfer_syntax_uid: Mapped[str] = mapped_column(String(64))
     path: Mapped[str] = mapped_column(String(512))
     size: Mapped[int] = mapped_column(BigInteger)
+    # The dataset bytes' digest (hex) in ``digest_algorithm``: ``blake3`` since migration 0004
+    # (scp/digest.py), ``sha256`` in rows written before; the column kept its first name.
     sha256: Mapped[str] = mapped_column(String(64))
+    digest_algorithm: Mapped[str] = mapped_column(String(16), default="blake3")
     calling_aet: Mapped[str] = mapped_column(String(16), default="")
     classifiable: Mapped[bool] = mapped_column(Boolean, default=True)
     skip_reason: Mapped[str | None] = mapped_column(Text, nullable=True)

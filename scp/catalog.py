@@ -71,7 +71,8 @@ def _record(session: Session, item: ReceivedInstance, stored: StoredFile) -> Cha
         "transfer_syntax_uid": item.transfer_syntax_uid,
         "path": stored.relpath,
         "size": stored.size,
-        "sha256": stored.sha256,
+        "sha256": stored.digest,
+        "digest_algorithm": stored.algorithm,
         "calling_aet": item.calling_aet,
         "classifiable": item.classifiable,
         "skip_reason": item.skip_reason,
@@ -79,7 +80,11 @@ def _record(session: Session, item: ReceivedInstance, stored: StoredFile) -> Cha
     if row is None:
         session.add(Instance(sop_instance_uid=item.sop_instance_uid, **fields))
         change: Change = "new"
-    elif row.sha256 == stored.sha256 and row.path == stored.relpath:
+    elif row.sha256 == stored.digest and row.path == stored.relpath:
+        return "unchanged"
+    elif stored.outcome == "unchanged" and row.path == stored.relpath:
+        # Same bytes on disk, the row digested before migration 0004: only the digest moves.
+        row.sha256, row.digest_algorithm = stored.digest, stored.algorithm
         return "unchanged"
     else:
         if row.study_id != study_id:  # moved to another study: the old one changed too

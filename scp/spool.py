@@ -19,7 +19,7 @@ Why a file object of our own:
   replaces pynetdicom's as it is written, with the Source AE Title reserved at its full 16
   characters (the handler fills in the calling AE title without moving a byte; PS3.5 6.2:
   trailing spaces of an AE value are not significant); the dataset bytes are hashed
-  (SHA-256, what the catalog stores) as they arrive; and every few megabytes the kernel is
+  (BLAKE3, what the catalog stores, scp/digest.py) as they arrive; and every few megabytes the kernel is
   asked to start writing them (``sync_file_range``), so the disk works while the network
   does and the final fsync finds little left. :meth:`scp.storage.Storage.adopt` then fsyncs
   the file and renames it into place.
@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
-import hashlib
 import logging
 import os
 import tempfile
@@ -41,6 +40,7 @@ from pathlib import Path
 
 from pynetdicom import dimse_messages
 
+from scp.digest import new_hasher
 from scp.part10 import (
     AE_LENGTH,
     PREFIX_LENGTH,
@@ -81,7 +81,7 @@ class SpoolFile:
     """Quacks like the ``NamedTemporaryFile`` pynetdicom opens (write, file.flush, close, name).
 
     Read by the storage writer: ``name``, ``fd``, ``offset`` (where the dataset starts; None
-    until the File Meta is complete), ``size`` (dataset bytes), :meth:`sha256`.
+    until the File Meta is complete), ``size`` (dataset bytes), :meth:`digest`.
     """
 
     def __init__(self, *, suffix: str = ".dcm", delete: bool = False, mode: str = "wb") -> None:
@@ -95,7 +95,7 @@ class SpoolFile:
         self.size = 0
         self.closed = False
         self._head = bytearray()
-        self._digest = hashlib.sha256()
+        self._digest = new_hasher()
         self._written = 0
         self._written_back = 0
         with _LOCK:
@@ -135,8 +135,8 @@ class SpoolFile:
         with contextlib.suppress(Exception):
             self.close()
 
-    def sha256(self) -> str:
-        """SHA-256 of the dataset bytes (the File Meta excluded), as ``dataset_sha256``."""
+    def digest(self) -> str:
+        """Digest of the dataset bytes (the File Meta excluded), as ``dataset_digest``."""
         return self._digest.hexdigest()
 
     @property

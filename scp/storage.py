@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import logging
 import os
 import shutil
@@ -28,10 +27,19 @@ from typing import Literal, Protocol
 
 from pydicom.dataset import FileMetaDataset
 
-from scp.part10 import PREFIX_LENGTH, encode_meta, file_meta, meta_end
+from scp.digest import ALGORITHM, dataset_digest, new_hasher
+from scp.part10 import encode_meta, file_meta
 from scp.uids import require_uid
 
-__all__ = ["Spooled", "Storage", "StorageFull", "StoredFile", "dataset_sha256", "file_meta"]
+__all__ = [
+    "Spooled",
+    "Storage",
+    "StorageFull",
+    "StoredFile",
+    "dataset_digest",
+    "dataset_sha256",
+    "file_meta",
+]
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +60,7 @@ class Spooled(Protocol):
     offset: int | None
     size: int
 
-    def sha256(self) -> str: ...
+    def digest(self) -> str: ...
 
 
 class StorageFull(OSError):
@@ -61,12 +69,13 @@ class StorageFull(OSError):
 
 @dataclass(frozen=True)
 class StoredFile:
-    """Where an instance landed; ``sha256`` hashes the dataset bytes (file meta excluded)."""
+    """Where an instance landed; ``digest`` (``algorithm``, scp/digest.py) of the dataset bytes."""
 
     relpath: str
     size: int
-    sha256: str
+    digest: str
     outcome: Outcome
+    algorithm: str = ALGORITHM
 
 
 def instance_relpath(study_uid: str, series_uid: str, sop_instance_uid: str) -> str:
@@ -77,14 +86,9 @@ def instance_relpath(study_uid: str, series_uid: str, sop_instance_uid: str) -> 
     return f"{study}/{series}/{sop}.dcm"
 
 
-def dataset_sha256(path: Path) -> str:
-    """SHA-256 of the dataset bytes of a stored file (its file meta excluded)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fp:
-        fp.seek(meta_end(fp.read(PREFIX_LENGTH)))
-        while chunk := fp.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+# The name callers outside scp/ used before the digest became BLAKE3 (migration 0004): it
+# returns what the catalog records, ``Instance.sha256`` (a column that kept its first name).
+dataset_sha256 = dataset_digest
 
 
 def _fsync_dir(path: Path) -> None:
@@ -174,7 +178,7 @@ class Storage:
         try:
             self.incoming.mkdir(parents=True, exist_ok=True)
             new_dirs = _make_dirs(target.parent, self.root)
-            digest = hashlib.sha256()
+            digest = new_hasher()
             with open(source, "rb") as src, open(temp, "xb") as dst:
                 dst.write(encode_meta(meta))
                 src.seek(offset)
@@ -184,8 +188,8 @@ class Storage:
                 dst.flush()
                 if self.fsync:
                     os.fsync(dst.fileno())
-            sha = digest.hexdigest()
-            return self._place(temp, relpath, size, sha, new_dirs, fsync_file=None)
+            digest_hex = digest.hexdigest()
+            return self._place(temp, relpath, size, digest_hex, new_dirs, fsync_file=None)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 temp.unlink()
@@ -218,7 +222,7 @@ class Storage:
             if os.pwrite(spooled.fd, header, 0) != len(header):
                 raise OSError(errno.EIO, "short write of the file meta")
             return self._place(
-                Path(spooled.name), relpath, spooled.size, spooled.sha256(), new_dirs, spooled.fd
+                Path(spooled.name), relpath, spooled.size, spooled.digest(), new_dirs, spooled.fd
             )
         except OSError as exc:
             if isinstance(exc, StorageFull):
@@ -230,7 +234,7 @@ class Storage:
         temp: Path,
         relpath: str,
         size: int,
-        sha: str,
+        digest: str,
         new_dirs: list[Path],
         fsync_file: int | None,
     ) -> StoredFile:
@@ -243,12 +247,12 @@ class Storage:
         outcome: Outcome = "new"
         if target.exists():
             try:
-                same = dataset_sha256(target) == sha
+                same = dataset_digest(target) == digest
             except (OSError, ValueError):
                 same = False  # unreadable old file: the new complete one replaces it
             if same:
                 temp.unlink(missing_ok=True)
-                return StoredFile(relpath, size, sha, "unchanged")
+                return StoredFile(relpath, size, digest, "unchanged")
             outcome = "replaced"
         if self.fsync and fsync_file is not None:
             os.fsync(fsync_file)
@@ -259,4 +263,4 @@ class Storage:
                 _fsync_dir(created.parent)
         if outcome == "replaced":
             log.info("replaced %s: content differs from the stored copy", relpath)
-        return StoredFile(relpath, size, sha, outcome)
+        return StoredFile(relpath, size, digest, outcome)

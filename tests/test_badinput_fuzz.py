@@ -39,8 +39,9 @@ from sqlalchemy import select
 from db.models import Instance
 from db.session import upgrade
 from scp import statuses
+from scp.digest import bytes_digest
 from scp.server import SCPServer
-from scp.storage import dataset_sha256, file_meta
+from scp.storage import dataset_digest, file_meta
 from tests.fuzz.mutate import mutated
 from tests.helpers.mg import MG_FOR_PRESENTATION, MGSpec, mg_dataset
 from tests.helpers.scpnode import node_settings
@@ -143,7 +144,7 @@ class FuzzTarget:
         return self._check_outside()
 
     def _check_stored(self, body: bytes) -> str | None:
-        digest = hashlib.sha256(body).hexdigest()
+        digest = bytes_digest(body)
         with self.node.session_factory() as s:
             row = s.scalars(select(Instance).where(Instance.sha256 == digest)).first()
         if row is None:
@@ -151,7 +152,7 @@ class FuzzTarget:
         stored = (self.root / row.path).resolve()
         if self.root not in stored.parents:
             return f"stored outside the storage root: {stored}"
-        if dataset_sha256(stored) != digest:
+        if dataset_digest(stored) != digest:
             return "stored bytes differ from the sent bytes"
         if self._model is not None:
             from worker.pipeline import classify_paths

@@ -9,7 +9,6 @@ every instance lands once and every study gets one job.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import signal
@@ -26,9 +25,10 @@ from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom.dsutils import create_file_meta
 
 from db.models import Instance, Job
+from scp.digest import bytes_digest
 from scp.part10 import dataset_offset
 from scp.spool import SpoolFile, lookup
-from scp.storage import Storage, dataset_sha256, file_meta
+from scp.storage import Storage, dataset_digest, file_meta
 from tests.conftest import free_port, require_binary
 from tests.helpers.mg import MG_FOR_PRESENTATION, MGSpec, write_mg, write_study
 from tests.helpers.nodeproc import NodeProcesses, count_rows, storescu, wait_until
@@ -72,7 +72,7 @@ def test_spool_file_is_renamed_into_place_with_our_meta(tmp_path: Path, chunk: i
     spool = _spool_like_pynetdicom(tmp_path, source, chunk)
     assert lookup(spool.name) is spool
     assert spool.offset == dataset_offset(spool.name)
-    assert spool.sha256() == hashlib.sha256(sent_dataset).hexdigest()
+    assert spool.digest() == bytes_digest(sent_dataset)
 
     storage = Storage(tmp_path / "store", fsync=True)
     storage.prepare()
@@ -81,7 +81,7 @@ def test_spool_file_is_renamed_into_place_with_our_meta(tmp_path: Path, chunk: i
     target = storage.path_of(stored.relpath)
     assert not os.path.exists(spool.name), "the spool file was renamed, not copied"
     assert target.read_bytes()[-len(sent_dataset) :] == sent_dataset
-    assert dataset_sha256(target) == stored.sha256 == spool.sha256()
+    assert dataset_digest(target) == stored.digest == spool.digest()
     written = dcmread(target)
     assert written.file_meta.SourceApplicationEntityTitle == "STORESCU"
     assert written.file_meta.MediaStorageSOPInstanceUID == spec.sop_instance_uid
@@ -109,7 +109,7 @@ def test_adopted_resends_are_unchanged_or_replaced(tmp_path: Path) -> None:
     changed = _spool_like_pynetdicom(tmp_path, write_mg(tmp_path / "c.dcm", spec), 4096)
     replaced = storage.adopt(changed, _meta(spec), spec.study_uid, spec.series_uid)
     assert replaced is not None and replaced.outcome == "replaced"
-    assert dataset_sha256(target) == changed.sha256() != stored.sha256
+    assert dataset_digest(target) == changed.digest() != stored.digest
 
 
 def test_adopt_leaves_a_spool_file_it_cannot_take(tmp_path: Path) -> None:
@@ -168,7 +168,7 @@ def test_storescu_instances_are_stored_by_rename(
                 sent = dcmread(path)
                 stored = node.storage.path_of(rows[sent.SOPInstanceUID].path)
                 assert dcmread(stored).PixelData == sent.PixelData
-                assert rows[sent.SOPInstanceUID].sha256 == dataset_sha256(stored)
+                assert rows[sent.SOPInstanceUID].sha256 == dataset_digest(stored)
     finally:
         tempfile.tempdir = old
     stored_lines = [r.getMessage() for r in caplog.records if "stored " in r.getMessage()]

@@ -12,14 +12,19 @@ import threading
 from pathlib import Path
 
 import pytest
+from alembic import command
 from pydicom import dcmread
 from pydicom.filewriter import write_dataset, write_file_meta_info
 from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid
 from pynetdicom import AE
+from sqlalchemy import select, text
 
 from db.models import Instance, Job, Study
+from db.session import alembic_config, make_engine, make_session_factory, upgrade
 from scp import statuses
-from scp.storage import dataset_sha256
+from scp.catalog import ReceivedInstance, record_instance
+from scp.part10 import dataset_offset, file_meta
+from scp.storage import Storage, dataset_digest
 from tests.conftest import require_binary
 from tests.helpers.mg import MG_FOR_PRESENTATION, MGSpec, mg_dataset, write_mg, write_study
 from tests.helpers.scpnode import (
@@ -62,7 +67,7 @@ def test_storescu_uncompressed_and_jpeg2000_are_stored_as_received(
             )
             assert stored.PixelData == sent.PixelData  # bytes as received, no transcoding
             assert row.classifiable and row.calling_aet == "STORESCU"
-            assert row.sha256 == dataset_sha256(node.storage.path_of(row.path))
+            assert row.sha256 == dataset_digest(node.storage.path_of(row.path))
         assert count(node, Study) == 2
         assert not any(node.storage.incoming.iterdir()), "temporary files left behind"
 
@@ -106,7 +111,7 @@ def test_pynetdicom_scu_and_resend_idempotency(
         assert count(node, Instance) == 1
         row = instances(node)[0]
         assert study(node, spec.study_uid).received_rev == 1  # re-sends changed nothing
-        assert row.sha256 == dataset_sha256(node.storage.path_of(row.path))
+        assert row.sha256 == dataset_digest(node.storage.path_of(row.path))
         before = node.storage.path_of(row.path).stat().st_mtime_ns
 
         with scu_association(node.address[1], [ExplicitVRLittleEndian]) as assoc:
@@ -319,7 +324,7 @@ def test_concurrent_associations_land_exactly_once(
         files = [p for p in node.storage.root.rglob("*.dcm")]
         assert len(files) == len(expected)
         for r in rows:
-            assert r.sha256 == dataset_sha256(node.storage.path_of(r.path))
+            assert r.sha256 == dataset_digest(node.storage.path_of(r.path))
         assert {study(node, dcmread(b[0]).StudyInstanceUID).received_rev for b in folders} == {25}
         assert count(node, Job) == 0
 
@@ -386,3 +391,70 @@ def test_sgc_scp_command_migrates_serves_and_stops_on_sigterm(tmp_path: Path) ->
         _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 0, stderr
     assert "shutting down" in stderr and "Test^Patient" not in stderr
+
+
+def test_rows_digested_with_sha256_before_0004_stay_unchanged_on_a_resend(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Upgraded in place: old rows read ``sha256``; an identical re-send keeps the study as is."""
+    spec = MGSpec(seed=4, rows=64, cols=48)
+    source = write_mg(tmp_path / "sent.dcm", spec)
+    storage = Storage(tmp_path / "store", fsync=False)
+    storage.prepare()
+    relpath = f"{spec.study_uid}/{spec.series_uid}/{spec.sop_instance_uid}.dcm"
+    storage.path_of(relpath).parent.mkdir(parents=True)
+    storage.path_of(relpath).write_bytes(source.read_bytes())
+    command.downgrade(alembic_config(database_url), "0002")
+    engine = make_engine(database_url)
+    t = {"t": "2026-11-30 00:00:00"}
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO study (id, study_uid, first_received_at, last_received_at, "
+                "received_rev, jobbed_rev) VALUES (1, :s, :t, :t, 1, 1)"
+            ),
+            {**t, "s": spec.study_uid},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO instance (study_id, series_uid, sop_instance_uid, sop_class_uid, "
+                "transfer_syntax_uid, path, size, sha256, calling_aet, classifiable, "
+                "received_at, updated_at) VALUES (1, :se, :sop, :c, :ts, :p, 1, :h, 'A', "
+                ":y, :t, :t)"
+            ),
+            {
+                **t,
+                "se": spec.series_uid,
+                "sop": spec.sop_instance_uid,
+                "c": MG_FOR_PRESENTATION,
+                "ts": ExplicitVRLittleEndian,
+                "p": relpath,
+                "h": dataset_digest(source, "sha256"),
+                "y": True,
+            },
+        )
+    engine.dispose()
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    sessions = make_session_factory(engine)
+    with sessions() as s:
+        assert s.scalars(select(Instance)).one().digest_algorithm == "sha256"
+    meta = file_meta(MG_FOR_PRESENTATION, spec.sop_instance_uid, ExplicitVRLittleEndian, "A")
+    stored = storage.store(source, dataset_offset(source), meta, spec.study_uid, spec.series_uid)
+    assert stored.outcome == "unchanged" and stored.algorithm == "blake3"
+    item = ReceivedInstance(
+        study_uid=spec.study_uid,
+        series_uid=spec.series_uid,
+        sop_instance_uid=spec.sop_instance_uid,
+        sop_class_uid=MG_FOR_PRESENTATION,
+        transfer_syntax_uid=ExplicitVRLittleEndian,
+        calling_aet="A",
+        classifiable=True,
+        skip_reason=None,
+    )
+    assert record_instance(sessions, item, stored) == "unchanged"
+    with sessions() as s:
+        row = s.scalars(select(Instance)).one()
+        assert (row.sha256, row.digest_algorithm) == (stored.digest, "blake3")
+        assert s.get(Study, row.study_id).received_rev == 1  # no new revision, no new job
+    engine.dispose()

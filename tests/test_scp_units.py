@@ -26,7 +26,7 @@ from scp.storage import (
     TEMP_SUFFIX,
     Storage,
     StorageFull,
-    dataset_sha256,
+    dataset_digest,
     file_meta,
     instance_relpath,
 )
@@ -132,16 +132,16 @@ def test_storage_new_unchanged_replaced(tmp_path: Path) -> None:
     assert first.outcome == "new"
     target = storage.path_of(first.relpath)
     assert dcmread(target).file_meta.SourceApplicationEntityTitle == "AET"
-    assert dataset_sha256(target) == first.sha256
+    assert dataset_digest(target) == first.digest
     assert target.read_bytes()[-first.size :] == src.read_bytes()[offset:]
 
     again = storage.store(src, offset, meta, spec.study_uid, spec.series_uid)
-    assert again.outcome == "unchanged" and again.sha256 == first.sha256
+    assert again.outcome == "unchanged" and again.digest == first.digest
 
     spec.seed = 2
     changed, offset2 = _spool(tmp_path, spec)
     third = storage.store(changed, offset2, meta, spec.study_uid, spec.series_uid)
-    assert third.outcome == "replaced" and third.sha256 != first.sha256
+    assert third.outcome == "replaced" and third.digest != first.digest
     assert dcmread(target).PixelData == dcmread(changed).PixelData
     assert list(storage.incoming.iterdir()) == []
 
