@@ -124,7 +124,7 @@ def evaluate_model(args, model_path: Path, notes, held_notes, out_dir: Path) -> 
     rows = [_row(v, "test") for v in scored] + [_row(v, "held-out") for v in held]
     (out_dir / "views.json").write_text(json.dumps(rows) + "\n")
     report = {
-        "model": {k: model.card.get(k) for k in ("name", "version", "sha256")},
+        "model": {k: getattr(model.card, k) for k in ("name", "version", "sha256")},
         "summary": summary,
     }
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")

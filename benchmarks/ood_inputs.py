@@ -65,10 +65,11 @@ def non_mammography_inputs(card: dict, n_noise: int = 40, seed: int = 0) -> dict
     return out
 
 
-def preprocess_for(card: dict):
+def preprocess_for(card):
+    """The preprocessing a whole-view model's card (sgc_core.model_card.ModelCard) names."""
     from sgc_core.preprocess import PreprocessConfig
 
-    return PreprocessConfig.from_dict(dict(card["preprocess"]))
+    return PreprocessConfig.from_dict(dict(card.data["preprocess"]))
 
 
 def ood_rate(clf, datasets: list) -> dict:

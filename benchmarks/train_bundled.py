@@ -150,8 +150,8 @@ def evaluate_bundled(model: Path, test_set, out_dir: Path, device: str = "cpu") 
     probs_t = clf.posterior(res["scores"])
     probs, labels = probs_t.numpy(), res["labels"].numpy()
     predicted = np.array([clf.classes.index(c) for c in clf.decide(probs_t)])
-    metrics = compute_metrics(probs, labels, predicted, clf.classes, clf.card["positive_class"])
-    pos = clf.classes.index(clf.card["positive_class"])
+    metrics = compute_metrics(probs, labels, predicted, clf.classes, clf.card.positive_class)
+    pos = clf.card.positive_index
     # The node's whole OOD rule on the test mammograms: both bits/dim thresholds and the
     # input checks (run on each file through the card's preprocessing, as the worker does).
     by_density = clf.ood_flags(clf.ood_scores(res["loglik"])).numpy()
@@ -162,7 +162,7 @@ def evaluate_bundled(model: Path, test_set, out_dir: Path, device: str = "cpu") 
     metrics["ood_flagged_fraction"] = float(np.mean(by_density | by_input))
     metrics["ood_flagged_by_input_checks"] = int(by_input.sum())
     metrics["method"] = clf.estimator.label()
-    metrics["model"] = {k: clf.card.get(k) for k in ("name", "version", "sha256")}
+    metrics["model"] = {k: getattr(clf.card, k) for k in ("name", "version", "sha256")}
     findings = np.array([test_set.metadata(i)["finding"] for i in range(len(test_set))])
     malignant = findings == "malignant"
     for negative in ("normal", "benign"):
@@ -172,7 +172,7 @@ def evaluate_bundled(model: Path, test_set, out_dir: Path, device: str = "cpu") 
                 roc_auc_score(malignant[keep], probs[keep, pos])
             )
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    plot_roc(probs[:, pos], labels == pos, out_dir / "roc.png", f"{clf.card['name']}: test split")
+    plot_roc(probs[:, pos], labels == pos, out_dir / "roc.png", f"{clf.card.name}: test split")
     plot_reliability(probs, labels, out_dir / "reliability.png")
     ood = {name: ood_rate(clf, items) for name, items in non_mammography_inputs(clf.card).items()}
     flagged = sum(r["flagged"] for r in ood.values())

@@ -15,6 +15,7 @@ from sgc_core.calibration import fit_temperature, ood_threshold, threshold_for_s
 from sgc_core.datasets.base import Dataset
 from sgc_core.evaluation import compute_metrics, score_dataset
 from sgc_core.inference import Classifier
+from sgc_core.model_card import ModelCard
 
 
 def calibrate_card(
@@ -39,7 +40,7 @@ def calibrate_card(
         "priors": priors,
         "fitted_on": f"validation split, {len(labels)} images",
     }
-    clf.card = card
+    clf.card = ModelCard.from_dict(card)
     probs_t = clf.posterior(res["scores"])
     probs = probs_t.numpy()
     pos = card["classes"].index(card["positive_class"])
@@ -59,7 +60,7 @@ def calibrate_card(
         "threshold_low": -ood_threshold(-ood, fpr_low),
         "fpr": ood_fpr,
     }
-    clf.card = card
+    clf.card = ModelCard.from_dict(card)
     predicted = np.array([card["classes"].index(c) for c in clf.decide(probs_t)])
     card["metrics"] = {
         "validation": compute_metrics(

@@ -149,18 +149,18 @@ def evaluate(
     probs = probs_t.numpy()
     labels = res["labels"].numpy()
     predicted = np.array([clf.classes.index(c) for c in clf.decide(probs_t)])
-    metrics = compute_metrics(probs, labels, predicted, clf.classes, clf.card.get("positive_class"))
+    metrics = compute_metrics(probs, labels, predicted, clf.classes, clf.card.positive_class)
     ood = clf.ood_scores(res["loglik"]).numpy()
-    thr = (clf.card.get("ood") or {}).get("threshold")
+    thr = clf.card.ood.high
     metrics["ood_flagged_fraction"] = (
         float(clf.ood_flags(torch.from_numpy(ood)).double().mean()) if thr is not None else None
     )
     metrics["mean_bits_per_dim"] = float(np.mean(ood))
     metrics["method"] = clf.estimator.label()
     metrics["model"] = {
-        "name": clf.card.get("name"),
-        "version": clf.card.get("version"),
-        "sha256": clf.card.get("sha256"),
+        "name": clf.card.name,
+        "version": clf.card.version,
+        "sha256": clf.card.sha256,
     }
     if out_dir is not None:
         out = Path(out_dir)
@@ -171,7 +171,7 @@ def evaluate(
             probs[:, pos],
             labels == pos,
             out / "roc.png",
-            f"{clf.card.get('name')}: {metrics['positive_class']}",
+            f"{clf.card.name}: {metrics['positive_class']}",
         )
         plot_reliability(probs, labels, out / "reliability.png")
     return metrics

@@ -24,6 +24,7 @@ from sgc_core.calibration import log_posterior
 from sgc_core.checkpoint import load_model
 from sgc_core.elbo import elbo_scores
 from sgc_core.likelihood_ode import ode_log_likelihood
+from sgc_core.model_card import ModelCard
 from sgc_core.scaling import bits_per_dim
 from sgc_core.sde import sde_from_dict
 
@@ -93,17 +94,17 @@ class Classifier:
     def __init__(
         self,
         model: nn.Module,
-        card: dict,
+        card: dict | ModelCard,
         device: str = "cpu",
         estimator: EstimatorConfig | None = None,
     ) -> None:
         self.model = model.to(device).eval().requires_grad_(False)
-        self.card = card
+        self.card = card if isinstance(card, ModelCard) else ModelCard.from_dict(card)
         self.device = torch.device(device)
-        self.sde = sde_from_dict(card["sde"])
-        self.classes: list[str] = list(card["classes"])
-        self.estimator = estimator or EstimatorConfig.from_dict(card.get("estimator"))
-        self.levels = int(card.get("quantization_levels", 256))
+        self.sde = sde_from_dict(self.card.data["sde"])
+        self.classes: list[str] = list(self.card.classes)
+        self.estimator = estimator or EstimatorConfig.from_dict(self.card.data.get("estimator"))
+        self.levels = self.card.quantization_levels
         self._warned = False
 
     # -- input checks -------------------------------------------------------------------
@@ -112,20 +113,20 @@ class Classifier:
             raise ValueError(
                 f"expected a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}"
             )
-        c, s = int(self.card["channels"]), int(self.card["image_size"])
+        c, s = self.card.channels, self.card.image_size
         if x.dim() != 4:
             raise ValueError(f"expected images of shape (B, {c}, {s}, {s}), got {tuple(x.shape)}")
         if x.shape[1] != c:
-            raise ValueError(f"model {self.card['name']} expects {c} channel(s), got {x.shape[1]}")
+            raise ValueError(f"model {self.card.name} expects {c} channel(s), got {x.shape[1]}")
         if tuple(x.shape[2:]) != (s, s):
             raise ValueError(
-                f"model {self.card['name']} expects {s}x{s} images, got {x.shape[2]}x{x.shape[3]}"
+                f"model {self.card.name} expects {s}x{s} images, got {x.shape[2]}x{x.shape[3]}"
             )
         if not torch.is_floating_point(x):
             x = x.float()
         if not torch.isfinite(x).all():
             raise ValueError("images contain NaN or infinite pixel values")
-        lo, hi = (float(v) for v in self.card.get("input_range", (0.0, 1.0)))
+        lo, hi = self.card.input_range
         tol = 1e-3 * (hi - lo)
         xmin, xmax = float(x.min()), float(x.max())
         if xmin < lo - tol or xmax > hi + tol:
@@ -181,27 +182,25 @@ class Classifier:
         return logp, logp
 
     def priors(self) -> list[float]:
-        cal = self.card.get("calibration") or {}
-        pri = cal.get("priors")
-        return list(pri) if pri else [1.0 / len(self.classes)] * len(self.classes)
+        return self.card.priors()
 
     def temperature(self) -> float:
         """The card's temperature, if it was fitted for this estimator; otherwise 1 (uncalibrated).
 
         Scores of different estimators live on different scales (the uniform denoising score is
         not in nats), so a temperature fitted for one must not be applied to another."""
-        cal = self.card.get("calibration") or {}
-        fitted_for = cal.get("method")
+        cal = self.card.calibration
+        fitted_for = cal.method
         if fitted_for is not None and fitted_for != self.estimator.label():
             if not self._warned:
                 warnings.warn(
-                    f"model {self.card.get('name')} was calibrated for {fitted_for}, not "
+                    f"model {self.card.name} was calibrated for {fitted_for}, not "
                     f"{self.estimator.label()}: probabilities are uncalibrated (temperature 1)",
                     stacklevel=2,
                 )
                 self._warned = True
             return 1.0
-        return float(cal.get("temperature", 1.0))
+        return cal.temperature
 
     def posterior(self, scores: torch.Tensor) -> torch.Tensor:
         return log_posterior(scores, self.temperature(), self.priors()).exp()
@@ -210,7 +209,7 @@ class Classifier:
         """Bits/dim of p(x) = sum_y p(x | y) pi_y (higher = less like the training data)."""
         pri = torch.as_tensor(self.priors(), dtype=torch.float64)
         log_px = torch.logsumexp(loglik.double() + torch.log(pri / pri.sum()), dim=1)
-        d = int(self.card["channels"]) * int(self.card["image_size"]) ** 2
+        d = self.card.channels * self.card.image_size**2
         return bits_per_dim(log_px, d, self.levels)
 
     def ood_flags(self, bpd: torch.Tensor) -> torch.Tensor:
@@ -218,44 +217,27 @@ class Classifier:
         (or NaN), or below its ``threshold_low`` when the card has one. The lower side is a
         typicality test (Nalisnick et al. 2019): likelihood models give blank or very smooth
         images a *higher* density than the data they were trained on."""
-        ood_cfg = self.card.get("ood") or {}
+        band = self.card.ood
         bpd = torch.as_tensor(bpd, dtype=torch.float64)
         flags = torch.zeros(bpd.shape, dtype=torch.bool)
-        if ood_cfg.get("threshold") is not None:
-            flags |= torch.isnan(bpd) | (bpd > float(ood_cfg["threshold"]))
-        if ood_cfg.get("threshold_low") is not None:
-            flags |= bpd < float(ood_cfg["threshold_low"])
+        if band.high is not None:
+            flags |= torch.isnan(bpd) | (bpd > band.high)
+        if band.low is not None:
+            flags |= bpd < band.low
         return flags
 
     def decide(self, probs: torch.Tensor) -> list[str]:
-        """Positive class if P(positive) >= the operating threshold, else the likeliest other."""
-        pos_name = self.card.get("positive_class")
-        op = self.card.get("operating_point") or {}
-        if pos_name is None or "threshold" not in op:
-            return [self.classes[int(i)] for i in probs.argmax(1)]
-        pos = self.classes.index(pos_name)
-        thr = float(op["threshold"])
-        out = []
-        for row in probs:
-            if row[pos] >= thr:
-                out.append(pos_name)
-            else:
-                others = row.clone()
-                others[pos] = -1.0
-                out.append(self.classes[int(others.argmax())])
-        return out
+        """The card's one decision rule (:meth:`ModelCard.decide`) for each row."""
+        return [self.card.decide(row.tolist()) for row in probs]
 
     def ood_reason(self, bpd: float) -> str | None:
         """The bits/dim rule that flagged an image, in words (None if it was not flagged)."""
         if not bool(self.ood_flags(torch.tensor([bpd]))[0]):
             return None
-        ood_cfg = self.card.get("ood") or {}
-        low = ood_cfg.get("threshold_low")
-        if low is not None and bpd < float(low):
-            return f"{bpd:.3f} bits/dim is below the model's lower threshold {float(low):.3f}"
-        return (
-            f"{bpd:.3f} bits/dim is above the model's threshold {float(ood_cfg['threshold']):.3f}"
-        )
+        low, high = self.card.ood.low, self.card.ood.high
+        if low is not None and bpd < low:
+            return f"{bpd:.3f} bits/dim is below the model's lower threshold {low:.3f}"
+        return f"{bpd:.3f} bits/dim is above the model's threshold {high or float('nan'):.3f}"
 
     @torch.no_grad()
     def classify(

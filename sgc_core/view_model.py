@@ -20,8 +20,8 @@ from pydicom.dataset import Dataset
 from sgc_core.checkpoint import load_model
 from sgc_core.exam import exam_result
 from sgc_core.inference import Classifier
-from sgc_core.lesion_card import LesionCard
 from sgc_core.lesion_scan import LesionScanner
+from sgc_core.model_card import ModelCard
 from sgc_core.preprocess import PreprocessConfig, PreprocessError, preprocess_dataset
 from sgc_core.results import ExamResult, ViewResult
 from sgc_core.scan_geometry import scan_dataset
@@ -39,7 +39,7 @@ class ModelIdentity:
 
 
 class ViewModel(Protocol):
-    card: dict
+    card: ModelCard
     identity: ModelIdentity
 
     def classify(self, datasets: Sequence[Dataset]) -> list[ViewResult | str]: ...
@@ -47,23 +47,19 @@ class ViewModel(Protocol):
     def exam(self, results: Sequence[ViewResult]) -> ExamResult | None: ...
 
 
-def _identity(card: dict, operating_point: float) -> ModelIdentity:
-    return ModelIdentity(
-        str(card.get("name", "sgc")),
-        str(card.get("version", "0")),
-        str(card["sha256"]),
-        float(operating_point),
-    )
+def _identity(card: ModelCard) -> ModelIdentity:
+    return ModelIdentity(card.name, card.version, card.sha256, card.threshold)
 
 
 class LesionFinder:
     """The lesion finder behind the ViewModel interface."""
 
     def __init__(self, model: torch.nn.Module, card: dict, device: str = "cpu") -> None:
-        self.card = card
-        self.lesion = LesionCard.from_dict(card["lesion"])
+        self.card = ModelCard.from_dict(card)
+        assert self.card.lesion is not None, "a lesion finder's card has a lesion section"
+        self.lesion = self.card.lesion
         self.scanner = LesionScanner(model, sde_from_dict(card["sde"]), self.lesion, device)
-        self.identity = _identity(card, self.lesion.operating_point)
+        self.identity = _identity(self.card)
 
     def classify(self, datasets: Sequence[Dataset]) -> list[ViewResult | str]:
         out: list[ViewResult | str] = []
@@ -86,9 +82,8 @@ class WholeViewModel:
     def __init__(self, classifier: Classifier) -> None:
         self.classifier = classifier
         self.card = classifier.card
-        self.positive = self.card.get("positive_class") or classifier.classes[-1]
-        op = self.card.get("operating_point") or {}
-        self.identity = _identity(self.card, float(op.get("threshold", 0.5)))
+        self.positive = self.card.positive_class
+        self.identity = _identity(self.card)
         self.config = preprocess_config(self.card)
 
     def classify(self, datasets: Sequence[Dataset]) -> list[ViewResult | str]:
@@ -132,12 +127,12 @@ class WholeViewModel:
         return None
 
 
-def preprocess_config(card: dict) -> PreprocessConfig:
+def preprocess_config(card: ModelCard) -> PreprocessConfig:
     """A whole-view card's preprocessing, completed with what its input contract fixes."""
-    data = dict(card.get("preprocess") or {})
-    size = int(card["image_size"])
+    data = dict(card.data.get("preprocess") or {})
+    size = card.image_size
     data.setdefault("image_size", [size, size])
-    data.setdefault("channels", int(card.get("channels", 1)))
+    data.setdefault("channels", card.channels)
     data.setdefault("scaling", "[0,1]")
     config = PreprocessConfig.from_dict(data)
     if tuple(config.image_size) != (size, size) or config.scaling != "[0,1]":

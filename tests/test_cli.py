@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sgc_node.cli import cli
+from sgc_node.cli import SUBCOMMAND_MODULES, cli
 
 SGC = [sys.executable, "-m", "sgc_node"]
 
@@ -26,6 +26,19 @@ def test_help_lists_every_subcommand_with_a_summary() -> None:
         assert command.get_short_help_str(), f"sgc {name} has no help"
         sub = _run([name, "--help"])
         assert sub.returncode == 0, sub.stderr
+
+
+def test_every_command_module_is_registered() -> None:
+    """A module in sgc_node/cli/ that the loader does not list would drop its commands
+    silently; a listed module that is missing fails at import (the loader skips nothing)."""
+    folder = Path(__file__).resolve().parents[1] / "sgc_node" / "cli"
+    on_disk = {p.stem for p in folder.glob("*.py") if p.stem != "__init__"}
+    assert on_disk == set(SUBCOMMAND_MODULES)
+    import importlib
+
+    for name in SUBCOMMAND_MODULES:
+        for command in importlib.import_module(f"sgc_node.cli.{name}").COMMANDS:
+            assert cli.commands[command.name] is command
 
 
 def test_db_upgrade_creates_the_schema(tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sgc_node.cli import cli
 from sgc_config.settings import RemoteNode, Settings, load_settings
+from sgc_node.cli import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())

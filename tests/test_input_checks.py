@@ -75,7 +75,7 @@ def test_breast_with_a_spread_is_not_flat():
 def test_classifier_flags_inputs_the_checks_reject(tiny_model, study):
     """Input reasons make the flag whatever the bits/dim, and are carried in words."""
     clf = load_classifier(tiny_model)
-    config = PreprocessConfig.from_dict(clf.card["preprocess"])
+    config = PreprocessConfig.from_dict(clf.card.data["preprocess"])
     ds = study[0]
     white = 2 ** int(ds.BitsStored) - 1  # above any window: a breast-sized flat region
     blank = _with_pixels(ds, np.full((ds.Rows, ds.Columns), white))

@@ -6,8 +6,8 @@ import urllib.request
 
 from db import Job, JobState, Study
 from db.session import make_engine, make_session_factory
-from sgc_node.metrics import start_metrics_server
 from sgc_config.settings import Settings
+from sgc_node.metrics import start_metrics_server
 from tests.conftest import free_port
 
 

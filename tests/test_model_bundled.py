@@ -72,7 +72,7 @@ def test_classifies_a_synthetic_study_end_to_end(classifier):
     from sgc_core.preprocess import PreprocessConfig, preprocess_dataset
     from sgc_core.synth import SynthConfig, generate_study
 
-    config = PreprocessConfig.from_dict(classifier.card["preprocess"])
+    config = PreprocessConfig.from_dict(classifier.card.data["preprocess"])
     # The demo set's mix (docs/model.md), a seed outside its 1000 training studies.
     mix = SynthConfig(
         difficulty=0.0, mass_fraction=1.0, normal_fraction=0.7, malignant_fraction=0.7
@@ -92,7 +92,7 @@ def test_same_image_same_answer_in_any_batch(classifier):
     from sgc_core.preprocess import PreprocessConfig, preprocess_dataset
     from sgc_core.synth import SynthConfig, generate_study
 
-    config = PreprocessConfig.from_dict(classifier.card["preprocess"])
+    config = PreprocessConfig.from_dict(classifier.card.data["preprocess"])
     views = generate_study(4242, SynthConfig(difficulty=0.0))
     x = torch.stack([preprocess_dataset(ds, config).tensor for ds in views])
     alone = classifier.classify(x[:1])[0]

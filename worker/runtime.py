@@ -106,9 +106,9 @@ def classifier_for(settings: Settings) -> ViewModel:
             card = classifier.card
             log.info(
                 "model %s %s (sha256 %s...) loaded on %s",
-                card.get("name"),
-                card.get("version"),
-                str(card.get("sha256"))[:12],
+                card.name,
+                card.version,
+                card.sha256[:12],
                 device,
             )
             _classifiers[key] = classifier

@@ -6,12 +6,10 @@ command functions, so `sgc --help` and the SCP start fast and the SCP never load
 
 from __future__ import annotations
 
-import sys
-
 import click
 
-from sgc_node import __version__
 from sgc_config.settings import Settings, SettingsError, load_settings
+from sgc_node import __version__
 
 
 class ConfigError(click.ClickException):
@@ -51,7 +49,7 @@ def cli(ctx: click.Context) -> None:
     ctx.ensure_object(Context)
 
 
-# Each subcommand module exposes COMMANDS; a module that does not exist yet is skipped.
+# Each subcommand module exposes COMMANDS (tests/test_cli.py checks that every one is listed).
 SUBCOMMAND_MODULES = (
     "config",
     "db",
@@ -70,15 +68,11 @@ SUBCOMMAND_MODULES = (
 
 
 def _register() -> None:
+    """Add every module's commands; a listed module that is missing fails loudly."""
     import importlib
 
     for name in SUBCOMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"sgc_node.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"sgc_node.cli.{name}":
-                raise
-            continue
+        module = importlib.import_module(f"sgc_node.cli.{name}")
         for command in module.COMMANDS:
             cli.add_command(command)
 
@@ -87,8 +81,5 @@ _register()
 
 
 def main() -> None:
-    try:
-        cli.main(prog_name="sgc", standalone_mode=True)
-    except SettingsError as exc:  # pragma: no cover - surfaced via ClickException normally
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(2)
+    """The ``sgc`` entry point (settings errors surface as :class:`ConfigError`, exit 2)."""
+    cli.main(prog_name="sgc", standalone_mode=True)

@@ -51,7 +51,7 @@ def classify_cmd(
     exams = _exams(classifier, results)
     if as_json:
         doc = {
-            "model": classifier.card.get("name"),
+            "model": classifier.card.name,
             "images": rows,
             "studies": exams,
             "reports": [str(p) for p in written],

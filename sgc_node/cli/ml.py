@@ -255,13 +255,13 @@ def evaluate_cmd(
         raise click.ClickException(str(exc)) from None
     mammo = _mammo_format(fmt, data)
     if mammo is None:
-        ds, _ = _open(data, int(clf.card["image_size"]), int(clf.card["channels"]), clf.classes)
+        ds, _ = _open(data, clf.card.image_size, clf.card.channels, clf.classes)
     else:
         from sgc_core.preprocess import PreprocessConfig
 
         # The card's own preprocessing: evaluation never disagrees with training or serving.
-        config = PreprocessConfig.from_dict(clf.card["preprocess"])
-        seed = split_seed(clf.card)
+        config = PreprocessConfig.from_dict(clf.card.data["preprocess"])
+        seed = split_seed(clf.card.data)
         ds = _open_mammo(mammo, data, config, seed=seed).subset(split)
         if not len(ds):
             raise click.ClickException(f"{data}: no images in the {split} split")
