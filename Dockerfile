@@ -20,6 +20,7 @@ RUN apt-get update \
 WORKDIR /app
 RUN pip install "$TORCH"
 COPY pyproject.toml README.md ./
+COPY sgc_config ./sgc_config
 COPY sgc_node ./sgc_node
 COPY scp ./scp
 COPY worker ./worker

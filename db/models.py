@@ -1,4 +1,4 @@
-"""Tables of the node, one class each; names follow the data flow in DESIGN.md.
+"""Tables of the node, one class each; names follow the data flow in docs/architecture.md.
 
 No patient identifiers are stored: rows carry UIDs and file paths, the DICOM files hold the rest.
 """

@@ -52,6 +52,18 @@ def test_each_environment_is_a_valid_configuration(
     load_settings()  # raises SettingsError on an invalid value
 
 
+def test_each_gpu_worker_has_a_gpu_of_its_own() -> None:
+    """`--scale` copies one reservation to every replica (all on one GPU); each classify
+    worker must therefore be a service pinned to a different device id."""
+    pinned = []
+    for name, service in NODE_SERVICES.items():
+        devices = service.get("deploy", {}).get("resources", {}).get("reservations", {})
+        for device in devices.get("devices", []):
+            assert "count" not in device, f"{name}: reserve device_ids, not a count"
+            pinned.extend(device["device_ids"])
+    assert len(pinned) >= 2 and len(pinned) == len(set(pinned))
+
+
 def test_ports_volumes_and_peers_line_up() -> None:
     scp = SERVICES["scp"]
     env = scp["environment"]

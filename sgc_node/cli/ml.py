@@ -109,7 +109,7 @@ def split_seed(card: dict) -> int:
 @click.option(
     "--balanced/--no-balanced", default=False, show_default=True, help="Class-balanced sampling."
 )
-@click.option("--flip/--no-flip", default=True, show_default=True, help="Random horizontal flips.")
+@click.option("--flip/--no-flip", default=True, show_default=True, help="Random top-bottom flips of training images (image rows; left-right is fixed by preprocessing).")
 @click.option("--resume", is_flag=True, help="Continue the run saved in OUT.train/.")
 @click.option("--val-fraction", type=float, default=0.2, show_default=True)
 @click.option(
