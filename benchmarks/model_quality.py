@@ -136,8 +136,9 @@ def test_metrics(probs: np.ndarray, labels: np.ndarray, threshold: float, second
     }
 
 
-def run_cnn(train_set, val, test, args) -> dict:
-    cfg = BaselineConfig(
+def cnn_config(args) -> BaselineConfig:
+    """The CNN's training budget: the same steps x batch size as :func:`sgc_config`."""
+    return BaselineConfig(
         image_size=args.image_size,
         width=args.cnn_width,
         steps=args.steps,
@@ -146,6 +147,24 @@ def run_cnn(train_set, val, test, args) -> dict:
         seed=args.seed,
         balanced=True,
     )
+
+
+def sgc_config(args) -> TrainConfig:
+    """The SGC's training budget: the same steps x batch size as :func:`cnn_config`."""
+    return TrainConfig(
+        image_size=args.image_size,
+        width=args.sgc_width,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.sgc_lr,
+        seed=args.seed,
+        balanced=True,
+        checkpoint_every=10**9,
+    )
+
+
+def run_cnn(train_set, val, test, args) -> dict:
+    cfg = cnn_config(args)
     t0 = time.perf_counter()
     res = train_baseline(cfg, train_set)
     val_logits = predict_logits(res.model, val.images)
@@ -180,16 +199,7 @@ def sgc_card(args, arch: dict, counts: list[int]) -> dict:
 
 
 def run_sgc(train_set, val, test, args) -> dict:
-    cfg = TrainConfig(
-        image_size=args.image_size,
-        width=args.sgc_width,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.sgc_lr,
-        seed=args.seed,
-        balanced=True,
-        checkpoint_every=10**9,
-    )
+    cfg = sgc_config(args)
     t0 = time.perf_counter()
     res = train(cfg, train_set, progress=False)
     counts = [train_set.labels.count(c) for c in range(2)]
