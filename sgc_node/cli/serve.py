@@ -15,7 +15,8 @@ from sgc_node.cli import Context, pass_ctx
 @click.option("--no-worker", is_flag=True, help="Start only the SCP (workers run elsewhere).")
 @pass_ctx
 def serve_cmd(ctx: Context, no_worker: bool) -> None:
-    """Run the node: migrate the database, then start the SCP and a worker.
+    """Run the node: migrate the database, then start the SCP and a worker (and the
+    STOW-RS door when SGC_WEB_PORT is set).
 
     On the embedded default (no SGC_DATABASE_URL / SGC_BROKER_URL) everything lives under
     SGC_DATA_DIR: SQLite, the filesystem broker and the received files. A child that exits
@@ -40,6 +41,8 @@ def serve_cmd(ctx: Context, no_worker: bool) -> None:
         prepare_multiprocess_dir(settings.data_dir.resolve() / "metrics")
     )
     children = [Child("scp", sgc_argv("scp"))]
+    if settings.web_port:  # the STOW-RS door, a process of its own like the SCP
+        children.append(Child("web", sgc_argv("web")))
     if not no_worker:
         argv = sgc_argv("worker", "--queues", "classify,deliver", "--pool", "solo")
         children.append(Child("worker", argv, env={"SGC_METRICS_PORT": "0"}))
