@@ -1,18 +1,19 @@
-"""One classification job: claim it, classify the study's views in one batch, write the SR.
+"""One classification job: claim it, classify the study's views in one batch, write the reports.
 
 Why the claim and the fence: the broker may deliver a job's message twice (the SCP's sweeper
 re-sends jobs left pending, Redis re-delivers a message whose worker died) and a worker may be
 killed at any point. A job is claimed by one conditional UPDATE (pending, or running with a
 heartbeat older than the lease); the claim bumps ``attempts``, which then fences the final
 commit: only the claimant whose token still matches may store predictions and mark the job
-done, in one transaction. The SR's UIDs are deterministic, so a rerun rewrites the same report.
+done, in one transaction. The reports' UIDs are deterministic, so a rerun rewrites the same
+objects and finds their rows.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ from sgc_config.settings import Settings
 from worker import metrics, pipeline
 from worker import reports as srmod
 from worker.deliver import create_deliveries
+from worker.reports.formats import ReportObject
 
 if TYPE_CHECKING:
     from sgc_core.view_model import ViewModel
@@ -44,8 +46,9 @@ class JobResult:
     """What a finished job produced: its report (None if it failed) and deliveries queued."""
 
     job_id: int
-    report_id: int | None
+    report_id: int | None  # the first object's (the TID 1500 SR when it is written)
     delivery_ids: list[int]
+    report_ids: list[int] = field(default_factory=list)  # every object's, in build order
 
 
 def run(
@@ -55,19 +58,66 @@ def run(
     job_id: int,
     token: int,
 ) -> JobResult | None:
-    """Classify the job's study and record predictions, the SR and its deliveries.
+    """Classify the job's study and record predictions, the report objects and deliveries.
 
     Returns None when the claim was lost (another worker took the job over). Raises
     ``PermanentJobError`` for a study that cannot be classified; any other exception is
-    treated as transient by the caller.
+    treated as transient by the caller. Every report object is written (atomically) before
+    the one transaction that records them all, so no delivery ever sees a partial set.
     """
+    study_uid, revision, instances = _load_job(sessions, job_id)
+    started = time.perf_counter()
     storage = settings.resolved_storage_dir
+    views = pipeline.classify_paths(model, [storage / inst.path for inst in instances])
+    algorithm = pipeline.algorithm(model)
+    predictions = [
+        _prediction(job_id, inst, v, algorithm) for inst, v in zip(instances, views, strict=True)
+    ]
+    objects = pipeline.build_reports(model, views, revision, settings.report_formats)
+    paths = [_write(storage, study_uid, obj) for obj in objects]
+
+    with sessions() as session:
+        if not _fence(session, job_id, token):
+            return None
+        session.execute(delete(Prediction).where(Prediction.job_id == job_id))
+        session.add_all(predictions)
+        if not objects:
+            _finish(session, job_id, JobState.failed, _no_view_error(instances, views))
+            session.commit()
+            metrics.IMAGES.labels("unclassifiable").inc(len(views))
+            return JobResult(job_id, None, [])
+        rows = [_report_row(session, job_id, o, p) for o, p in zip(objects, paths, strict=True)]
+        deliveries = [d for row in rows for d in create_deliveries(session, row, settings)]
+        skipped = sum(v.result is None for v in views)
+        _finish(
+            session,
+            job_id,
+            JobState.done,
+            f"{skipped} image(s) could not be classified" if skipped else None,
+        )
+        session.flush()
+        result = JobResult(job_id, rows[0].id, [d.id for d in deliveries], [r.id for r in rows])
+        session.commit()
+    _count(views, time.perf_counter() - started)
+    log.info(
+        "job %d: study %s rev %d classified (%d view(s)), %d report object(s): %s",
+        job_id,
+        study_uid,
+        revision,
+        sum(v.result is not None for v in views),
+        len(objects),
+        ", ".join(o.form for o in objects),
+    )
+    return result
+
+
+def _load_job(sessions: sessionmaker[Session], job_id: int) -> tuple[str, int, list[Instance]]:
+    """The job's study UID, revision and classifiable instances (detached)."""
     with sessions() as session:
         job = session.get(Job, job_id)
         if job is None:
             raise PermanentJobError(f"job {job_id} does not exist")
         study: Study = job.study
-        study_uid, revision = study.study_uid, job.revision
         instances = list(
             session.scalars(
                 select(Instance)
@@ -77,98 +127,73 @@ def run(
         )
         for inst in instances:
             session.expunge(inst)
+        study_uid, revision = study.study_uid, job.revision
     if not instances:
         raise PermanentJobError(f"study {study_uid} has no classifiable image")
+    return study_uid, revision, instances
 
-    started = time.perf_counter()
-    views = pipeline.classify_paths(model, [storage / inst.path for inst in instances])
-    algorithm = pipeline.algorithm(model)
-    ok = [v for v in views if v.result is not None]
-    predictions = [
-        _prediction(job_id, inst, v, algorithm) for inst, v in zip(instances, views, strict=True)
-    ]
-    sr_path: Path | None = None
-    uids = srmod.ReportUids.for_job(study_uid, algorithm.sha256, revision)
-    report = pipeline.build_report(model, views, revision)
-    if report is not None:
-        rel = Path(REPORTS_DIR) / study_uid / f"{uids.sop_instance_uid}.dcm"
-        sr_path = storage / rel
-        srmod.write_report(report, sr_path)
 
-    with sessions() as session:
-        # The fence is a write: it takes the row lock (PostgreSQL) or the database write lock
-        # (SQLite) before anything else, so no claim can slip in before this commit.
-        owned = session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.attempts == token, Job.state == JobState.running)
-            .values(updated_at=datetime.now(UTC))
-        ).rowcount
-        if not owned:
-            session.rollback()
-            log.warning("job %d was taken over by another worker; dropping this result", job_id)
-            return None
-        session.execute(delete(Prediction).where(Prediction.job_id == job_id))
-        session.add_all(predictions)
-        now = datetime.now(UTC)
-        if report is None:
-            reasons = "; ".join(
-                f"{inst.sop_instance_uid}: {v.error or 'no breast found'}"
-                for inst, v in zip(instances, views, strict=True)
-            )
-            session.execute(
-                update(Job)
-                .where(Job.id == job_id)
-                .values(
-                    state=JobState.failed,
-                    error=f"no classifiable image in the study ({reasons})"[:4000],
-                    finished_at=now,
-                    updated_at=now,
-                )
-            )
-            session.commit()
-            metrics.IMAGES.labels("unclassifiable").inc(len(views))
-            return JobResult(job_id, None, [])
-        report_row = session.scalar(
-            select(Report).where(Report.sop_instance_uid == uids.sop_instance_uid)
+def _write(storage: Path, study_uid: str, obj: ReportObject) -> Path:
+    """Write one report object under reports/<study>/<SOP UID>.dcm; return its relative path."""
+    rel = Path(REPORTS_DIR) / study_uid / f"{obj.sop_instance_uid}.dcm"
+    srmod.write_report(obj.dataset, storage / rel)
+    return rel
+
+
+def _fence(session: Session, job_id: int, token: int) -> bool:
+    """Whether this claimant still owns the job. The fence is a write: it takes the row lock
+    (PostgreSQL) or the database write lock (SQLite) before anything else, so no claim can
+    slip in before this transaction commits."""
+    owned = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.attempts == token, Job.state == JobState.running)
+        .values(updated_at=datetime.now(UTC))
+    ).rowcount
+    if not owned:
+        session.rollback()
+        log.warning("job %d was taken over by another worker; dropping this result", job_id)
+    return bool(owned)
+
+
+def _finish(session: Session, job_id: int, state: JobState, error: str | None) -> None:
+    now = datetime.now(UTC)
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(state=state, error=error, finished_at=now, updated_at=now)
+    )
+
+
+def _report_row(session: Session, job_id: int, obj: ReportObject, rel: Path) -> Report:
+    """The Report row of one object; the same UID on a re-run finds the existing row."""
+    row = session.scalar(select(Report).where(Report.sop_instance_uid == obj.sop_instance_uid))
+    if row is None:
+        row = Report(
+            job_id=job_id,
+            sop_instance_uid=obj.sop_instance_uid,
+            series_uid=obj.series_instance_uid,
+            path=str(rel),
         )
-        if report_row is None:
-            report_row = Report(
-                job_id=job_id,
-                sop_instance_uid=uids.sop_instance_uid,
-                series_uid=uids.series_instance_uid,
-                path=str(rel),
-            )
-            session.add(report_row)
-            session.flush()
-        deliveries = create_deliveries(session, report_row, settings)
-        skipped = len(views) - len(ok)
-        session.execute(
-            update(Job)
-            .where(Job.id == job_id)
-            .values(
-                state=JobState.done,
-                error=(f"{skipped} image(s) could not be classified" if skipped else None),
-                finished_at=now,
-                updated_at=now,
-            )
-        )
+        session.add(row)
         session.flush()
-        result = JobResult(job_id, report_row.id, [d.id for d in deliveries])
-        session.commit()
-    metrics.CLASSIFY_SECONDS.observe(time.perf_counter() - started)
+    return row
+
+
+def _no_view_error(instances: list[Instance], views: list[pipeline.ViewOutcome]) -> str:
+    reasons = "; ".join(
+        f"{inst.sop_instance_uid}: {v.error or 'no breast found'}"
+        for inst, v in zip(instances, views, strict=True)
+    )
+    return f"no classifiable image in the study ({reasons})"[:4000]
+
+
+def _count(views: list[pipeline.ViewOutcome], seconds: float) -> None:
+    metrics.CLASSIFY_SECONDS.observe(seconds)
+    ok = [v for v in views if v.result is not None]
     n_ood = sum(1 for v in ok if v.result.ood)
     metrics.IMAGES.labels("classified").inc(len(ok) - n_ood)
     metrics.IMAGES.labels("ood").inc(n_ood)
     metrics.IMAGES.labels("unclassifiable").inc(len(views) - len(ok))
-    log.info(
-        "job %d: study %s rev %d classified (%d view(s)), report %s",
-        job_id,
-        study_uid,
-        revision,
-        len(ok),
-        uids.sop_instance_uid,
-    )
-    return result
 
 
 def _prediction(

@@ -1,4 +1,4 @@
-"""The database-free pipeline a job and `sgc classify` share: files -> view results -> SR.
+"""The database-free pipeline a job and `sgc classify` share: files -> view results -> reports.
 
 Why one pipeline: the node and the offline command must give the same answer and the same
 report for the same files. The job (worker/classify.py) adds the lease, the database rows and
@@ -17,6 +17,7 @@ from pydicom import Dataset
 from sgc_core.results import ExamResult, ViewResult
 from sgc_core.view_model import ViewModel
 from worker import reports as srmod
+from worker.reports.formats import ReportObject, StudyReportInput, build_objects
 
 
 @dataclass(frozen=True)
@@ -100,10 +101,10 @@ def exam_of(model: ViewModel, outcomes: Sequence[ViewOutcome]) -> ExamResult | N
     return model.exam([o.result for o in outcomes if o.result is not None])
 
 
-def build_report(
+def report_input(
     model: ViewModel, outcomes: Sequence[ViewOutcome], revision: int
-) -> Dataset | None:
-    """The study's SR, or None when no view could be classified."""
+) -> StudyReportInput | None:
+    """What the study's reports say, or None when no view could be classified."""
     classified = [o for o in outcomes if o.result is not None and o.result.p_malignant is not None]
     if not classified:
         return None
@@ -112,14 +113,44 @@ def build_report(
     if exam is not None and exam.p_malignant is not None:
         breasts = {b.laterality: b.p_malignant for b in exam.breasts if b.p_malignant is not None}
         summary = srmod.ExamSummary(breasts, exam.p_malignant, exam.operating_point)
-    return srmod.build_report(
-        [o.meta for o in outcomes if o.meta is not None],
-        [report_view(o) for o in classified],
-        algorithm(model),
-        revision,
+    return StudyReportInput(
+        sources=tuple(o.meta for o in outcomes if o.meta is not None),
+        views=tuple(report_view(o) for o in classified),
+        algorithm=algorithm(model),
+        revision=revision,
         complete=len(classified) == len(outcomes),
         exam=summary,
+        notes=tuple(missing_notes(outcomes)),
     )
+
+
+def missing_notes(outcomes: Sequence[ViewOutcome]) -> list[str]:
+    """One sentence per image that has no result in the reports, saying why."""
+    notes = []
+    for o in outcomes:
+        if o.result is not None and o.result.p_malignant is not None:
+            continue
+        reason = o.error or (o.result.ood_reason if o.result is not None else None)
+        name = f"{o.laterality or '?'} {o.view or 'view'}".strip()
+        uid = o.sop_instance_uid or o.path.name
+        notes.append(f"image {uid} ({name}) not classified: {reason or 'no result'}")
+    return notes
+
+
+def build_reports(
+    model: ViewModel, outcomes: Sequence[ViewOutcome], revision: int, formats: Sequence[str]
+) -> list[ReportObject]:
+    """The study's report objects of ``formats`` (empty when no view could be classified)."""
+    report = report_input(model, outcomes, revision)
+    return [] if report is None else build_objects(report, formats)
+
+
+def build_report(
+    model: ViewModel, outcomes: Sequence[ViewOutcome], revision: int
+) -> Dataset | None:
+    """The study's TID 1500 SR alone, or None when no view could be classified."""
+    objects = build_reports(model, outcomes, revision, ("tid1500",))
+    return objects[0].dataset if objects else None
 
 
 def report_view(o: ViewOutcome) -> srmod.ViewResult:
@@ -133,6 +164,10 @@ def report_view(o: ViewOutcome) -> srmod.ViewResult:
         bbox=r.breast_box,
         ood=bool(r.ood),
         findings=tuple(
-            srmod.FindingRoi(f.label, float(f.p_malignant), f.outline) for f in r.findings
+            srmod.FindingRoi(
+                f.label, float(f.p_malignant), f.outline, tuple(f.centre), float(f.radius)
+            )
+            for f in r.findings
         ),
+        evidence=r.evidence,
     )

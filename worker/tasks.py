@@ -88,11 +88,12 @@ def classify_study(self: Task, job_id: int) -> None:
         raise self.retry(
             exc=exc, countdown=_retry_wait(attempt, settings), max_retries=CLASSIFY_MAX_RETRIES
         ) from None
-    if result is not None and result.report_id is not None and result.delivery_ids:
-        try:
-            self.app.send_task(DELIVER_TASK, args=[result.report_id], queue=DELIVER_QUEUE)
-        except Exception:  # the Delivery rows are pending: the sweeper re-sends them
-            log.exception("could not queue delivery of report %s", result.report_id)
+    if result is not None and result.delivery_ids:
+        for report_id in result.report_ids:  # one deliver task per report object
+            try:
+                self.app.send_task(DELIVER_TASK, args=[report_id], queue=DELIVER_QUEUE)
+            except Exception:  # the Delivery rows are pending: the sweeper re-sends them
+                log.exception("could not queue delivery of report %s", report_id)
 
 
 def _retry_wait(attempt: int, settings) -> float:

@@ -20,6 +20,7 @@ import numpy as np
 from pydicom import Dataset
 from pydicom.sr.codedict import codes
 
+from sgc_core.results import EvidenceMap
 from worker.reports.codes import PRIVATE_SCHEMES, PROCESSING_ALGORITHM, SIDE_WORD
 
 MANUFACTURER = "sgc-node"
@@ -71,8 +72,8 @@ class ViewResult:
     ``bbox`` is (row0, col0, row1, col1), half-open, in the ORIGINAL image's pixel grid (after
     undoing preprocessing's crop, resize and flip), so the ROI lands on the breast in a viewer.
     ``findings`` are the view's located findings (the lesion finder's; empty for a whole-view
-    model). ``evidence`` is the per-pixel malignant-vs-normal evidence on the source grid
-    (nats per pixel) when the model makes one; only the segmentation reads it.
+    model). ``evidence`` is the finder's per-pixel malignant-vs-normal evidence map when the
+    model makes one; only the segmentation reads it.
     """
 
     sop_instance_uid: str
@@ -82,7 +83,7 @@ class ViewResult:
     bbox: tuple[int, int, int, int]
     ood: bool = False
     findings: tuple[FindingRoi, ...] = ()
-    evidence: np.ndarray | None = None
+    evidence: EvidenceMap | None = None
 
     def malignant(self, operating_point: float) -> bool:
         return self.probability >= operating_point

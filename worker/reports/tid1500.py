@@ -18,7 +18,7 @@ import numpy as np
 from pydicom import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from worker.reports import codes as c
+import worker.reports.codes as c
 from worker.reports.common import (
     MANUFACTURER,
     SERIES_DESCRIPTION,
