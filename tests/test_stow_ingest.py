@@ -185,3 +185,43 @@ def test_xml_response_when_asked(door, tmp_path: Path) -> None:
     assert rsp.status_code == 200
     assert rsp.headers["content-type"].startswith("application/dicom+xml")
     assert b'keyword="ReferencedSOPSequence"' in rsp.content
+
+
+def _peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM in /proc")
+
+
+def test_a_60_mb_part_is_streamed_to_disk_not_held_in_memory(tmp_path: Path) -> None:
+    """The door's peak memory grows by far less than the part: the body goes to disk."""
+    small, big = MGSpec(rows=64, cols=48), MGSpec(rows=5600, cols=5600, seed=1)
+    path = write_mg(tmp_path / "big.dcm", big)
+    assert path.stat().st_size > 60_000_000
+    node = web_node(tmp_path / "node", web_token=TOKEN)
+    try:
+        proc = start_web(node)
+        url = f"{web_url(node)}/studies"
+        warm = post(url, *multipart([write_mg(tmp_path / "s.dcm", small).read_bytes()]), TOKEN)
+        assert warm.status_code == 200
+        before = _peak_rss_kib(proc.pid)
+        boundary = "big-part"
+
+        def body():
+            yield f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+            with open(path, "rb") as fp:
+                while chunk := fp.read(1 << 20):
+                    yield chunk
+            yield f"\r\n--{boundary}--\r\n".encode()
+
+        rsp = post(url, body(), multipart([], boundary)[1], TOKEN)
+        assert rsp.status_code == 200, rsp.text
+        grown_mib = (_peak_rss_kib(proc.pid) - before) / 1024
+        assert grown_mib < 20, f"peak memory grew {grown_mib:.0f} MiB for a 60 MB part"
+        with node.sessions()() as s:
+            uid = big.sop_instance_uid
+            row = s.scalars(select(Instance).where(Instance.sop_instance_uid == uid)).one()
+        assert row.size > 60_000_000 and (node.storage / row.path).stat().st_size > row.size
+    finally:
+        node.stop_all()
