@@ -20,14 +20,9 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from sgc_core.input_checks import MAMMOGRAPHY_MODALITIES, input_ood_reasons
-from sgc_core.preprocess import (
-    PreprocessError,
-    breast_mask,
-    chest_wall_side,
-    image_laterality,
-    presentation_values,
-    view_position,
-)
+from sgc_core.pixels import PreprocessError, presentation_values
+from sgc_core.preprocess import breast_mask
+from sgc_core.view_meta import chest_wall_side, image_laterality, view_position
 
 #: Assumed detector height when an image carries no pixel spacing at all (a typical 24 x 30 cm
 #: mammography detector); the result then says the spacing was assumed.

@@ -17,12 +17,12 @@ from pydicom.uid import (
     RLELossless,
 )
 
+from sgc_core.pixels import presentation_values
 from sgc_core.preprocess import (
     PreprocessConfig,
     PreprocessError,
     preprocess_dataset,
     preprocess_file,
-    presentation_values,
 )
 from sgc_core.synth import SynthConfig, generate_study
 

@@ -13,12 +13,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from sgc_core.preprocess import (
-    PreprocessConfig,
-    chest_wall_side,
-    preprocess_dataset,
-    presentation_values,
-)
+from sgc_core.pixels import presentation_values
+from sgc_core.preprocess import PreprocessConfig, preprocess_dataset
 from sgc_core.synth import SynthConfig, generate_study, generate_study_with_truth, write_dataset
 from sgc_core.synth.detector import Anatomy, expose
 from sgc_core.synth.lesions import render_lesion
@@ -26,6 +22,7 @@ from sgc_core.synth.morphologies import LESION_TYPES, sample_morphology
 from sgc_core.synth.phantom import render_view, sample_breast
 from sgc_core.synth.study import study_style
 from sgc_core.synth.styles import FAMILY_STYLES, HELD_OUT_STYLE, STYLES, TRAINING_STYLES
+from sgc_core.view_meta import chest_wall_side
 from tests.test_data_synth import dciodvfy_errors, digest, read_labels
 
 # sha256 of the pixels of generate_study([3, 1]) (classic style), first 16 hex digits, as

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sgc_core.preprocess import presentation_values
+from sgc_core.pixels import presentation_values
 from sgc_core.synth.config import SynthConfig
 from sgc_core.synth.lesion_types import LESION_TYPES
 from sgc_core.synth.study import generate_study_with_truth
