@@ -243,10 +243,16 @@ class Settings(BaseSettings):
         description="Seconds after which an undeliverable SR is marked failed (archives go "
         "down for maintenance: hours, not minutes).",
     )
-    tls_cert: Path | None = Field(None, description="PEM certificate: enables DICOM TLS.")
-    tls_key: Path | None = Field(None, description="PEM private key for SGC_TLS_CERT.")
+    tls_cert: Path | None = Field(
+        None, description="Inbound DIMSE (the SCP): PEM certificate; enables DICOM TLS."
+    )
+    tls_key: Path | None = Field(
+        None, description="Inbound DIMSE (the SCP): PEM private key for SGC_TLS_CERT."
+    )
     tls_ca: Path | None = Field(
-        None, description="PEM CA bundle; when set, clients must present a certificate it signed."
+        None,
+        description="Inbound DIMSE (the SCP): PEM CA bundle; when set, clients must present a "
+        "certificate it signed.",
     )
     model: Path | None = Field(
         None, description="Model checkpoint (.safetensors with its card); default the bundled demo."
