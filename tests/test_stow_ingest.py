@@ -225,3 +225,27 @@ def test_a_60_mb_part_is_streamed_to_disk_not_held_in_memory(tmp_path: Path) -> 
         assert row.size > 60_000_000 and (node.storage / row.path).stat().st_size > row.size
     finally:
         node.stop_all()
+
+
+def test_unaccepted_class_syntax_and_full_storage_get_their_reasons(tmp_path: Path) -> None:
+    from pydicom.data import get_testdata_file
+
+    ct = Path(get_testdata_file("CT_small.dcm")).read_bytes()  # not mammography
+    raw = write_mg(tmp_path / "odd.dcm", MGSpec()).read_bytes()
+    meta_end = 144 + int.from_bytes(raw[140:144], "little")
+    explicit = b"1.2.840.10008.1.2.1\0"  # the File Meta's syntax, padded to even length
+    assert raw[:meta_end].count(explicit) == 1
+    odd_syntax = raw[:meta_end].replace(explicit, b"1.2.840.10008.1.2.99") + raw[meta_end:]
+    good = write_mg(tmp_path / "good.dcm", MGSpec()).read_bytes()
+    node = web_node(tmp_path / "node", min_free_mb=10**9)  # the watermark is never met
+    try:
+        start_web(node)
+        parts = [ct, odd_syntax, good]
+        rsp = post(f"{web_url(node)}/studies", *multipart(parts))
+        assert rsp.status_code == 409, rsp.text
+        reasons = [f[REASON]["Value"][0] for f in rsp.json()[FAILED]["Value"]]
+        assert reasons == [0x0122, 0xC122, 0xA700]
+        assert count_rows(node.sessions(), Instance) == 0 and not _stored_files(node)
+        assert not _leftovers(node)
+    finally:
+        node.stop_all()
