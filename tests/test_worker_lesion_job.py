@@ -1,6 +1,6 @@
 """A job run by a lesion-finder model: the typed result reaches the database and the SR.
 
-The network is untrained (its weights do not matter here); the card is a real lesion card,
+The network is untrained (random weights, so the classes differ); the card is a real lesion card,
 so the worker takes the lesion-finder path: every view's prediction stores its findings in
 source coordinates, and the SR holds one TID 1410 group per finding besides the view's own.
 Runs on SQLite and PostgreSQL (the ``database_url`` fixture).
@@ -11,17 +11,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import highdicom as hd
+import pydicom
 import pytest
 import torch
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 
-from db.models import Job, JobState, Prediction, Report
+from db.models import Delivery, Job, JobState, Prediction, Report
+from db.session import upgrade
 from sgc_core.checkpoint import save_model
 from sgc_core.lesion_card import LesionCard
 from sgc_core.sde import VPSDE
 from sgc_core.unet import architecture_spec, build_score_model
-from tests.test_worker_pipeline import ingest_study, make_settings, run_job
+from tests.helpers.orthanc import orthanc_server
+from tests.test_worker_pipeline import deliver_until_settled, ingest_study, make_settings, run_job
+from worker.reports.cad import MAMMOGRAPHY_CAD_SR
 from worker.runtime import sessions_for
+
+SEG = "1.2.840.10008.5.1.4.1.1.66.4"
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +35,9 @@ def lesion_model(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     arch = architecture_spec("default", 3, 1, 64, 8)
     model = build_score_model(arch, VPSDE())
+    with torch.no_grad():  # random, class-dependent weights: the evidence map is not flat
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
     card = {
         "name": "sgc-lesion-test",
         "version": "0",
@@ -69,3 +78,70 @@ def test_job_stores_located_findings_and_draws_them(
     doc = hd.sr.srread(path)
     groups = doc.content.get_planar_roi_measurement_groups()
     assert len(groups) == 4 + n_findings
+
+
+ALL_FORMATS = "tid1500,seg,mammo-cad"
+
+
+def test_every_report_form_is_stored_delivered_once_and_rerun_without_duplicates(
+    tmp_path: Path, lesion_model: Path
+) -> None:
+    """SGC_REPORT_FORMATS=tid1500,seg,mammo-cad: the SR, one SEG per view with evidence and
+    the CAD SR each get a Report row and a Delivery, all reach the archive, and a re-run of
+    the job finds the same rows (same UIDs) instead of adding any."""
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    upgrade(url)
+    with orthanc_server(tmp_path / "orthanc") as orthanc:
+        settings = make_settings(tmp_path, url, lesion_model, [orthanc.node])
+        settings = settings.model_copy(update={"report_formats": ALL_FORMATS.split(",")})
+        job_id = ingest_study(settings, n=4)
+        first = run_job(settings, job_id)
+        assert first is not None and len(first.report_ids) == len(first.delivery_ids)
+        sessions = sessions_for(settings)
+        with sessions() as session:
+            reports = session.scalars(select(Report).where(Report.job_id == job_id)).all()
+            classes = [
+                pydicom.dcmread(settings.resolved_storage_dir / r.path).SOPClassUID for r in reports
+            ]
+            study_uid = session.get(Job, job_id).study.study_uid
+        assert classes[0] == "1.2.840.10008.5.1.4.1.1.88.33"  # Comprehensive SR first
+        assert classes.count(SEG) >= 1 and classes[-1] == MAMMOGRAPHY_CAD_SR
+        for report_id in first.report_ids:
+            deliver_until_settled(settings, report_id)
+        stored = {
+            i["MainDicomTags"]["SOPInstanceUID"] for i in orthanc.instances_of_study(study_uid)
+        }
+        assert {r.sop_instance_uid for r in reports} <= stored
+
+        with sessions.begin() as session:
+            session.execute(update(Job).where(Job.id == job_id).values(state=JobState.pending))
+        second = run_job(settings, job_id)
+        assert second is not None and second.report_ids == first.report_ids
+        with sessions() as session:
+            assert session.scalar(select(func.count()).select_from(Report)) == len(reports)
+            assert session.scalar(select(func.count()).select_from(Delivery)) == len(reports)
+
+
+def test_a_form_that_cannot_be_built_leaves_nothing_written_or_delivered(
+    tmp_path: Path, lesion_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """All objects are built before any is written: when the last one fails, no file, no
+    Report and no Delivery exists (the job is retried, then failed with the reason)."""
+    from worker.reports import formats
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    upgrade(url)
+    settings = make_settings(tmp_path, url, lesion_model, ["ARCHIVE@127.0.0.1:1"])
+    settings = settings.model_copy(update={"report_formats": ALL_FORMATS.split(",")})
+
+    def broken(*args, **kwargs):
+        raise ValueError("injected: the CAD SR cannot be built")
+
+    monkeypatch.setattr(formats, "build_cad_report", broken)
+    job_id = ingest_study(settings, n=2)
+    with pytest.raises(ValueError, match="injected"):
+        run_job(settings, job_id)
+    assert not (settings.resolved_storage_dir / "reports").exists()
+    with sessions_for(settings)() as session:
+        assert session.scalar(select(func.count()).select_from(Report)) == 0
+        assert session.scalar(select(func.count()).select_from(Delivery)) == 0
