@@ -125,26 +125,39 @@ def build_mg_dataset(
     (and sgc_core.preprocess) is identical. ``convention`` (a style's; None = the classic
     header) picks the VOI form, the intent, the vendor and how a right breast hangs."""
     convention = convention or HeaderConvention()
-    for_processing = convention.intent == "FOR PROCESSING"
     sop_class = (
         DigitalMammographyXRayImageStorageForProcessing
-        if for_processing
+        if convention.intent == "FOR PROCESSING"
         else DigitalMammographyXRayImageStorageForPresentation
     )
-    max_value = 2**bits_stored - 1
     ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = sop_class
-    ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
-    ds.file_meta.ImplementationVersionName = "SGC_SYNTH_1"
-
+    ds.file_meta = _file_meta(sop_class, sop_uid)
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.SOPClassUID = sop_class
     ds.SOPInstanceUID = sop_uid
     ds.InstanceCreationDate = header.study_date
-    # Patient, General Study, Patient Study
+    _set_patient_study(ds, header)
+    _set_series_equipment(ds, header, convention)
+    _set_mg_image(ds, instance_number, laterality, view, convention, monochrome1, response)
+    _set_acquisition(ds, laterality, view, pixel_spacing_mm, thickness_mm)
+    _set_pixels(ds, pixels, bits_stored, monochrome1)
+    _set_voi(ds, convention.voi, window_center, window_width, 2**bits_stored - 1, monochrome1)
+    return ds
+
+
+def _file_meta(sop_class: str, sop_uid: str) -> FileMetaDataset:
+    """The Part-10 header: explicit little endian, so every reader takes the file as written."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationVersionName = "SGC_SYNTH_1"
+    return meta
+
+
+def _set_patient_study(ds: Dataset, header: StudyHeader) -> None:
+    """Patient, General Study and Patient Study modules: what the four views share."""
     ds.PatientName = header.patient_name
     ds.PatientID = header.patient_id
     ds.PatientBirthDate = header.birth_date
@@ -157,22 +170,37 @@ def build_mg_dataset(
     ds.StudyID = header.accession[-8:]
     ds.AccessionNumber = header.accession
     ds.StudyDescription = "Synthetic screening mammography (phantom)"
-    # General Series, DX Series, Mammography Series
+
+
+def _set_series_equipment(ds: Dataset, header: StudyHeader, convention: HeaderConvention) -> None:
+    """General Series, DX Series, Mammography Series and General Equipment: the style's
+    vendor and intent, so a loader sees what that vendor would send."""
     ds.Modality = "MG"
     ds.SeriesInstanceUID = header.series_uid
     ds.SeriesNumber = 1
     ds.SeriesDescription = "Synthetic FFDM"
     ds.PresentationIntentType = convention.intent
-    # General Equipment
     ds.Manufacturer = convention.manufacturer
     ds.ManufacturerModelName = convention.model
     ds.SoftwareVersions = "1"
     ds.InstitutionName = "Synthetic"
-    # General Image, DX Image, Mammography Image
+
+
+def _set_mg_image(
+    ds: Dataset,
+    instance_number: int,
+    laterality: str,
+    view: str,
+    convention: HeaderConvention,
+    monochrome1: bool,
+    response: str,
+) -> None:
+    """General Image, DX Image and Mammography Image: laterality, view codes, orientation and
+    the intensity relationship that dciodvfy asks of an MG image."""
     ds.InstanceNumber = instance_number
-    ds.ContentDate = header.study_date
+    ds.ContentDate = ds.StudyDate
     ds.ContentTime = "090000"
-    ds.AcquisitionDate = header.study_date
+    ds.AcquisitionDate = ds.StudyDate
     ds.AcquisitionTime = "090000"
     ds.ImageType = ["ORIGINAL", "PRIMARY", ""]
     ds.PatientOrientation = patient_orientation(laterality, view, convention.hanging)
@@ -194,11 +222,18 @@ def build_mg_dataset(
     ds.ViewCodeSequence = Sequence([code_item(VIEW_CODES[view][0], "SCT", VIEW_CODES[view][1])])
     ds.ViewCodeSequence[0].ViewModifierCodeSequence = Sequence()
     ds.AcquisitionContextSequence = Sequence()
-    # DX Detector, DX Positioning, X-Ray Acquisition Dose
+
+
+def _set_acquisition(
+    ds: Dataset, laterality: str, view: str, pixel_spacing_mm: float, thickness_mm: float
+) -> None:
+    """DX Detector, DX Positioning and X-Ray Acquisition Dose: the spacing preprocessing
+    reads, and a plausible geometry for the rest."""
+    spacing = [f"{pixel_spacing_mm:.6g}", f"{pixel_spacing_mm:.6g}"]
     ds.DetectorType = "DIRECT"
     ds.DetectorConfiguration = "AREA"
-    ds.ImagerPixelSpacing = [f"{pixel_spacing_mm:.6g}", f"{pixel_spacing_mm:.6g}"]
-    ds.PixelSpacing = [f"{pixel_spacing_mm:.6g}", f"{pixel_spacing_mm:.6g}"]
+    ds.ImagerPixelSpacing = spacing
+    ds.PixelSpacing = list(spacing)
     ds.PixelSpacingCalibrationType = "GEOMETRY"
     ds.PixelSpacingCalibrationDescription = "phantom geometry"
     ds.EstimatedRadiographicMagnificationFactor = round(660 / 640, 6)
@@ -211,7 +246,10 @@ def build_mg_dataset(
     ds.KVP = 28
     ds.AnodeTargetMaterial = "TUNGSTEN"
     ds.FilterMaterial = "RHODIUM"
-    # Image Pixel
+
+
+def _set_pixels(ds: Dataset, pixels: np.ndarray, bits_stored: int, monochrome1: bool) -> None:
+    """Image Pixel module; MONOCHROME1 stores the inverted values so the display is the same."""
     rows, cols = pixels.shape
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME1" if monochrome1 else "MONOCHROME2"
@@ -221,18 +259,22 @@ def build_mg_dataset(
     ds.BitsStored = bits_stored
     ds.HighBit = bits_stored - 1
     ds.PixelRepresentation = 0
+    max_value = 2**bits_stored - 1
     stored = (max_value - pixels.astype(np.int64)).astype(np.uint16) if monochrome1 else pixels
-    if convention.voi == "lut":
-        ds.VOILUTSequence = Sequence(
-            [voi_lut_item(window_center, window_width, max_value, monochrome1)]
-        )
-    elif convention.voi == "window":
+    ds.PixelData = np.ascontiguousarray(stored, dtype="<u2").tobytes()
+
+
+def _set_voi(
+    ds: Dataset, voi: str, center: float, width: float, max_value: int, monochrome1: bool
+) -> None:
+    """The style's VOI form: a sigmoid LUT, a LINEAR window, or none (a raw detector)."""
+    if voi == "lut":
+        ds.VOILUTSequence = Sequence([voi_lut_item(center, width, max_value, monochrome1)])
+    elif voi == "window":
         # VOI LUT: mirror the LINEAR window for the inverted encoding (sgc_core.preprocess).
-        center = (max_value + 1 - window_center) if monochrome1 else window_center
+        center = (max_value + 1 - center) if monochrome1 else center
         ds.WindowCenter = f"{center:.6g}"
-        ds.WindowWidth = f"{window_width:.6g}"
+        ds.WindowWidth = f"{width:.6g}"
         # VOILUTFunction is left out: LINEAR is its default (PS3.3 C.11.2.1.3), and OHIF
         # 3.13.2 stops rendering an image that carries it ("Invalid VOI LUT function").
         ds.WindowCenterWidthExplanation = "breast tissue"
-    ds.PixelData = np.ascontiguousarray(stored, dtype="<u2").tobytes()
-    return ds
