@@ -112,65 +112,106 @@ def render_view(
 ) -> RenderedView:
     """Render ``view`` ("CC" | "MLO") of ``breast`` in ``style`` (default: the config's
     style, which must then be a single style) on the style's detector ``device``, as
-    presentation values."""
+    presentation values.
+
+    The steps draw from ``rng`` in a fixed order (outline, texture, detector), so a seed
+    gives the same pixels."""
     style = style or get_style(config.style)
     config = config.for_style(style)
-    rows, cols = config.rows, config.cols
     px = config.spacing_mm(style)
-    outline = _outline(rng, breast, view, rows, cols, px)
-    rho, muscle, inside = outline.rho, outline.muscle, outline.thickness > 0
-
-    cc = np.arange(cols, dtype=np.float64)[None, :]
+    outline = _outline(rng, breast, view, config.rows, config.cols, px)
     nipple = (outline.yc, outline.depth_px)
-    field = texture_field(style.texture, rng, (rows, cols), px, breast.beta, nipple)
+    field = texture_field(style.texture, rng, (config.rows, config.cols), px, breast.beta, nipple)
+    atten = _attenuation(breast, outline, field)
+    # The family detectors see the anatomy without the lesion as well (the classic one not).
+    background = atten.copy() if style.name != "classic" else atten
+    placed = _place_lesion(atten, breast.lesion, view, outline, px)
+    exposure = _expose_view(rng, breast, outline, atten, background, px, config, style, device)
+    mirror = breast.laterality == "R" and style.header.hanging
+    return _hang(exposure, placed, mirror, config.cols)
+
+
+def _attenuation(breast: Breast, outline: _Outline, field: np.ndarray) -> np.ndarray:
+    """Step 2-3: the glandular fraction from the texture field, then the attenuation line
+    integral of fat, gland, skin and muscle (no lesion yet)."""
+    cols = field.shape[1]
+    cc = np.arange(cols, dtype=np.float64)[None, :]
+    rho, muscle = outline.rho, outline.muscle
     along = cc / outline.depth_px
     envelope = np.clip((1.0 - rho) / 0.2, 0.0, 1.0) * np.clip((along - 0.03) / 0.2, 0.0, 1.0)
     soft = 1.0 / (1.0 + np.exp(-(field + DENSITY_OFFSETS[breast.density]) / 0.7))
     gland = GLAND_MAX[breast.density] * envelope * soft
     gland *= 1.0 - np.clip(muscle, 0.0, 1.0)
-
     inner = outline.inner
-    atten = (
+    return (
         MU_FAT * inner
         + (MU_GLAND - MU_FAT) * inner * gland
         + MU_SKIN * outline.skin_path
         + (MU_MUSCLE - MU_FAT) * inner * muscle * (1.0 + 0.05 * field)
     )
-    background = atten.copy() if style.name != "classic" else atten
 
-    lesion_center = None
-    lesion_radius = 0.0
-    box = None
-    if breast.lesion is not None:
-        lesion_center = _lesion_center(
-            breast.lesion, view, outline.yc, outline.depth_px, outline.half_px, muscle, px
-        )
-        rotation = 0.0 if view == "CC" else math.radians(35.0)
-        render_lesion(atten, breast.lesion, lesion_center, px, rotation)
-        # The circle holds the outline and the ill-defined margin's blur (2 sigma).
-        lesion_radius = (breast.lesion.extent_mm + 2 * breast.lesion.margin_blur_mm) / px
-        box = _lesion_box(breast.lesion, lesion_center, px, rotation, atten.shape)
 
+@dataclass(frozen=True)
+class _Placed:
+    """Where a lesion was drawn (before the hanging mirror): centre, enclosing radius, box."""
+
+    center: tuple[float, float] | None = None
+    radius: float = 0.0
+    box: tuple[int, int, int, int] | None = None
+
+
+def _place_lesion(
+    atten: np.ndarray, lesion: Lesion | None, view: str, outline: _Outline, px: float
+) -> _Placed:
+    """Draw ``lesion`` into ``atten`` (in place) and say where it went."""
+    if lesion is None:
+        return _Placed()
+    center = _lesion_center(
+        lesion, view, outline.yc, outline.depth_px, outline.half_px, outline.muscle, px
+    )
+    rotation = 0.0 if view == "CC" else math.radians(35.0)
+    render_lesion(atten, lesion, center, px, rotation)
+    # The circle holds the outline and the ill-defined margin's blur (2 sigma).
+    radius = (lesion.extent_mm + 2 * lesion.margin_blur_mm) / px
+    return _Placed(center, radius, _lesion_box(lesion, center, px, rotation, atten.shape))
+
+
+def _expose_view(
+    rng: np.random.Generator,
+    breast: Breast,
+    outline: _Outline,
+    atten: np.ndarray,
+    background: np.ndarray,
+    px: float,
+    config: SynthConfig,
+    style: Style,
+    device: int,
+) -> Exposure:
+    """Step 4: the classic detector or the style's (detector.py), with the edge lift that
+    thickness equalisation undoes."""
+    inside = outline.thickness > 0
     edge_lift = np.where(inside, breast.thickness_mm - outline.thickness, 0.0)
-    tissue = inside & (muscle < 0.5)
+    tissue = inside & (outline.muscle < 0.5)
     if style.name == "classic":
-        exposure = _classic_detector(rng, atten, tissue, edge_lift, px, config)
-    else:
-        anatomy = Anatomy(atten, background, inside, tissue, edge_lift, px)
-        bits = style.header.bits_stored
-        exposure = expose(rng, anatomy, style, config.difficulty, bits, device)
-    pixels = exposure.pixels
+        return _classic_detector(rng, atten, tissue, edge_lift, px, config)
+    anatomy = Anatomy(atten, background, inside, tissue, edge_lift, px)
+    return expose(rng, anatomy, style, config.difficulty, style.header.bits_stored, device)
 
-    if breast.laterality == "R" and style.header.hanging:
+
+def _hang(exposure: Exposure, placed: _Placed, mirror: bool, cols: int) -> RenderedView:
+    """Step 5: mirror a right breast into the hanging where the style does, the lesion's
+    centre and box with it; the centre is rounded to a pixel."""
+    pixels, center, box = exposure.pixels, placed.center, placed.box
+    if mirror:
         pixels = np.ascontiguousarray(pixels[:, ::-1])
-        if lesion_center is not None:
-            lesion_center = (lesion_center[0], cols - 1 - lesion_center[1])
+        if center is not None:
+            center = (center[0], cols - 1 - center[1])
         if box is not None:
             box = (box[0], cols - 1 - box[3], box[2], cols - 1 - box[1])
-    if lesion_center is not None:
-        lesion_center = (int(round(lesion_center[0])), int(round(lesion_center[1])))
+    if center is not None:
+        center = (int(round(center[0])), int(round(center[1])))
     return RenderedView(
-        pixels, exposure.window_center, exposure.window_width, lesion_center, lesion_radius, box
+        pixels, exposure.window_center, exposure.window_width, center, placed.radius, box
     )
 
 
