@@ -7,15 +7,13 @@ TRAINING_STYLES. See docs/synthetic.md.
 """
 
 from sgc_core.synth.config import SIZES, SynthConfig, parse_size
+from sgc_core.synth.dataset import LABEL_COLUMNS, assign_splits, write_dataset
 from sgc_core.synth.lesion_types import LESION_TYPES
 from sgc_core.synth.study import (
-    LABEL_COLUMNS,
     SyntheticStudy,
     ViewTruth,
-    assign_splits,
     generate_study,
     generate_study_with_truth,
-    write_dataset,
 )
 from sgc_core.synth.styles import (
     FAMILY_STYLES,
