@@ -5,6 +5,8 @@ sgc_core.synth (numpy, pydicom) is imported inside the command so `sgc --help` s
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 
@@ -124,25 +126,7 @@ def _list_styles(ctx: click.Context, param: click.Parameter, value: bool) -> Non
 )
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
 @click.pass_context
-def synth_cmd(
-    ctx: click.Context,
-    studies: int,
-    out: str,
-    seed: int,
-    size: str,
-    pixel_mm: float | None,
-    difficulty: float,
-    jpeg2000: bool,
-    monochrome1_fraction: float,
-    normal_fraction: float,
-    malignant_fraction: float,
-    mass_fraction: float,
-    bits: str,
-    style: str,
-    hold_out: str,
-    lesion_types: tuple[str, ...],
-    workers: int,
-) -> None:
+def synth_cmd(ctx: click.Context, studies: int, out: str, **options: Any) -> None:
     """Generate synthetic screening mammography studies (R/L x CC/MLO) as DICOM files.
 
     Writes OUT/images/<patient>/<side>_<view>.dcm, OUT/labels.csv (one row per image: label,
@@ -151,42 +135,42 @@ def synth_cmd(
     """
     from rich.progress import Progress
 
-    from sgc_core.synth import SynthConfig, parse_size, write_dataset
+    from sgc_core.synth import write_dataset
 
-    try:
-        parse_size(size)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--size") from None
-    held_out = None if hold_out.lower() == "none" else hold_out
-    _check_style_options(ctx, style)
-    if pixel_mm is not None and ctx.get_parameter_source("size") == _COMMANDLINE:
-        raise click.UsageError("give --size or --pixel-mm, not both")
-    try:
-        SynthConfig(style=style, hold_out=held_out, lesion_types=lesion_types, pixel_mm=pixel_mm)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+    kwargs = _dataset_options(ctx, options)
     with Progress(transient=True) as progress:
         task = progress.add_task("studies", total=studies)
-        labels = write_dataset(
-            out,
-            studies,
-            seed=seed,
-            size=size,
-            difficulty=difficulty,
-            jpeg2000=jpeg2000,
-            monochrome=monochrome1_fraction,
-            normal_fraction=normal_fraction,
-            malignant_fraction=malignant_fraction,
-            mass_fraction=mass_fraction,
-            bits_stored=int(bits),
-            style=style,
-            hold_out=held_out,
-            lesion_types=lesion_types,
-            pixel_mm=pixel_mm,
-            workers=workers,
-            progress=lambda n: progress.advance(task, n),
-        )
+        tick = lambda n: progress.advance(task, n)  # noqa: E731 (a name keeps the call short)
+        labels = write_dataset(out, studies, progress=tick, **kwargs)
     click.echo(f"wrote {studies * 4} images of {studies} studies; labels in {labels}")
+
+
+def _dataset_options(ctx: click.Context, options: dict[str, Any]) -> dict[str, Any]:
+    """Check the options that depend on each other, before any file is written (a usage error,
+    not a traceback halfway through), and name them as write_dataset's keywords."""
+    from sgc_core.synth import SynthConfig, parse_size
+
+    try:
+        parse_size(options["size"])
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--size") from None
+    held_out = None if options["hold_out"].lower() == "none" else options["hold_out"]
+    _check_style_options(ctx, options["style"])
+    if options["pixel_mm"] is not None and ctx.get_parameter_source("size") == _COMMANDLINE:
+        raise click.UsageError("give --size or --pixel-mm, not both")
+    try:
+        SynthConfig(
+            style=options["style"],
+            hold_out=held_out,
+            lesion_types=options["lesion_types"],
+            pixel_mm=options["pixel_mm"],
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    kwargs = dict(options, hold_out=held_out)
+    kwargs["monochrome"] = kwargs.pop("monochrome1_fraction")
+    kwargs["bits_stored"] = int(kwargs.pop("bits"))
+    return kwargs
 
 
 _COMMANDLINE = click.core.ParameterSource.COMMANDLINE
