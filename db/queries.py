@@ -68,6 +68,7 @@ def _job(job: Job) -> dict:
                 "bits_per_dim": p.bits_per_dim,
                 "model": f"{p.model_name} {p.model_version}",
                 "error": p.extra.get("error"),
+                "findings": p.extra.get("findings") or [],
             }
             for p in job.predictions
         ],
@@ -75,6 +76,7 @@ def _job(job: Job) -> dict:
             {
                 "sop_instance_uid": r.sop_instance_uid,
                 "series_uid": r.series_uid,
+                "path": r.path,
                 "deliveries": [
                     {
                         "destination": d.destination,

@@ -1,6 +1,6 @@
 """A job run by a lesion-finder model: the typed result reaches the database and the SR.
 
-The network is untrained (random weights, so the classes differ); the card is a real lesion card,
+The network is untrained (tests/helpers/lesion_model.py); the card is a real lesion card,
 so the worker takes the lesion-finder path: every view's prediction stores its findings in
 source coordinates, and the SR holds one TID 1410 group per finding besides the view's own.
 Runs on SQLite and PostgreSQL (the ``database_url`` fixture).
@@ -13,15 +13,11 @@ from pathlib import Path
 import highdicom as hd
 import pydicom
 import pytest
-import torch
 from sqlalchemy import func, select, update
 
 from db.models import Delivery, Job, JobState, Prediction, Report
 from db.session import upgrade
-from sgc_core.checkpoint import save_model
-from sgc_core.lesion_card import LesionCard
-from sgc_core.sde import VPSDE
-from sgc_core.unet import architecture_spec, build_score_model
+from tests.helpers.lesion_model import write_lesion_model
 from tests.helpers.orthanc import orthanc_server
 from tests.test_worker_pipeline import deliver_until_settled, ingest_study, make_settings, run_job
 from worker.reports.cad import MAMMOGRAPHY_CAD_SR
@@ -32,26 +28,7 @@ SEG = "1.2.840.10008.5.1.4.1.1.66.4"
 
 @pytest.fixture(scope="module")
 def lesion_model(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    arch = architecture_spec("default", 3, 1, 64, 8)
-    model = build_score_model(arch, VPSDE())
-    with torch.no_grad():  # random, class-dependent weights: the evidence map is not flat
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    card = {
-        "name": "sgc-lesion-test",
-        "version": "0",
-        "classes": ["normal", "benign", "malignant"],
-        "positive_class": "malignant",
-        "image_size": 64,
-        "channels": 1,
-        "sde": VPSDE().to_dict(),
-        "architecture": arch,
-        "lesion": LesionCard(k_fine=2, finding_threshold=0.0).to_dict(),
-    }
-    out = tmp_path_factory.mktemp("lesion") / "lesion"
-    save_model(out, model, card)
-    return out.with_suffix(".safetensors")
+    return write_lesion_model(tmp_path_factory.mktemp("lesion"))
 
 
 def test_job_stores_located_findings_and_draws_them(

@@ -134,8 +134,9 @@ def _load_job(sessions: sessionmaker[Session], job_id: int) -> tuple[str, int, l
 
 
 def _write(storage: Path, study_uid: str, obj: ReportObject) -> Path:
-    """Write one report object under reports/<study>/<SOP UID>.dcm; return its relative path."""
-    rel = Path(REPORTS_DIR) / study_uid / f"{obj.sop_instance_uid}.dcm"
+    """Write one report object as reports/<study>/<SOP UID>.<form suffix>.dcm (the suffix
+    tells `sgc status` the form); return its path relative to the storage root."""
+    rel = Path(REPORTS_DIR) / study_uid / f"{obj.sop_instance_uid}.{obj.suffix}.dcm"
     srmod.write_report(obj.dataset, storage / rel)
     return rel
 

@@ -39,7 +39,8 @@ def _print_table(studies: list[dict], summary: dict) -> None:
     from rich.table import Table
 
     table = Table(title="sgc-node: recent studies", show_lines=True)
-    for col in ("study", "inst", "job", "view", "class", "P(malignant)", "OOD", "report/delivery"):
+    columns = ("study", "inst", "job", "view", "class", "P(malignant)", "findings", "OOD")
+    for col in (*columns, "report/delivery"):
         table.add_column(col)
     for st in studies:
         job = st["job"]
@@ -53,15 +54,9 @@ def _print_table(studies: list[dict], summary: dict) -> None:
         classes = "\n".join(str(p["predicted_class"] or p.get("error") or "-") for p in preds)
         probs = "\n".join(_p_malignant(p) for p in preds)
         ood = "\n".join("yes" if p["ood"] else "no" for p in preds)
-        deliveries = []
-        for report in job["reports"] if job else []:
-            for d in report["deliveries"]:
-                line = f"{d['destination']}: {d['state']}"
-                if d["last_error"] and d["state"] != "sent":
-                    line += f" ({d['last_error'][:60]})"
-                deliveries.append(line)
-            if not report["deliveries"]:
-                deliveries.append("SR written (no archive configured)")
+        # One line per view, findings of a view joined on it, so the columns stay aligned.
+        findings = "\n".join(_findings(p) for p in preds)
+        deliveries = [_delivery_line(r) for r in (job["reports"] if job else [])]
         table.add_row(
             st["study_uid"],
             f"{st['instances']}",
@@ -69,8 +64,9 @@ def _print_table(studies: list[dict], summary: dict) -> None:
             views,
             classes,
             probs,
+            findings,
             ood,
-            "\n".join(deliveries),
+            "\n".join(line for lines in deliveries for line in lines),
         )
     console = Console()
     console.print(table)
@@ -81,6 +77,32 @@ def _print_table(studies: list[dict], summary: dict) -> None:
         f"jobs: {jobs}   deliveries: {dels}   workers lost while classifying: "
         f"{lost['attempts']}, poison jobs: {lost['poison_jobs']}"
     )
+
+
+#: The report form by the stored file's suffix (worker/classify.py names them so).
+_FORMS = {".sr.dcm": "SR", ".seg.dcm": "SEG", ".cad.dcm": "CAD SR"}
+
+
+def _delivery_line(report: dict) -> list[str]:
+    """A report's deliveries, each named by the report's form (SR, SEG, CAD SR)."""
+    path = report.get("path") or ""
+    form = next((f for suffix, f in _FORMS.items() if path.endswith(suffix)), "SR")
+    lines = []
+    for d in report["deliveries"]:
+        line = f"{form} -> {d['destination']}: {d['state']}"
+        if d["last_error"] and d["state"] != "sent":
+            line += f" ({d['last_error'][:60]})"
+        lines.append(line)
+    return lines or [f"{form} written (no archive configured)"]
+
+
+def _findings(pred: dict) -> str:
+    """A view's located findings: (row, col) in source pixels, class and P(malignant)."""
+    parts = []
+    for f in pred.get("findings") or []:
+        row, col = f["centre"]
+        parts.append(f"({row:.0f}, {col:.0f}) {f['label']} {100 * f['p_malignant']:.0f} %")
+    return "; ".join(parts) or "-"
 
 
 def _p_malignant(pred: dict) -> str:

@@ -1,0 +1,129 @@
+"""`sgc status` and `sgc classify` show each view's located findings (place, class,
+probability) and, for status, which report object went where."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from db import Delivery, Instance, Job, JobState, Prediction, Report, Study
+from db.models import DeliveryState
+from db.session import make_engine, make_session_factory
+from tests.helpers.lesion_model import write_lesion_model
+from tests.helpers.mg import MGSpec, write_mg
+
+FINDING = {
+    "label": "malignant",
+    "probability": 0.77,
+    "p_malignant": 0.77,
+    "p_lesion": 0.9,
+    "centre": [120.4, 70.2],
+    "radius": 15.0,
+    "box": [105, 55, 136, 86],
+    "outline": [[105.0, 70.0], [120.0, 85.0], [135.0, 70.0]],
+}
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SGC_")}
+    env.update(COLUMNS="250", **extra)
+    return env
+
+
+def _sgc(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "sgc_node", *args], env=env, capture_output=True, text=True
+    )
+
+
+def _fill(url: str) -> None:
+    engine = make_engine(url)
+    with make_session_factory(engine)() as s:
+        study = Study(study_uid="1.2.826.0.7.1", received_rev=1, jobbed_rev=1)
+        job = Job(study=study, revision=1, state=JobState.done)
+        rows: list = [study, job]
+        for i, (side, findings) in enumerate((("L", [FINDING]), ("R", []))):
+            inst = Instance(
+                study=study,
+                series_uid="1.2.826.0.7.2",
+                sop_instance_uid=f"1.2.826.0.7.3.{i}",
+                sop_class_uid="1.2.840.10008.5.1.4.1.1.1.2",
+                transfer_syntax_uid="1.2.840.10008.1.2.1",
+                path=f"a/{i}.dcm",
+                size=100,
+                sha256="f" * 64,
+            )
+            rows += [
+                inst,
+                Prediction(
+                    job=job,
+                    instance=inst,
+                    predicted_class="malignant" if findings else "not malignant",
+                    probabilities={"malignant": 0.8 if findings else 0.1},
+                    model_name="lesion",
+                    model_version="1",
+                    model_sha256="0" * 64,
+                    extra={"laterality": side, "view": "CC", "findings": findings},
+                ),
+            ]
+        for uid, suffix, state in (("2.25.1", "sr", "sent"), ("2.25.3", "seg", "pending")):
+            report = Report(
+                job=job, sop_instance_uid=uid, series_uid="2.25.9", path=f"r/{uid}.{suffix}.dcm"
+            )
+            rows += [
+                report,
+                Delivery(report=report, destination="PACS@127.0.0.1:104", state=state),
+            ]
+        s.add_all(rows)
+        s.commit()
+    engine.dispose()
+
+
+def test_status_shows_findings_per_view_and_each_report_form(
+    database_url: str, tmp_path: Path
+) -> None:
+    _fill(database_url)
+    env = _env(SGC_DATABASE_URL=database_url, SGC_DATA_DIR=str(tmp_path))
+    table = _sgc("status", env=env)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    left = next(ln for ln in lines if "L CC" in ln)
+    right = next(ln for ln in lines if "R CC" in ln)
+    # The finding sits on its view's line: place (row, col), class, P(malignant).
+    assert "(120, 70) malignant 77 %" in left and "malignant" not in right.replace("not mal", "")
+    assert "SR -> PACS@127.0.0.1:104: sent" in table.stdout
+    assert "SEG -> PACS@127.0.0.1:104: pending" in table.stdout
+    data = json.loads(_sgc("status", "--json", env=env).stdout)
+    preds = data["studies"][0]["job"]["predictions"]
+    assert [p["findings"] for p in preds] == [[FINDING], []]
+    assert DeliveryState.pending.value in {
+        d["state"] for r in data["studies"][0]["job"]["reports"] for d in r["deliveries"]
+    }
+
+
+def test_classify_prints_every_finding_of_every_view(tmp_path: Path) -> None:
+    model = write_lesion_model(tmp_path)
+    study = "1.2.826.0.7.9"
+    for lat in ("L", "R"):
+        write_mg(tmp_path / "in" / f"{lat}.dcm", MGSpec(laterality=lat, study_uid=study))
+    env = _env(SGC_DATA_DIR=str(tmp_path / "data"))
+    args = ("classify", str(tmp_path / "in"), "--model", str(model))
+    data = json.loads(_sgc(*args, "--json", env=env).stdout)
+    human = _sgc(*args, env=env)
+    assert human.returncode == 0, human.stderr
+    shown = re.findall(r"\((\d+), (\d+)\): (benign|malignant) (\d+) %", human.stdout)
+    expected = [
+        (
+            f"{f['centre'][0]:.0f}",
+            f"{f['centre'][1]:.0f}",
+            f["label"],
+            f"{100 * f['p_malignant']:.0f}",
+        )
+        for row in data["images"]
+        for f in row["findings"]
+    ]
+    assert expected and sorted(shown) == sorted(expected)
