@@ -93,9 +93,10 @@ def deliver_pending(
     return _next_due(sessions, report_id)
 
 
-def _attempt(
-    sessions: sessionmaker[Session], settings: Settings, delivery_id: int, path: Path
-) -> None:
+def _claim(
+    sessions: sessionmaker[Session], settings: Settings, delivery_id: int
+) -> tuple[str, int, datetime] | None:
+    """Take the due delivery for one lease: (destination, attempts, created), or None."""
     now = datetime.now(UTC)
     lease = now + timedelta(seconds=max(settings.resend_after, DIMSE_TIMEOUT + ACSE_TIMEOUT))
     with sessions() as session:
@@ -110,15 +111,19 @@ def _attempt(
         ).rowcount
         session.commit()
         if not claimed:
-            return
+            return None
         delivery = session.get(Delivery, delivery_id)
         assert delivery is not None
-        destination, attempts, created = (
-            delivery.destination,
-            delivery.attempts,
-            _aware(delivery.created_at),
-        )
+        return delivery.destination, delivery.attempts, _aware(delivery.created_at)
 
+
+def _attempt(
+    sessions: sessionmaker[Session], settings: Settings, delivery_id: int, path: Path
+) -> None:
+    claim = _claim(sessions, settings, delivery_id)
+    if claim is None:
+        return
+    destination, attempts, created = claim
     try:
         outcome = send_report(path, destination, settings) if path.exists() else None
     except ValueError as exc:  # an unparseable destination can never succeed

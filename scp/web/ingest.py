@@ -94,6 +94,35 @@ def _store(
     study_uid: str | None,
     known: dict[str, str],
 ) -> PartResult:
+    item, offset = _check(part, policy, study_uid, known)
+    meta = file_meta(item.sop_class_uid, item.sop_instance_uid, item.transfer_syntax_uid)
+    try:
+        stored = storage.store(part.path, offset, meta, item.study_uid, item.series_uid)
+    except StorageFull as exc:
+        raise Rejection(statuses.OUT_OF_RESOURCES, exc.strerror or str(exc)) from None
+    except InvalidUID as exc:  # defensive: validate_uids already checked the syntax
+        raise Rejection(statuses.CANNOT_UNDERSTAND_INVALID_UID, str(exc)) from None
+    try:
+        change = record_instance(sessions, item, stored)
+    except SQLAlchemyError as exc:
+        log.error(
+            "cannot record %s (file kept at %s): %s", item.sop_instance_uid, stored.relpath, exc
+        )
+        raise Rejection(statuses.PROCESSING_FAILURE, "database unavailable") from None
+    log.info(
+        "stored %s study %s by STOW-RS: file %s, row %s",
+        item.sop_instance_uid,
+        item.study_uid,
+        stored.outcome,
+        change,
+    )
+    return PartResult(item.sop_class_uid, item.sop_instance_uid, item.study_uid)
+
+
+def _check(
+    part: SpooledPart, policy: Policy, study_uid: str | None, known: dict[str, str]
+) -> tuple[ReceivedInstance, int]:
+    """The checks a C-STORE gets, in the same order; the instance and its dataset offset."""
     if part.content_type != DICOM_TYPE:
         raise Rejection(
             statuses.CANNOT_UNDERSTAND_UNDECODABLE,
@@ -115,18 +144,6 @@ def _store(
     uids = validate_uids(header, sop_class, instance)
     if study_uid is not None and uids["StudyInstanceUID"] != study_uid:
         raise Rejection(STUDY_MISMATCH, "Study Instance UID differs from the request's study")
-    try:
-        stored = storage.store(
-            part.path,
-            offset,
-            file_meta(sop_class, instance, syntax),
-            uids["StudyInstanceUID"],
-            uids["SeriesInstanceUID"],
-        )
-    except StorageFull as exc:
-        raise Rejection(statuses.OUT_OF_RESOURCES, exc.strerror or str(exc)) from None
-    except InvalidUID as exc:  # defensive: validate_uids already checked the syntax
-        raise Rejection(statuses.CANNOT_UNDERSTAND_INVALID_UID, str(exc)) from None
     classifiable = sop_class in policy.classifiable_sop_classes
     item = ReceivedInstance(
         study_uid=uids["StudyInstanceUID"],
@@ -138,19 +155,7 @@ def _store(
         classifiable=classifiable,
         skip_reason=None if classifiable else f"SOP class {sop_class} is not mammography",
     )
-    try:
-        change = record_instance(sessions, item, stored)
-    except SQLAlchemyError as exc:
-        log.error("cannot record %s (file kept at %s): %s", instance, stored.relpath, exc)
-        raise Rejection(statuses.PROCESSING_FAILURE, "database unavailable") from None
-    log.info(
-        "stored %s study %s by STOW-RS: file %s, row %s",
-        instance,
-        item.study_uid,
-        stored.outcome,
-        change,
-    )
-    return PartResult(sop_class, instance, item.study_uid)
+    return item, offset
 
 
 def _read_meta(path: Path):
