@@ -30,6 +30,9 @@ from sgc_config.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# The most SCP processes chosen from the core count when SGC_SCP_PROCESSES is 0 (auto).
+AUTO_PROCESSES_MAX = 8
+
 
 class SCPServer:
     """A running node front end: C-STORE/C-ECHO SCP + settle/outbox sweeper."""
@@ -153,10 +156,28 @@ def association_share(settings: Settings) -> int:
     return settings.max_associations
 
 
+def scp_processes(settings: Settings) -> int:
+    """How many SCP processes share the port: the setting, or for 0 (the default) one per
+    core this process may run on, at most :data:`AUTO_PROCESSES_MAX`.
+
+    Why one per core: pynetdicom decodes PDUs in Python, so in one process concurrent
+    associations share one GIL; ``storescp --fork`` gets every core with one process per
+    association. Past a few processes the kernel's SO_REUSEPORT hash (not load-aware) and
+    each process's idle threads cost more than they give.
+    """
+    if settings.scp_processes:
+        return settings.scp_processes
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux: SO_REUSEPORT spreading is Linux's anyway
+        return 1
+    return max(1, min(cores, AUTO_PROCESSES_MAX))
+
+
 def serve(settings: Settings) -> None:
     """Run the SCP until SIGINT or SIGTERM, then shut down cleanly.
 
-    With ``scp_processes`` > 1 this process also starts that many minus one receive-only
+    With :func:`scp_processes` > 1 this process also starts that many minus one receive-only
     SCP processes on the same port (SO_REUSEPORT: the kernel hands each new connection to
     one of them), because pynetdicom decodes PDUs in Python: in one process concurrent
     associations contend for one GIL and cost more CPU each (4 associations on 2 cores:
@@ -174,12 +195,13 @@ def serve(settings: Settings) -> None:
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
     use_spool_dir(settings.resolved_storage_dir)
-    extra = settings.scp_processes - 1
+    processes = scp_processes(settings)
+    extra = processes - 1
     if extra and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         log.warning(
-            "SGC_SCP_PROCESSES=%d without PROMETHEUS_MULTIPROC_DIR: /metrics counts only "
+            "%d SCP processes without PROMETHEUS_MULTIPROC_DIR: /metrics counts only "
             "this process's C-STOREs (`sgc serve` sets it and sums all processes)",
-            settings.scp_processes,
+            processes,
         )
     with SCPServer(settings, reuse_port=extra > 0):
         receivers = [_start_receiver(settings) for _ in range(extra)]

@@ -192,12 +192,12 @@ class Settings(BaseSettings):
         16, ge=1, le=1000, description="Most concurrent associations an SCP process serves."
     )
     scp_processes: int = Field(
-        1,
-        ge=1,
+        0,
+        ge=0,
         le=64,
         description="SCP processes sharing the port (SO_REUSEPORT, Linux): more than one "
         "lets concurrent associations use several cores; each process then accepts up to "
-        "MAX_ASSOCIATIONS associations.",
+        "MAX_ASSOCIATIONS associations. 0 (default): one per CPU core, at most 8.",
     )
     fsync: bool = Field(
         True, description="fsync every received file before acknowledging (durability)."
