@@ -13,12 +13,11 @@ sampling, bf16 autocast on CUDA.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -27,60 +26,30 @@ from torch import nn
 from sgc_core.datasets.base import Dataset, stratified_split
 from sgc_core.scaling import to_model_space
 from sgc_core.sde import LikelihoodTimeSampler, perturb, sde_from_dict
+from sgc_core.train_config import TrainConfig, TrainResult
+from sgc_core.train_run import (
+    STATE_FILE,
+    ImageCache,
+    ProgressBar,
+    RunState,
+    new_run,
+    resume_run,
+    save_state,
+)
 from sgc_core.unet import architecture_spec, build_score_model
 
-STATE_FILE = "train_state.pt"
-
-
-@dataclass
-class TrainConfig:
-    """Everything that determines a training run (stored in the card and the resume state)."""
-
-    image_size: int
-    channels: int = 1
-    arch: str = "default"
-    width: int = 32
-    steps: int = 1000
-    batch_size: int = 32
-    lr: float = 2e-4
-    weight_decay: float = 0.0
-    ema_decay: float = 0.999
-    grad_clip: float = 1.0
-    seed: int = 0
-    device: str = "cpu"
-    balanced: bool = False
-    flip: bool = True
-    likelihood_weighting: bool = False
-    eps: float = 1e-5
-    levels: int = 256
-    dequantize: bool = True
-    sde: dict = field(default_factory=lambda: {"kind": "vp", "beta_min": 0.1, "beta_max": 20.0})
-    checkpoint_every: int = 500
-    amp: bool = True
-    input_range: tuple[float, float] = (0.0, 1.0)
-
-    def validate(self) -> None:
-        if self.arch not in ("seed", "default"):
-            raise ValueError(f"--arch must be 'seed' or 'default', got {self.arch!r}")
-        for name in ("image_size", "channels", "width", "steps", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"learning rate must be > 0, got {self.lr}")
-        lo, hi = self.input_range
-        if not hi > lo:
-            raise ValueError(
-                f"input_range must be (low, high) with high > low, got {self.input_range}"
-            )
-
-
-@dataclass
-class TrainResult:
-    model: nn.Module  # the EMA weights, in eval mode
-    losses: list[float]
-    step: int
-    architecture: dict
-    seconds: float
+# TrainConfig and TrainResult live in train_config.py; importers keep using this module.
+__all__ = [
+    "STATE_FILE",
+    "TrainConfig",
+    "TrainResult",
+    "batch_indices",
+    "dsm_loss",
+    "epochs_to_steps",
+    "random_flip",
+    "train",
+    "train_and_export",
+]
 
 
 def _step_generator(seed: int, step: int) -> torch.Generator:
@@ -140,25 +109,6 @@ def dsm_loss(
     return (eps_hat - z).pow(2).mean()
 
 
-class _Cache:
-    """Keeps decoded training images in memory after first use (exact values, so a resumed run
-    sees the same pixels as an uninterrupted one)."""
-
-    def __init__(self, dataset: Dataset, enabled: bool) -> None:
-        self.dataset = dataset
-        self.enabled = enabled
-        self.items: dict[int, torch.Tensor] = {}
-
-    def get(self, i: int) -> torch.Tensor:
-        if i in self.items:
-            return self.items[i]
-        x, _ = self.dataset[i]
-        x = x.float()
-        if self.enabled:
-            self.items[i] = x
-        return x
-
-
 def train(
     config: TrainConfig,
     dataset: Dataset,
@@ -173,123 +123,109 @@ def train(
     With ``out_dir`` a resume state (model, EMA, optimiser, step, losses) is written every
     ``checkpoint_every`` steps and at the end; ``resume=True`` continues from it.
     """
-    config.validate()
-    if len(dataset) == 0:
-        raise ValueError("the training set is empty")
-    num_classes = len(dataset.class_names)
-    present = sorted(set(dataset.labels))
-    if len(present) < 2:
-        raise ValueError(f"training needs at least two classes with images, found {present}")
-    torch.manual_seed(config.seed)
+    num_classes = _check_trainable(config, dataset)
+    torch.manual_seed(config.seed)  # the network's initial weights
     device = torch.device(config.device)
     sde = sde_from_dict(config.sde)
     arch = architecture_spec(
         config.arch, num_classes, config.channels, config.image_size, config.width
     )
-    model = build_score_model(arch, sde).to(device)
-    ema = copy.deepcopy(model).requires_grad_(False)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    step = 0
-    losses: list[float] = []
-    earlier = 0.0
+    run = new_run(config, build_score_model(arch, sde).to(device))
     state_path = Path(out_dir) / STATE_FILE if out_dir is not None else None
     if resume:
-        if state_path is None or not state_path.is_file():
-            raise ValueError(f"--resume: no training state at {state_path}")
-        state = torch.load(state_path, map_location=device, weights_only=False)
-        if state["config"] != _comparable(config):
-            raise ValueError(
-                f"--resume: the saved run's settings differ from these: saved {state['config']}, now {_comparable(config)}"
-            )
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["opt"])
-        step = int(state["step"])
-        losses = list(state["losses"])
-        # Time already spent by the run's earlier sessions: the card records the whole run.
-        earlier = float(state.get("seconds", 0.0))
+        resume_run(run, state_path, config, device)
     sampler = LikelihoodTimeSampler(sde, config.eps) if config.likelihood_weighting else None
     use_amp = config.amp and device.type == "cuda"
-    cache = _Cache(dataset, enabled=len(dataset) * config.channels * config.image_size**2 * 4 < 8e9)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=config.steps, initial=step, desc="train", unit="step")
+    cache = ImageCache(
+        dataset, enabled=len(dataset) * config.channels * config.image_size**2 * 4 < 8e9
+    )
+    bar = ProgressBar(config.steps, run.step) if progress else None
     t0 = time.perf_counter()
-    seen = 0
-    model.train()
-    while step < config.steps:
-        gen = _step_generator(config.seed, step)
-        idx = batch_indices(dataset.labels, config, step, num_classes)
-        x = torch.stack([cache.get(int(i)) for i in idx])
-        y = torch.tensor([dataset.labels[int(i)] for i in idx], device=device)
-        lo, hi = config.input_range
-        x = to_model_space(
-            (x - lo) / (hi - lo), config.levels, dequantize=config.dequantize, generator=gen
-        )
-        if config.flip:
-            x = random_flip(x, gen)
-        x = x.to(device)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-            loss = dsm_loss(model, sde, x, y, gen, config.eps, sampler)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss is {float(loss)} at step {step}; lower --lr")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        opt.step()
-        decay = min(config.ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
-                pe.lerp_(pm, 1 - decay)
-            for be, bm in zip(ema.buffers(), model.buffers(), strict=True):
-                be.copy_(bm)
-        step += 1
-        seen += x.shape[0]
-        losses.append(loss.item())
+    run.model.train()
+    while run.step < config.steps:
+        gen = _step_generator(config.seed, run.step)
+        x, y = _batch(cache, config, run.step, num_classes, gen, device)
+        loss = _optimise(run, config, sde, x, y, gen, sampler, use_amp)
+        run.step += 1
+        run.losses.append(loss)
         if on_step is not None:
-            on_step(step, losses[-1])
+            on_step(run.step, loss)
         if bar is not None:
-            rate = seen / max(time.perf_counter() - t0, 1e-9)
-            bar.set_postfix(
-                loss=f"{sum(losses[-20:]) / len(losses[-20:]):.4f}", img_s=f"{rate:.0f}"
-            )
-            bar.update(1)
-        if state_path is not None and (step % config.checkpoint_every == 0 or step == config.steps):
-            spent = earlier + time.perf_counter() - t0
-            _save_state(state_path, model, ema, opt, step, losses, config, spent)
+            bar.update(run.losses, x.shape[0], t0)
+        if state_path is not None and (
+            run.step % config.checkpoint_every == 0 or run.step == config.steps
+        ):
+            spent = run.earlier + time.perf_counter() - t0
+            save_state(state_path, run, config, spent)
     if bar is not None:
         bar.close()
-    ema.eval()
-    return TrainResult(ema, losses, step, arch, earlier + time.perf_counter() - t0)
+    run.ema.eval()
+    return TrainResult(run.ema, run.losses, run.step, arch, run.earlier + time.perf_counter() - t0)
 
 
-def _comparable(config: TrainConfig) -> dict:
-    """The settings a resumed run must share (steps and checkpoint cadence may grow)."""
-    d = asdict(config)
-    for k in ("steps", "checkpoint_every", "device", "amp"):
-        d.pop(k)
-    return d
+def _check_trainable(config: TrainConfig, dataset: Dataset) -> int:
+    """The number of classes, after refusing a run that could only fail or mislead later: a
+    bad config, an empty set, or fewer than two classes with images."""
+    config.validate()
+    if len(dataset) == 0:
+        raise ValueError("the training set is empty")
+    present = sorted(set(dataset.labels))
+    if len(present) < 2:
+        raise ValueError(f"training needs at least two classes with images, found {present}")
+    return len(dataset.class_names)
 
 
-def _save_state(path: Path, model, ema, opt, step, losses, config, seconds: float = 0.0) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "ema": ema.state_dict(),
-            "opt": opt.state_dict(),
-            "step": step,
-            "losses": losses,
-            "config": _comparable(config),
-            "seconds": seconds,
-        },
-        tmp,
+def _batch(
+    cache: ImageCache,
+    config: TrainConfig,
+    step: int,
+    num_classes: int,
+    gen: torch.Generator,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``step``'s batch in model space (dequantized, maybe flipped) with its labels; draws
+    from ``gen`` before the loss does, in a fixed order."""
+    labels = cache.dataset.labels
+    idx = batch_indices(labels, config, step, num_classes)
+    x = torch.stack([cache.get(int(i)) for i in idx])
+    y = torch.tensor([labels[int(i)] for i in idx], device=device)
+    lo, hi = config.input_range
+    x = to_model_space(
+        (x - lo) / (hi - lo), config.levels, dequantize=config.dequantize, generator=gen
     )
-    tmp.replace(path)
+    if config.flip:
+        x = random_flip(x, gen)
+    return x.to(device), y
+
+
+def _optimise(
+    run: RunState,
+    config: TrainConfig,
+    sde,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    gen: torch.Generator,
+    sampler: LikelihoodTimeSampler | None,
+    use_amp: bool,
+) -> float:
+    """One optimiser step on the DSM loss and the EMA update; returns the loss."""
+    device_type = x.device.type
+    with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=use_amp):
+        loss = dsm_loss(run.model, sde, x, y, gen, config.eps, sampler)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"training loss is {float(loss)} at step {run.step}; lower --lr")
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if config.grad_clip > 0:
+        nn.utils.clip_grad_norm_(run.model.parameters(), config.grad_clip)
+    run.opt.step()
+    decay = min(config.ema_decay, (1 + run.step) / (10 + run.step))
+    with torch.no_grad():
+        for pe, pm in zip(run.ema.parameters(), run.model.parameters(), strict=True):
+            pe.lerp_(pm, 1 - decay)
+        for be, bm in zip(run.ema.buffers(), run.model.buffers(), strict=True):
+            be.copy_(bm)
+    return loss.item()
 
 
 def epochs_to_steps(epochs: float, n: int, batch_size: int) -> int:
@@ -328,13 +264,7 @@ def train_and_export(
 
     out = Path(out)
     out = out.with_suffix("") if out.suffix in (".safetensors", ".json") else out
-    scaling = (preprocess or {}).get("scaling")
-    if scaling is not None:
-        declared = {"[0,1]": (0.0, 1.0), "[-1,1]": (-1.0, 1.0)}.get(scaling)
-        if declared is None or tuple(config.input_range) != declared:
-            raise ValueError(
-                f"preprocess scaling {scaling!r} disagrees with the training input_range {tuple(config.input_range)}"
-            )
+    _check_scaling(preprocess, config)
     if val_dataset is None:
         train_set, val_set = stratified_split(dataset, val_fraction, config.seed)
     else:
@@ -342,41 +272,95 @@ def train_and_export(
     result = train(
         config, train_set, out.with_name(out.name + ".train"), resume=resume, progress=progress
     )
-    counts = [train_set.labels.count(i) for i in range(len(dataset.class_names))]
     classes = list(dataset.class_names)
-    if positive_class is None:
-        positive_class = "malignant" if "malignant" in classes else classes[-1]
-    if positive_class not in classes:
-        raise ValueError(f"positive class {positive_class!r} is not one of {classes}")
-    card = {
-        "name": name or out.name,
-        "version": version,
+    positive_class = _positive_class(classes, positive_class)
+    counts = [train_set.labels.count(i) for i in range(len(classes))]
+    card = _card_head(config, classes, positive_class, result.architecture)
+    card.update(name=name or out.name, version=version)
+    card["preprocess"] = preprocess or {}
+    card["estimator"] = dict(estimator or {})
+    split = split or {"seed": config.seed, "val_fraction": val_fraction}
+    sets = (train_set, val_set)
+    card["training"] = _training_record(
+        config, result, sets, counts, classes, data_description, split
+    )
+    card["calibration"] = {"temperature": 1.0, "priors": _priors(priors, counts)}
+    card = calibrate_card(result.model, card, val_set, config.device, target_sensitivity, ood_fpr)
+    paths = save_model(out, result.model, card)
+    (out.with_name(out.name + ".train") / "losses.json").write_text(json.dumps(result.losses))
+    return paths
+
+
+def _card_head(
+    config: TrainConfig, classes: list[str], positive_class: str, architecture: dict
+) -> dict:
+    """What serving needs to rebuild the network and feed it: classes, input geometry and
+    range, SDE and architecture (name, version and the rest are added by the caller)."""
+    return {
+        "name": "",
+        "version": "",
         "classes": classes,
         "positive_class": positive_class,
         "image_size": config.image_size,
         "channels": config.channels,
         "input_range": [float(v) for v in config.input_range],
         "quantization_levels": config.levels,
-        "preprocess": preprocess or {},
+        "preprocess": {},
         "sde": config.sde,
-        "architecture": result.architecture,
-        "estimator": dict(estimator or {}),
-        "training": {
-            "config": asdict(config),
-            "steps": result.step,
-            "seconds": round(result.seconds, 1),
-            "final_loss": sum(result.losses[-50:]) / max(1, len(result.losses[-50:])),
-            "train_images": len(train_set),
-            "val_images": len(val_set),
-            "class_counts": dict(zip(classes, counts, strict=True)),
-            "data": data_description,
-            "split": split or {"seed": config.seed, "val_fraction": val_fraction},
-        },
-        "calibration": {"temperature": 1.0, "priors": priors or [c / sum(counts) for c in counts]},
+        "architecture": architecture,
+        "estimator": {},
     }
-    if any(p <= 0 for p in card["calibration"]["priors"]):
-        card["calibration"]["priors"] = [max(p, 1e-3) for p in card["calibration"]["priors"]]
-    card = calibrate_card(result.model, card, val_set, config.device, target_sensitivity, ood_fpr)
-    paths = save_model(out, result.model, card)
-    (out.with_name(out.name + ".train") / "losses.json").write_text(json.dumps(result.losses))
-    return paths
+
+
+def _check_scaling(preprocess: dict | None, config: TrainConfig) -> None:
+    """Refuse a card whose preprocessing scales images to another range than the one the
+    network was trained on: serving would feed it inputs it never saw."""
+    scaling = (preprocess or {}).get("scaling")
+    if scaling is None:
+        return
+    declared = {"[0,1]": (0.0, 1.0), "[-1,1]": (-1.0, 1.0)}.get(scaling)
+    if declared is None or tuple(config.input_range) != declared:
+        raise ValueError(
+            f"preprocess scaling {scaling!r} disagrees with the training input_range {tuple(config.input_range)}"
+        )
+
+
+def _positive_class(classes: list[str], positive_class: str | None) -> str:
+    """The class whose probability the card reports: given, else "malignant", else the last."""
+    if positive_class is None:
+        positive_class = "malignant" if "malignant" in classes else classes[-1]
+    if positive_class not in classes:
+        raise ValueError(f"positive class {positive_class!r} is not one of {classes}")
+    return positive_class
+
+
+def _priors(priors: list[float] | None, counts: list[int]) -> list[float]:
+    """The given priors, else the training set's class frequencies; never zero, since a zero
+    prior would rule its class out whatever the image says."""
+    chosen = priors or [c / sum(counts) for c in counts]
+    if any(p <= 0 for p in chosen):
+        chosen = [max(p, 1e-3) for p in chosen]
+    return chosen
+
+
+def _training_record(
+    config: TrainConfig,
+    result: TrainResult,
+    sets: tuple[Dataset, Dataset],
+    counts: list[int],
+    classes: list[str],
+    data_description: str,
+    split: dict,
+) -> dict:
+    """The card's ``training`` section: how the model was made, to reproduce or compare it."""
+    return {
+        "config": asdict(config),
+        "steps": result.step,
+        "seconds": round(result.seconds, 1),
+        "final_loss": sum(result.losses[-50:]) / max(1, len(result.losses[-50:])),
+        "train_images": len(sets[0]),
+        "val_images": len(sets[1]),
+        "class_counts": dict(zip(classes, counts, strict=True)),
+        "data": data_description,
+        "split": split,
+    }

@@ -1,0 +1,62 @@
+"""The settings of a training run and what it returns.
+
+Their own module so that train.py and train_run.py (the resume state, which compares a saved
+run's settings with these) share them without importing each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import nn
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run (stored in the card and the resume state)."""
+
+    image_size: int
+    channels: int = 1
+    arch: str = "default"
+    width: int = 32
+    steps: int = 1000
+    batch_size: int = 32
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    seed: int = 0
+    device: str = "cpu"
+    balanced: bool = False
+    flip: bool = True
+    likelihood_weighting: bool = False
+    eps: float = 1e-5
+    levels: int = 256
+    dequantize: bool = True
+    sde: dict = field(default_factory=lambda: {"kind": "vp", "beta_min": 0.1, "beta_max": 20.0})
+    checkpoint_every: int = 500
+    amp: bool = True
+    input_range: tuple[float, float] = (0.0, 1.0)
+
+    def validate(self) -> None:
+        if self.arch not in ("seed", "default"):
+            raise ValueError(f"--arch must be 'seed' or 'default', got {self.arch!r}")
+        for name in ("image_size", "channels", "width", "steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"learning rate must be > 0, got {self.lr}")
+        lo, hi = self.input_range
+        if not hi > lo:
+            raise ValueError(
+                f"input_range must be (low, high) with high > low, got {self.input_range}"
+            )
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module  # the EMA weights, in eval mode
+    losses: list[float]
+    step: int
+    architecture: dict
+    seconds: float
