@@ -47,6 +47,14 @@ class LesionAnnotation:
     radius: float = 0.0
     style: str = ""
     patient_id: str = ""
+    # Further lesions on the same view: (finding, row, col, radius), cropped by their own class.
+    others: tuple[tuple[str, float, float, float], ...] = ()
+
+    def lesions(self) -> list[tuple[str, float, float, float]]:
+        """Every lesion of the view, its own one first."""
+        if self.finding == "normal" or self.row is None or self.col is None:
+            return list(self.others)
+        return [(self.finding, self.row, self.col, self.radius), *self.others]
 
 
 @dataclass(frozen=True)
@@ -126,24 +134,25 @@ def cut(image: np.ndarray, centre_row: float, centre_col: float, size: int) -> n
 def view_crops(
     scan: ScanImage, note: LesionAnnotation, recipe: CropRecipe, rng: np.random.Generator
 ) -> list[tuple[np.ndarray, str]]:
-    """The crops of one view: jittered lesion crops, then background crops far from it."""
+    """The crops of one view: jittered crops of each lesion, then background crops far from all."""
     out: list[tuple[np.ndarray, str]] = []
-    lesion = None
-    if note.finding != "normal" and note.row is not None and note.col is not None:
-        sr, sc = scan.geometry.to_scan(np.array([note.row]), np.array([note.col]))
-        radius = note.radius / (0.5 * sum(scan.geometry.step))
-        lesion = (float(sr[0]), float(sc[0]), radius)
-        jitter = recipe.stride / 2
+    placed = []
+    jitter = recipe.stride / 2
+    for finding, row, col, radius in note.lesions():
+        sr, sc = scan.geometry.to_scan(np.array([row]), np.array([col]))
+        placed.append((float(sr[0]), float(sc[0]), radius / (0.5 * sum(scan.geometry.step))))
         for _ in range(recipe.lesion_crops):
             dr, dc = rng.uniform(-jitter, jitter, size=2)
-            out.append((cut(scan.image, lesion[0] + dr, lesion[1] + dc, recipe.crop), note.finding))
+            out.append(
+                (cut(scan.image, placed[-1][0] + dr, placed[-1][1] + dc, recipe.crop), finding)
+            )
     rows, cols = np.nonzero(scan.mask)
     if rows.size == 0:
         return out
     keep = np.ones(rows.size, dtype=bool)
-    if lesion is not None:
-        far = lesion[2] + 0.75 * recipe.crop
-        keep = (rows - lesion[0]) ** 2 + (cols - lesion[1]) ** 2 > far**2
+    for r, c, radius in placed:
+        far = radius + 0.75 * recipe.crop
+        keep &= (rows - r) ** 2 + (cols - c) ** 2 > far**2
     if keep.any():
         pick = rng.choice(np.flatnonzero(keep), size=recipe.background_crops, replace=True)
         out.extend((cut(scan.image, rows[i], cols[i], recipe.crop), "normal") for i in pick)

@@ -17,6 +17,15 @@ import click
     default=None,
     help="Crop cache (.npz): read if it exists, else cut from DATA and written here.",
 )
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["synthetic", "cbis-ddsm", "vindr-mammo", "inbreast"]),
+    default="synthetic",
+    show_default=True,
+    help="DATA's layout: a `sgc synth` folder, or a real data set as published "
+    "(lesions from CBIS-DDSM ROI masks, VinDr-Mammo boxes, INbreast contours).",
+)
 @click.option("--steps", type=int, default=3000, show_default=True)
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--width", type=int, default=16, show_default=True)
@@ -28,18 +37,14 @@ import click
 @click.option("--workers", type=int, default=1, show_default=True, help="Processes cutting crops.")
 @click.option("--resume", is_flag=True, help="Continue the run saved in OUT.train/.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train_lesion_cmd(data: Path, out: Path, crops: Path | None, **o) -> None:
-    """Train a lesion finder on DATA (a `sgc synth` folder, or any folder whose labels.csv has
-    path, finding, split, lesion_row, lesion_col, lesion_radius_px per view)."""
+def train_lesion_cmd(data: Path, out: Path, crops: Path | None, fmt: str, **o) -> None:
+    """Train a lesion finder on DATA: a `sgc synth` folder (or any folder whose labels.csv has
+    path, finding, split, lesion_row, lesion_col, lesion_radius_px per view), or CBIS-DDSM,
+    VinDr-Mammo or INbreast in its published layout (--format)."""
     import torch
 
-    from sgc_core.datasets.crops import (
-        CropDataError,
-        CropRecipe,
-        CropSet,
-        build_crops,
-        read_synthetic_annotations,
-    )
+    from sgc_core.datasets.crops import CropDataError, CropRecipe, CropSet, build_crops
+    from sgc_core.datasets.lesion_notes import read_lesion_annotations
     from sgc_core.lesion_card import LesionCard
     from sgc_core.lesion_train import train_lesion_finder
     from sgc_core.train import TrainConfig
@@ -47,7 +52,7 @@ def train_lesion_cmd(data: Path, out: Path, crops: Path | None, **o) -> None:
     if o["device"].startswith("cuda") and not torch.cuda.is_available():
         raise click.ClickException(f"--device {o['device']}: CUDA is not available here")
     try:
-        notes = read_synthetic_annotations(data)
+        notes = read_lesion_annotations(data, fmt, seed=o["seed"])
         if crops is not None and crops.is_file():
             crop_set = CropSet.load(crops)
         else:
@@ -70,7 +75,7 @@ def train_lesion_cmd(data: Path, out: Path, crops: Path | None, **o) -> None:
             config,
             out,
             base=LesionCard(k_coarse=o["k_coarse"], k_fine=o["k_fine"]),
-            data_description=f"annotated views: {data}",
+            data_description=f"annotated views ({fmt}): {data}",
             resume=o["resume"],
             progress=not o["quiet"],
         )
