@@ -89,21 +89,59 @@ def elbo_scores(
     if weighting not in ("likelihood", "uniform"):
         raise ValueError(f"unknown weighting {weighting!r}; expected 'likelihood' or 'uniform'")
     b = x.shape[0]
-    d = x[0].numel()
-    dev, dt = x.device, x.dtype
+    t, q, z = _draw_noise(sde, x, k, t_sampling, eps, generator, same_noise_for_batch)
+    sq_err = _denoising_errors(model, sde, x, t, z, num_classes, max_batch)
+    z2 = z.reshape(b, k, -1).double().pow(2).sum(-1)[:, :, None]
+    t64 = t.double()
+    w = (sde.g2(t64) / sde.marginal_std(t64) ** 2)[:, :, None]
+    a = sde.drift_coeff(t64)[:, :, None]
+    integrand = w * (sq_err - z2) - 2.0 * a * z2
+    terms = integrand / q.double()[:, :, None]
+    integral = terms.mean(1)
+    stderr = 0.5 * terms.std(1) / math.sqrt(k) if k > 1 else torch.full_like(integral, math.inf)
+    elbo = _prior_term(sde, x)[:, None] - 0.5 * integral
+    score = elbo if weighting == "likelihood" else -0.5 * (sq_err - z2).mean(1)
+    return ElboEstimate(elbo=elbo, score=score, nfe=k, stderr=stderr)
+
+
+def _draw_noise(
+    sde: SDE,
+    x: torch.Tensor,
+    k: int,
+    t_sampling: str,
+    eps: float,
+    generator: torch.Generator | None,
+    same_noise_for_batch: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The (t, q(t), z) of shape (b, k[, ...]) on ``x``'s device: drawn per image, or once and
+    shared by the batch (t first, then z, so a generator gives the same draws as before)."""
+    b, dev, dt = x.shape[0], x.device, x.dtype
     nb = 1 if same_noise_for_batch else b
     t, q = _draw_times(sde, nb, k, t_sampling, eps, generator)
     z = torch.randn((nb, k, *x.shape[1:]), generator=generator, dtype=dt).to(dev)
     if same_noise_for_batch:
         t, q, z = t.expand(b, k), q.expand(b, k), z.expand(b, *z.shape[1:])
-    t = t.to(dev)
-    q = q.to(dev)
-    # Layout (b, k, y): every class sees the identical x_t for a given (image, k).
-    x0 = x[:, None].expand(b, k, *x.shape[1:])
-    xt = perturb(
-        sde, x0.reshape(b * k, *x.shape[1:]), t.reshape(-1).to(dt), z.reshape(b * k, *x.shape[1:])
-    )
-    xt = xt[:, None].expand(b * k, num_classes, *x.shape[1:]).reshape(-1, *x.shape[1:])
+    return t.to(dev), q.to(dev), z
+
+
+def _denoising_errors(
+    model: nn.Module,
+    sde: SDE,
+    x: torch.Tensor,
+    t: torch.Tensor,
+    z: torch.Tensor,
+    num_classes: int,
+    max_batch: int,
+) -> torch.Tensor:
+    """|eps_hat - z|^2 per (image, k, class), float64, in forward calls of ``max_batch``.
+
+    Layout (b, k, y): every class sees the identical x_t for a given (image, k), so the class
+    differences share their noise."""
+    b, k = t.shape
+    shape, dev, dt = x.shape[1:], x.device, x.dtype
+    x0 = x[:, None].expand(b, k, *shape)
+    xt = perturb(sde, x0.reshape(b * k, *shape), t.reshape(-1).to(dt), z.reshape(b * k, *shape))
+    xt = xt[:, None].expand(b * k, num_classes, *shape).reshape(-1, *shape)
     tt = t.reshape(-1).to(dt).repeat_interleave(num_classes)
     yy = torch.arange(num_classes, device=dev).repeat(b * k)
     sq_err = torch.empty(b * k * num_classes, device=dev, dtype=torch.float64)
@@ -113,21 +151,15 @@ def elbo_scores(
         sigma = sde.marginal_std(tt[e])[:, None]
         eps_hat = -sigma * model(xt[e], tt[e], yy[e]).reshape(xt[e].shape[0], -1)
         sq_err[e] = (eps_hat - zz[e]).double().pow(2).sum(1)
-    sq_err = sq_err.view(b, k, num_classes)
-    z2 = z.reshape(b, k, -1).double().pow(2).sum(-1)[:, :, None]
-    t64 = t.double()
-    w = (sde.g2(t64) / sde.marginal_std(t64) ** 2)[:, :, None]
-    a = sde.drift_coeff(t64)[:, :, None]
-    integrand = w * (sq_err - z2) - 2.0 * a * z2
-    terms = integrand / q.double()[:, :, None]
-    integral = terms.mean(1)
-    stderr = 0.5 * terms.std(1) / math.sqrt(k) if k > 1 else torch.full_like(integral, math.inf)
-    t_end = torch.ones(1, dtype=torch.float64, device=dev)
+    return sq_err.view(b, k, num_classes)
+
+
+def _prior_term(sde: SDE, x: torch.Tensor) -> torch.Tensor:
+    """E[log pi(x_T)] per image, in closed form (the Gaussian prior at T = 1)."""
+    b, d = x.shape[0], x[0].numel()
+    t_end = torch.ones(1, dtype=torch.float64, device=x.device)
     m1 = float(sde.mean_coeff(t_end))
     s1 = float(sde.marginal_std(t_end))
     sp2 = sde.prior_std**2
     x2 = x.reshape(b, -1).double().pow(2).sum(1)
-    prior = -0.5 * (m1**2 * x2 + d * s1**2) / sp2 - 0.5 * d * math.log(2 * math.pi * sp2)
-    elbo = prior[:, None] - 0.5 * integral
-    score = elbo if weighting == "likelihood" else -0.5 * (sq_err - z2).mean(1)
-    return ElboEstimate(elbo=elbo, score=score, nfe=k, stderr=stderr)
+    return -0.5 * (m1**2 * x2 + d * s1**2) / sp2 - 0.5 * d * math.log(2 * math.pi * sp2)
