@@ -1,12 +1,16 @@
-"""Ingest throughput: our SCP (fsync on) against dcmtk's storescp, over loopback.
+"""Ingest throughput: our SCP (fsync on, default settings) against dcmtk's storescp --fork.
 
 Why this peer: dcmtk storescp is native code writing to the same disk, the natural bar for
-a Python SCP. Both receive the same ~17 MB mammograms from dcmtk storescu in alternating
-runs (so drifting machine load hits both), each run into a fresh, empty destination (our
-node would otherwise recognise re-sends and skip the write). Printed: wall-clock MB/s per
-run, the medians and the ratio ours/dcmtk, for one association and for 4 concurrent ones.
+a Python SCP; ``--fork`` gives each association its own process, as a busy node needs. All
+receive the same ~17 MB mammograms from dcmtk storescu in rotating runs (so drifting machine
+load hits each), each run into a fresh, empty destination (our node would otherwise
+recognise re-sends and skip the write). ``--before DIR`` also runs an older source tree of
+the node (``git archive <commit> | tar -x -C DIR``) in the same rounds, so a before/after
+table comes from one run. Printed: wall-clock MB/s and CPU ms per image (the server's whole
+process tree, children included) per run, the medians and the ratios to dcmtk, for 1, 4
+and 8 concurrent associations by default.
 
-    .venv/bin/python benchmarks/ingest.py --count 16 --rounds 3
+    .venv/bin/python benchmarks/ingest.py --count 16 --rounds 3 --before /tmp/sgc-before
     .venv/bin/python benchmarks/ingest.py --quick      # 4 images, 2 rounds: a smoke run
 
 The machine's load average (``/proc/loadavg``) is printed before and after each setting,
@@ -69,7 +73,10 @@ def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> 
     raise RuntimeError("server did not start")
 
 
-def start_ours(workdir: Path, port: int, processes: int = 1) -> subprocess.Popen:
+def start_ours(
+    workdir: Path, port: int, processes: int | None = None, source: Path | None = None
+) -> subprocess.Popen:
+    """``sgc scp`` with its defaults (fsync on); ``source``: run that source tree instead."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SGC_")}
     env.update(
         SGC_DATA_DIR=str(workdir / "sgc-data"),
@@ -77,14 +84,28 @@ def start_ours(workdir: Path, port: int, processes: int = 1) -> subprocess.Popen
         SGC_PORT=str(port),
         SGC_FSYNC="true",
         SGC_LOG_LEVEL="WARNING",
-        SGC_MAX_ASSOCIATIONS="8",
-        SGC_SCP_PROCESSES=str(processes),
     )
-    sgc = Path(sys.executable).with_name("sgc")
-    return subprocess.Popen([str(sgc), "scp"], env=env, stderr=subprocess.DEVNULL)
+    if processes is not None:
+        env["SGC_SCP_PROCESSES"] = str(processes)
+    cmd = [str(Path(sys.executable).with_name("sgc")), "scp"]
+    if source is not None:
+        cmd = [sys.executable, "-c", _RUN_SOURCE_TREE, str(source), "scp"]
+    return subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
 
 
-def start_dcmtk(workdir: Path, port: int, processes: int = 1) -> subprocess.Popen:
+# The venv's editable install puts a finder for our packages ahead of sys.path (so
+# PYTHONPATH alone would still run the working tree): drop it, then run the given tree.
+_RUN_SOURCE_TREE = """
+import sys
+sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")]
+sys.path.insert(0, sys.argv[1])
+from sgc_node.cli import main
+sys.argv = ["sgc", *sys.argv[2:]]
+main()
+"""
+
+
+def start_dcmtk(workdir: Path, port: int, *_: object) -> subprocess.Popen:
     out = workdir / "storescp-out"
     out.mkdir(parents=True)
     return subprocess.Popen(
@@ -121,16 +142,38 @@ def make_warmup(folder: Path, count: int = 8) -> list[Path]:
     return paths
 
 
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of ``pid`` and its descendants, including reaped children (``--fork``)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            with open(f"/proc/{current}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{current}/task/{current}/children") as f:
+                todo += [int(c) for c in f.read().split()]
+        except OSError:  # exited meanwhile: its time is in its parent's reaped-children count
+            continue
+        total += int(fields[11]) + int(fields[12])
+        if current == pid:
+            total += int(fields[13]) + int(fields[14])
+    return total / tick
+
+
 def run_once(
     kind: str,
     files: list[Path],
     senders: int,
     scratch: Path,
-    processes: int = 1,
+    processes: int | None = None,
     warmup: list[Path] | None = None,
-) -> float:
-    """One timed run into a fresh server; returns wall-clock MB/s of ``files``.
+    source: Path | None = None,
+) -> tuple[float, float]:
+    """One timed run into a fresh server; returns (wall-clock MB/s, CPU ms per image).
 
+    ``kind`` is ``dcmtk`` or a name for our node (``source`` picks its source tree).
     ``warmup`` images are sent first, each on its own association, four at a time, and
     are not timed: a node runs for months, so what is measured is steady-state ingest,
     not the first association's lazy imports and first SQL compilations in each process
@@ -138,23 +181,28 @@ def run_once(
     """
     workdir = Path(tempfile.mkdtemp(prefix=f"ingest-{kind}-", dir=scratch))
     port = free_port()
-    proc = (start_ours if kind == "ours" else start_dcmtk)(workdir, port, processes)
+    if kind == "dcmtk":
+        proc = start_dcmtk(workdir, port)
+    else:
+        proc = start_ours(workdir, port, processes, source)
     warmup = warmup or []
     try:
         wait_listening(port, proc)
-        if processes > 1:  # the receive processes bind a moment after the first answers
+        if kind != "dcmtk":  # receive processes bind a moment after the first one answers
             time.sleep(3.0)
         for i in range(0, len(warmup), 4):
             send(port, [[f] for f in warmup[i : i + 4]])
         batches = [files[i::senders] for i in range(senders)]
+        cpu = tree_cpu(proc.pid)
         seconds = send(port, batches)
-        if kind == "ours":
+        cpu = tree_cpu(proc.pid) - cpu
+        if kind != "dcmtk":
             stored = list((workdir / "sgc-data" / "storage").rglob("*.dcm"))
         else:
             stored = list((workdir / "storescp-out").iterdir())
         if len(stored) != len(files) + len(warmup):
             raise RuntimeError(f"{kind}: {len(stored)} of {len(files) + len(warmup)} stored")
-        return sum(f.stat().st_size for f in files) / 1e6 / seconds
+        return sum(f.stat().st_size for f in files) / 1e6 / seconds, 1000 * cpu / len(files)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -180,24 +228,30 @@ def load() -> str:
         return " ".join(f.read().split()[:3])
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=16, help="images per run")
     parser.add_argument("--size-mb", type=float, default=17.0, help="size of each image")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per setting")
+    parser.add_argument("--rounds", type=int, default=3, help="rotating rounds per setting")
     parser.add_argument("--scratch", type=Path, default=None, help="disk to write to")
     parser.add_argument(
         "--senders",
         type=int,
         nargs="+",
-        default=[1, 4],
-        help="concurrent associations per setting (default: 1 4)",
+        default=[1, 4, 8],
+        help="concurrent associations per setting (default: 1 4 8)",
     )
     parser.add_argument(
         "--processes",
         type=int,
-        default=1,
-        help="SGC_SCP_PROCESSES for our SCP (processes sharing the port; default 1)",
+        default=None,
+        help="SGC_SCP_PROCESSES for our SCP (default: the node's default)",
+    )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        help="an older source tree of the node, run in the same rounds as 'before'",
     )
     parser.add_argument(
         "--no-warmup",
@@ -208,11 +262,34 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.count, args.rounds = min(args.count, 4), min(args.rounds, 2)
+    return args
+
+
+def run_setting(args, senders: int, files, warmup, scratch: Path) -> dict[str, tuple]:
+    """Rotating rounds of every server at ``senders`` associations; medians per server."""
+    kinds = ["ours", "dcmtk"] + (["before"] if args.before else [])
+    results: dict[str, list[tuple[float, float]]] = {k: [] for k in kinds}
+    for r in range(args.rounds):
+        for kind in kinds[r % len(kinds) :] + kinds[: r % len(kinds)]:
+            source = args.before if kind == "before" else None
+            mbps, cpu = run_once(kind, files, senders, scratch, args.processes, warmup, source)
+            results[kind].append((mbps, cpu))
+            print(
+                f"  {senders} assoc round {r + 1} {kind:6s} {mbps:7.1f} MB/s {cpu:6.1f} ms CPU/image",
+                flush=True,
+            )
+    return {
+        k: tuple(statistics.median(x[i] for x in v) for i in range(2)) for k, v in results.items()
+    }
+
+
+def main() -> None:
+    args = parse_args()
     for tool in ("storescu", "storescp", "echoscu"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} not found: install dcmtk")
-
     scratch = Path(tempfile.mkdtemp(prefix="sgc-ingest-", dir=args.scratch))
+    table = []
     try:
         files = make_images(scratch / "images", args.count, args.size_mb)
         warmup = [] if args.no_warmup else make_warmup(scratch / "warmup")
@@ -220,25 +297,21 @@ def main() -> None:
         print(f"machine: {machine()}")
         print(f"scratch: {scratch} ({total:.0f} MB in {len(files)} files)")
         print(
-            f"our SCP: SGC_SCP_PROCESSES={args.processes}, fsync on; "
-            f"warm-up: {len(warmup)} small images before each timed run"
+            f"our SCP: SGC_SCP_PROCESSES={args.processes or 'default'}, fsync on; before: "
+            f"{args.before or 'not run'}; warm-up: {len(warmup)} small images before each run"
         )
         for senders in args.senders:
             print(f"load average before: {load()}", flush=True)
-            results: dict[str, list[float]] = {"ours": [], "dcmtk": []}
-            for r in range(args.rounds):
-                order = ("ours", "dcmtk") if r % 2 == 0 else ("dcmtk", "ours")
-                for kind in order:
-                    mbps = run_once(kind, files, senders, scratch, args.processes, warmup)
-                    results[kind].append(mbps)
-                    print(f"  {senders} assoc round {r + 1} {kind:5s} {mbps:7.1f} MB/s", flush=True)
-            ours, dcmtk = (statistics.median(results[k]) for k in ("ours", "dcmtk"))
-            print(
-                f"{senders} association(s): ours {ours:.1f} MB/s, dcmtk storescp {dcmtk:.1f} "
-                f"MB/s, ratio {ours / dcmtk:.2f} (median of {args.rounds}; "
-                f"load average after: {load()})",
-                flush=True,
-            )
+            med = run_setting(args, senders, files, warmup, scratch)
+            print(f"load average after: {load()}", flush=True)
+            table.append((senders, med))
+        print("\nmedians of", args.rounds, "rounds (MB/s wall clock, ms CPU per image)")
+        print("| associations | server | MB/s | CPU ms/image | ratio to dcmtk (MB/s) |")
+        print("|---|---|---|---|---|")
+        for senders, med in table:
+            for kind, (mbps, cpu) in med.items():
+                ratio = mbps / med["dcmtk"][0]
+                print(f"| {senders} | {kind} | {mbps:.0f} | {cpu:.0f} | {ratio:.2f} |")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

@@ -241,3 +241,69 @@ def test_part10_prefix_is_parsed_once_for_every_writer() -> None:
     for junk in (b"", header[:143], b"\x00" * 128 + b"DICX" + header[132:]):
         with pytest.raises(NotPart10):
             meta_end(junk)
+
+
+def test_p_data_pdus_decode_to_views_equal_to_pynetdicoms_copies() -> None:
+    """NodeDUL's zero-copy P-DATA-TF decode gives the same PDVs as pynetdicom's own."""
+    from pynetdicom import AE
+    from pynetdicom.association import Association
+    from pynetdicom.pdu import P_DATA_TF
+    from pynetdicom.pdu_primitives import P_DATA
+
+    from scp.transport import NodeDUL
+
+    primitive = P_DATA()
+    primitive.presentation_data_value_list = [[1, b"\x03command"], [3, b"\x00" + os.urandom(5000)]]
+    encoded = P_DATA_TF(primitive).encode()
+    theirs = P_DATA_TF()
+    theirs.decode(encoded)
+    dul = Association(AE(), "acceptor").dul
+    dul.__class__ = NodeDUL
+    ours, event = dul._decode_pdu(bytearray(encoded))
+    assert event == "Evt10"
+    assert [
+        (i.presentation_context_id, bytes(i.presentation_data_value))
+        for i in ours.presentation_data_value_items
+    ] == [
+        (i.presentation_context_id, i.presentation_data_value)
+        for i in theirs.presentation_data_value_items
+    ]
+    assert all(
+        isinstance(i.presentation_data_value, memoryview)
+        for i in ours.presentation_data_value_items
+    )
+    # An item length running past the PDU goes to pynetdicom's decoder, which rejects it
+    # (the DUL then aborts the association, as without NodeDUL), never a view past the end.
+    broken = bytearray(encoded)
+    broken[6:10] = len(encoded).to_bytes(4, "big")
+    with pytest.raises(AssertionError):
+        dul._decode_pdu(broken)
+
+
+def test_responses_wake_the_waiting_reactor(tmp_path: Path) -> None:
+    """The DUL waits in select for data, but a queued response ends the wait at once.
+
+    Without the wake-up every C-ECHO response would wait out DUL_WAIT; 40 echoes on one
+    association take well under half of 40 x DUL_WAIT.
+    """
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification
+
+    from scp.transport import DUL_WAIT
+
+    with running_node(
+        node_settings(tmp_path, f"sqlite:///{tmp_path / 'n.db'}"), sweeper=False
+    ) as node:
+        ae = AE(ae_title="ECHOSCU")
+        ae.add_requested_context(Verification)
+        assoc = ae.associate(*node.address, ae_title="SGC_NODE")
+        assert assoc.is_established
+        try:
+            assoc.send_c_echo()  # first one off the clock
+            start = time.perf_counter()
+            for _ in range(40):
+                assert assoc.send_c_echo().Status == 0
+            elapsed = time.perf_counter() - start
+        finally:
+            assoc.release()
+    assert elapsed < 40 * DUL_WAIT / 2, f"40 C-ECHOs took {elapsed:.2f} s"
