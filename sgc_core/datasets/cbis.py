@@ -104,6 +104,28 @@ def load_cbis_ddsm(
     """All full-field images named by the description CSVs under ``root``."""
     check_missing_policy(missing)
     root = Path(root)
+    images = _read_descriptions(root, abnormality)
+    by_patient = patient_splits(
+        {k: e["split"] for k, e in images.items()}, {k: e["patient_id"] for k, e in images.items()}
+    )
+    splits = carve_validation(by_patient, val_fraction, seed)
+    items, absent = [], []
+    for key, entry in sorted(images.items()):
+        path = _resolve_image(root, key)
+        if path is None:
+            absent.append(key)
+            continue
+        # test for every image of a test patient
+        items.append(_item(path, entry, splits[entry["patient_id"]]))
+    if missing == "error":
+        raise_if_missing(f"CBIS-DDSM at {root}", absent, len(images))
+    return MammoDataset(items, preprocess, name="CBIS-DDSM")
+
+
+def _read_descriptions(root: Path, abnormality: tuple[str, ...]) -> dict[str, dict]:
+    """{image file path: its patient, official split, side, view, density and every
+    abnormality's pathology and type}, from the description CSVs found under ``root``; an
+    image named by several rows (several abnormalities) gathers them all."""
     images: dict[str, dict] = {}
     read_any = False
     for kind in abnormality:
@@ -115,51 +137,47 @@ def load_cbis_ddsm(
                 continue
             read_any = True
             for row in read_csv_rows(csv_path, REQUIRED):
-                pathology = row["pathology"].upper()
-                if pathology not in PATHOLOGY_CLASS:
-                    raise DatasetLayoutError(
-                        f"{csv_path}: pathology {row['pathology']!r} is not one of {sorted(PATHOLOGY_CLASS)}"
-                    )
-                key = row["image file path"].replace("\\", "/").strip()
-                entry = images.setdefault(
-                    key,
-                    {
-                        "patient_id": row["patient_id"],
-                        "split": split_from_path(key),
-                        "laterality": row["left or right breast"][:1].upper(),
-                        "view": row["image view"].upper(),
-                        "density": row.get("breast_density") or row.get("breast density", ""),
-                        "pathologies": [],
-                        "abnormality_types": [],
-                    },
-                )
-                entry["pathologies"].append(pathology)
-                entry["abnormality_types"].append(kind)
+                _add_row(images, row, kind, csv_path)
     if not read_any:
         names = ", ".join(DESCRIPTION_CSVS[(k, p)] for k in abnormality for p in ("train", "test"))
         raise DatasetLayoutError(f"{root}: none of the CBIS-DDSM description CSVs ({names}) found")
+    return images
 
-    by_patient = patient_splits(
-        {k: e["split"] for k, e in images.items()}, {k: e["patient_id"] for k, e in images.items()}
+
+def _add_row(images: dict[str, dict], row: dict, kind: str, csv_path: Path) -> None:
+    """Add one abnormality row to its image's entry; an unknown pathology is an error, not a
+    silent benign."""
+    pathology = row["pathology"].upper()
+    if pathology not in PATHOLOGY_CLASS:
+        raise DatasetLayoutError(
+            f"{csv_path}: pathology {row['pathology']!r} is not one of {sorted(PATHOLOGY_CLASS)}"
+        )
+    key = row["image file path"].replace("\\", "/").strip()
+    entry = images.setdefault(
+        key,
+        {
+            "patient_id": row["patient_id"],
+            "split": split_from_path(key),
+            "laterality": row["left or right breast"][:1].upper(),
+            "view": row["image view"].upper(),
+            "density": row.get("breast_density") or row.get("breast density", ""),
+            "pathologies": [],
+            "abnormality_types": [],
+        },
     )
-    splits = carve_validation(by_patient, val_fraction, seed)
-    items, absent = [], []
-    for key, entry in sorted(images.items()):
-        path = _resolve_image(root, key)
-        if path is None:
-            absent.append(key)
-            continue
-        worst = "malignant" if "MALIGNANT" in entry["pathologies"] else "benign"
-        split = splits[entry["patient_id"]]  # test for every image of a test patient
-        meta = {
-            "laterality": entry["laterality"],
-            "view": entry["view"],
-            "density": entry["density"],
-            "pathology": ",".join(entry["pathologies"]),
-            "abnormality": ",".join(sorted(set(entry["abnormality_types"]))),
-            "official_split": entry["split"],
-        }
-        items.append(MammoItem(path, CLASS_NAMES.index(worst), split, entry["patient_id"], meta))
-    if missing == "error":
-        raise_if_missing(f"CBIS-DDSM at {root}", absent, len(images))
-    return MammoDataset(items, preprocess, name="CBIS-DDSM")
+    entry["pathologies"].append(pathology)
+    entry["abnormality_types"].append(kind)
+
+
+def _item(path: Path, entry: dict, split: str) -> MammoItem:
+    """One image: malignant if any of its abnormalities is."""
+    worst = "malignant" if "MALIGNANT" in entry["pathologies"] else "benign"
+    meta = {
+        "laterality": entry["laterality"],
+        "view": entry["view"],
+        "density": entry["density"],
+        "pathology": ",".join(entry["pathologies"]),
+        "abnormality": ",".join(sorted(set(entry["abnormality_types"]))),
+        "official_split": entry["split"],
+    }
+    return MammoItem(path, CLASS_NAMES.index(worst), split, entry["patient_id"], meta)
