@@ -61,6 +61,7 @@ SUBCOMMAND_MODULES = (
     "send",
     "classify",
     "viewer",
+    "demo",
     "ml",
     "lesion",
     "data",
