@@ -30,6 +30,7 @@ from pydicom.dataset import FileMetaDataset
 from scp.digest import ALGORITHM, dataset_digest, new_hasher
 from scp.part10 import encode_meta, file_meta
 from scp.uids import require_uid
+from sgc_config.atomic import fsync_dir
 
 __all__ = [
     "Spooled",
@@ -89,14 +90,6 @@ def instance_relpath(study_uid: str, series_uid: str, sop_instance_uid: str) -> 
 # The name callers outside scp/ used before the digest became BLAKE3 (migration 0004): it
 # returns what the catalog records, ``Instance.sha256`` (a column that kept its first name).
 dataset_sha256 = dataset_digest
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _make_dirs(folder: Path, root: Path) -> list[Path]:
@@ -258,9 +251,9 @@ class Storage:
             os.fsync(fsync_file)
         os.replace(temp, target)
         if self.fsync:
-            _fsync_dir(target.parent)
+            fsync_dir(target.parent)
             for created in new_dirs:  # a new directory's entry lives in its parent
-                _fsync_dir(created.parent)
+                fsync_dir(created.parent)
         if outcome == "replaced":
             log.info("replaced %s: content differs from the stored copy", relpath)
         return StoredFile(relpath, size, digest, outcome)

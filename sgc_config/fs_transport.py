@@ -46,6 +46,8 @@ from kombu.utils.encoding import bytes_to_str, str_to_bytes
 from kombu.utils.json import dumps, loads
 from kombu.utils.objects import cached_property
 
+from sgc_config.atomic import TMP_SUFFIX, write_atomic
+
 log = logging.getLogger(__name__)
 
 #: The URL scheme of this transport (``sgcfs://``); :func:`register` makes kombu know it.
@@ -59,40 +61,10 @@ RECOVER_INTERVAL = 10.0
 #: (a write takes milliseconds); it is removed when abandoned claims are recovered.
 STALE_TMP_AGE = 600.0
 
-_TMP_SUFFIX = ".tmp"
-
 
 def register() -> None:
     """Make ``sgcfs://`` resolve to :class:`Transport` in kombu (idempotent)."""
     TRANSPORT_ALIASES[SCHEME] = f"{__name__}:Transport"
-
-
-def write_whole(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` under a temporary name, fsync, and rename into place."""
-    tmp = path.parent / f".{uuid.uuid4().hex}{_TMP_SUFFIX}"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _start_time(pid: int) -> str | None:
@@ -170,7 +142,7 @@ class Channel(filesystem.Channel):
         name = f"{time.time_ns():020d}_{uuid.uuid4().hex}.{queue}.msg"
         path = Path(self.data_folder_out) / name
         try:
-            write_whole(path, str_to_bytes(dumps(payload)))
+            write_atomic(path, str_to_bytes(dumps(payload)), mode=0o600)
         except OSError as exc:
             raise ChannelError(f"cannot add message {name!r} to {path.parent}: {exc}") from exc
 
@@ -299,7 +271,7 @@ class Channel(filesystem.Channel):
             for name in os.listdir(folder):
                 path = Path(folder) / name
                 with contextlib.suppress(OSError):
-                    if name.endswith(_TMP_SUFFIX) and path.stat().st_mtime < cutoff:
+                    if name.endswith(TMP_SUFFIX) and path.stat().st_mtime < cutoff:
                         path.unlink()
 
     # --- exchange tables: replaced whole under a lock ----------------------------------------
@@ -332,7 +304,7 @@ class Channel(filesystem.Channel):
                 table = self.get_table(exchange)
                 changed = change(list(table))
                 if changed != table:
-                    write_whole(file, str_to_bytes(dumps(changed)))
+                    write_atomic(file, str_to_bytes(dumps(changed)), mode=0o600)
         except OSError as exc:
             raise ChannelError(f"cannot update {file}: {exc}") from exc
 

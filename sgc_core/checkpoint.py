@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from sgc_config.atomic import replacing, write_atomic
 from sgc_core.unet import build_score_model
 
 CARD_FORMAT = "sgc-model-card/1"
@@ -55,13 +56,11 @@ def save_model(path: str | Path, model: nn.Module, card: dict) -> tuple[Path, Pa
     weights, card_path = model_paths(path)
     weights.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    tmp = weights.with_suffix(".safetensors.tmp")
-    save_file(state, str(tmp), metadata={"name": str(card.get("name", ""))})
-    tmp.replace(weights)
+    # Durable and atomic (sgc_config/atomic.py): a crash leaves the old or the new file.
+    with replacing(weights) as tmp:
+        save_file(state, str(tmp), metadata={"name": str(card.get("name", ""))})
     card = dict(card, sha256=sha256_of(weights), format=CARD_FORMAT)
-    card_tmp = card_path.with_suffix(".json.tmp")
-    card_tmp.write_text(json.dumps(card, indent=2, sort_keys=True))
-    card_tmp.replace(card_path)
+    write_atomic(card_path, json.dumps(card, indent=2, sort_keys=True))
     return weights, card_path
 
 

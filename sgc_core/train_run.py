@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from sgc_config.atomic import replacing
 from sgc_core.datasets.base import Dataset
 from sgc_core.train_config import TrainConfig
 
@@ -107,20 +108,16 @@ def comparable(config: TrainConfig) -> dict:
 
 
 def save_state(path: Path, run: RunState, config: TrainConfig, seconds: float = 0.0) -> None:
-    """Write the resume state: replaced whole (temporary file, then rename), so a run killed
-    while saving keeps its previous state."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(
-        {
-            "model": run.model.state_dict(),
-            "ema": run.ema.state_dict(),
-            "opt": run.opt.state_dict(),
-            "step": run.step,
-            "losses": run.losses,
-            "config": comparable(config),
-            "seconds": seconds,
-        },
-        tmp,
-    )
-    tmp.replace(path)
+    """Write the resume state: replaced whole (sgc_config/atomic.py: temporary file, fsync,
+    rename), so a run killed while saving keeps its previous state."""
+    state = {
+        "model": run.model.state_dict(),
+        "ema": run.ema.state_dict(),
+        "opt": run.opt.state_dict(),
+        "step": run.step,
+        "losses": run.losses,
+        "config": comparable(config),
+        "seconds": seconds,
+    }
+    with replacing(path) as tmp:
+        torch.save(state, tmp)

@@ -9,7 +9,6 @@ never duplicates. The TID 1500 SR keeps the UIDs it had before other forms exist
 from __future__ import annotations
 
 import math
-import os
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +19,7 @@ import numpy as np
 from pydicom import Dataset
 from pydicom.sr.codedict import codes
 
+from sgc_config.atomic import replacing
 from sgc_core.results import EvidenceMap
 from worker.reports.codes import PRIVATE_SCHEMES, PROCESSING_ALGORITHM, SIDE_WORD
 
@@ -218,16 +218,8 @@ def lo(text: str) -> str:
 
 
 def write_report(ds: Dataset, path: Path) -> None:
-    """Write ``ds`` to ``path`` atomically (temp file, fsync, rename): a crash never leaves a
-    truncated report where a reader or the deliverer would pick it up."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    ds.save_as(tmp, enforce_file_format=True)
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """Write ``ds`` to ``path`` atomically (sgc_config.atomic: temp file, fsync, rename, folder
+    fsync): a crash never leaves a truncated report where a reader or the deliverer would
+    pick it up."""
+    with replacing(path) as tmp:
+        ds.save_as(tmp, enforce_file_format=True)
