@@ -249,3 +249,28 @@ def test_unaccepted_class_syntax_and_full_storage_get_their_reasons(tmp_path: Pa
         assert not _leftovers(node)
     finally:
         node.stop_all()
+
+
+def test_too_many_parts_and_a_client_gone_mid_body(door, tmp_path: Path) -> None:
+    import socket
+
+    from scp.web.multipart import MAX_PARTS
+
+    body, ctype = multipart([b"x"] * (MAX_PARTS + 1))
+    rsp = post(f"{web_url(door)}/studies", body, ctype, TOKEN)
+    assert rsp.status_code == 413 and "parts" in rsp.text
+
+    good, ctype = multipart([write_mg(tmp_path / "a.dcm", MGSpec()).read_bytes()])
+    head = (
+        f"POST /studies HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n"
+        f"Content-Type: {ctype}\r\nContent-Length: {len(good)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", int(door.env["SGC_WEB_PORT"]))) as sock:
+        sock.sendall(head + good[: len(good) // 2])  # then hang up
+    wait_until(
+        lambda: "went away mid-body" in door.log_path("web").read_text(), "the door to notice"
+    )
+    assert "Traceback" not in door.log_path("web").read_text()
+    assert count_rows(door.sessions(), Instance) == 0
+    assert not _stored_files(door) and not _leftovers(door)
+    assert post(f"{web_url(door)}/studies", good, ctype, TOKEN).status_code == 200

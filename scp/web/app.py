@@ -19,7 +19,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
@@ -71,6 +71,9 @@ def create_app(door: Door) -> Starlette:
         except BadRequest as exc:
             log.warning("refused STOW-RS request from %s: %d %s", _peer(request), exc.status, exc)
             return _refusal(exc)
+        except ClientDisconnect:  # the parts received so far are already deleted
+            log.warning("STOW-RS client %s went away mid-body; nothing stored", _peer(request))
+            return Response(status_code=400)
         try:
             results: list[PartResult] = []
             for part in parts:

@@ -22,6 +22,9 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 DICOM_TYPE = "application/dicom"
 MAX_BOUNDARY = 200
+#: Most parts in one request: each becomes a file, so a body of millions of tiny parts must
+#: not exhaust the volume's inodes. A study is at most a few hundred instances.
+MAX_PARTS = 10_000
 
 
 class BadRequest(Exception):
@@ -139,6 +142,8 @@ def _callbacks(state: _State) -> dict:
         state.header_name = state.header_value = b""
 
     def on_headers_finished() -> None:
+        if len(state.parts) >= MAX_PARTS:
+            raise BadRequest(413, f"more than {MAX_PARTS} parts in one request")
         media, _ = parse_options_header(state.headers.get("content-type", DICOM_TYPE))
         path = state.folder / f"{uuid.uuid4().hex}.part"
         state.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
