@@ -109,7 +109,12 @@ def split_seed(card: dict) -> int:
 @click.option(
     "--balanced/--no-balanced", default=False, show_default=True, help="Class-balanced sampling."
 )
-@click.option("--flip/--no-flip", default=True, show_default=True, help="Random top-bottom flips of training images (image rows; left-right is fixed by preprocessing).")
+@click.option(
+    "--flip/--no-flip",
+    default=True,
+    show_default=True,
+    help="Random top-bottom flips of training images (image rows; left-right is fixed by preprocessing).",
+)
 @click.option("--resume", is_flag=True, help="Continue the run saved in OUT.train/.")
 @click.option("--val-fraction", type=float, default=0.2, show_default=True)
 @click.option(
@@ -128,49 +133,17 @@ def train_cmd(**o) -> None:
     """Train a class-conditional score model, calibrate it on the validation split, export it."""
     import torch
 
-    from sgc_core.train import TrainConfig, epochs_to_steps, train_and_export
+    from sgc_core.train import train_and_export
 
     if o["steps"] is not None and o["epochs"] is not None:
         raise click.UsageError("give --steps or --epochs, not both")
     torch.manual_seed(o["seed"])
-    fmt = _mammo_format(o["fmt"], o["data"])
-    val_ds = None
-    if fmt is None:
-        ds, preprocess = _open(o["data"], o["image_size"], o["channels"])
-        n_train = round(len(ds) * (1 - o["val_fraction"]))
-    else:
-        from sgc_core.preprocess import PreprocessConfig
-
-        config = PreprocessConfig(
-            image_size=o["image_size"], channels=o["channels"], scaling="[0,1]", clahe=o["clahe"]
-        )
-        full = _open_mammo(fmt, o["data"], config, o["seed"])
-        ds, val_ds = full.subset("train"), full.subset("val")
-        if not len(ds) or not len(val_ds):
-            raise click.ClickException(f"{o['data']}: the {fmt} data set has no train or val split")
-        preprocess, n_train = config.to_dict(), len(ds)
-    steps = o["steps"] or 1000
-    if o["epochs"] is not None:
-        steps = epochs_to_steps(o["epochs"], n_train, o["batch_size"])
+    fmt, ds, val_ds, preprocess, n_train = _training_data(o)
     if o["device"].startswith("cuda") and not torch.cuda.is_available():
         raise click.ClickException(f"--device {o['device']}: CUDA is not available here")
-    cfg = TrainConfig(
-        image_size=o["image_size"],
-        channels=o["channels"],
-        arch=o["arch"],
-        width=o["width"],
-        steps=steps,
-        batch_size=o["batch_size"],
-        lr=o["lr"],
-        seed=o["seed"],
-        device=o["device"],
-        balanced=o["balanced"],
-        flip=o["flip"],
-        likelihood_weighting=o["likelihood_weighting"],
-    )
     try:
         weights, card_path = train_and_export(
-            cfg,
+            _train_config(o, n_train),
             ds,
             o["out"],
             val_dataset=val_ds,
@@ -188,6 +161,54 @@ def train_cmd(**o) -> None:
         )
     except (ValueError, FloatingPointError) as exc:
         raise click.ClickException(str(exc)) from None
+    _echo_trained(weights, card_path)
+
+
+def _training_data(o: dict):
+    """(layout, training set, validation set or None, the card's preprocessing, training
+    images): a mammography layout brings its own train/val split, a generic folder or CSV is
+    split later by --val-fraction."""
+    fmt = _mammo_format(o["fmt"], o["data"])
+    if fmt is None:
+        ds, preprocess = _open(o["data"], o["image_size"], o["channels"])
+        return None, ds, None, preprocess, round(len(ds) * (1 - o["val_fraction"]))
+    from sgc_core.preprocess import PreprocessConfig
+
+    config = PreprocessConfig(
+        image_size=o["image_size"], channels=o["channels"], scaling="[0,1]", clahe=o["clahe"]
+    )
+    full = _open_mammo(fmt, o["data"], config, o["seed"])
+    ds, val_ds = full.subset("train"), full.subset("val")
+    if not len(ds) or not len(val_ds):
+        raise click.ClickException(f"{o['data']}: the {fmt} data set has no train or val split")
+    return fmt, ds, val_ds, config.to_dict(), len(ds)
+
+
+def _train_config(o: dict, n_train: int):
+    """The TrainConfig of the command's options; --epochs becomes steps over ``n_train``."""
+    from sgc_core.train import TrainConfig, epochs_to_steps
+
+    steps = o["steps"] or 1000
+    if o["epochs"] is not None:
+        steps = epochs_to_steps(o["epochs"], n_train, o["batch_size"])
+    return TrainConfig(
+        image_size=o["image_size"],
+        channels=o["channels"],
+        arch=o["arch"],
+        width=o["width"],
+        steps=steps,
+        batch_size=o["batch_size"],
+        lr=o["lr"],
+        seed=o["seed"],
+        device=o["device"],
+        balanced=o["balanced"],
+        flip=o["flip"],
+        likelihood_weighting=o["likelihood_weighting"],
+    )
+
+
+def _echo_trained(weights: Path, card_path: Path) -> None:
+    """Where the model went and what calibration chose, from the card as written."""
     card = json.loads(Path(card_path).read_text())
     val = card["metrics"]["validation"]
     click.echo(f"wrote {weights} and {card_path}")
