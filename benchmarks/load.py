@@ -174,10 +174,42 @@ def peer_run(batches: list[list[Path]], folder: Path) -> float:
 
 
 def node_run(batches, folder: Path, model: Path, orthanc) -> dict:
-    n_images = sum(len(b) for b in batches)
+    """Send every batch into `sgc serve` and wait for every study's SR in Orthanc; the figures
+    and the counts that say nothing was lost."""
     n_studies = sum((len(b) + 3) // 4 for b in batches)
-    mbytes = sum(p.stat().st_size for b in batches for p in b) / 1e6
     port = free_port()
+    folder.mkdir(parents=True, exist_ok=True)
+    log = open(folder / "serve.log", "wb")  # noqa: SIM115 - closed below
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "sgc_node", "serve"], env=_serve_env(folder, port, model, orthanc),
+        stdout=log, stderr=log, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_port(port, serve)
+        procs = children(serve.pid)
+        t0 = time.perf_counter()
+        seconds, results = run_senders(port, "SGC_NODE", batches)
+        last_sr = _wait_for_srs(serve, orthanc, n_studies, t0, folder)
+        rss = {name: peak_rss_mb(pid) for name, pid in procs.items()}
+    finally:
+        os.killpg(serve.pid, signal.SIGINT)
+        serve.wait(120)
+        log.close()
+    result = _figures(batches, seconds, results, last_sr, rss)
+    counts = _db_counts(folder / "data" / "sgc.db")
+    counts["sr_in_orthanc"] = orthanc_sr_series(orthanc.url) if last_sr else None
+    result["lost"] = {"acknowledged": sum(1 for _, st in results if st == 0), **counts}
+    result["nothing_lost"] = (
+        result["lost"]["acknowledged"] == counts["rows"] == result["images"]
+        and counts["jobs"] == counts["jobs_done"] == counts["deliveries_sent"] == n_studies
+        and last_sr is not None
+    )
+    return result
+
+
+def _serve_env(folder: Path, port: int, model: Path, orthanc) -> dict[str, str]:
+    """`sgc serve`'s environment: this run's settings only (no SGC_* of the caller's), fast
+    settling and sweeping so the run measures the node, not its waits."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SGC_")}
     env.update(
         SGC_DATA_DIR=str(folder / "data"), SGC_HOST="127.0.0.1", SGC_PORT=str(port),
@@ -185,47 +217,48 @@ def node_run(batches, folder: Path, model: Path, orthanc) -> dict:
         SGC_SWEEP_INTERVAL="0.5", SGC_METRICS_PORT="0", SGC_MAX_ASSOCIATIONS="32",
         SGC_DELIVERY_RETRY_BASE="1", SGC_LOG_LEVEL="WARNING",
     )  # fmt: skip
-    folder.mkdir(parents=True, exist_ok=True)
-    log = open(folder / "serve.log", "wb")  # noqa: SIM115 - closed below
-    serve = subprocess.Popen(
-        [sys.executable, "-m", "sgc_node", "serve"], env=env, stdout=log, stderr=log,
-        start_new_session=True,
-    )  # fmt: skip
-    try:
-        wait_port(port, serve)
-        procs = children(serve.pid)
-        t0 = time.perf_counter()
-        seconds, results = run_senders(port, "SGC_NODE", batches)
-        last_sr = None
-        deadline = time.monotonic() + 1800
-        while time.monotonic() < deadline:
-            if serve.poll() is not None:
-                raise SystemExit("sgc serve died: see " + str(folder / "serve.log"))
-            if orthanc_sr_series(orthanc.url) >= n_studies:
-                last_sr = time.perf_counter() - t0
-                break
-            time.sleep(0.5)
-        rss = {name: peak_rss_mb(pid) for name, pid in procs.items()}
-    finally:
-        os.killpg(serve.pid, signal.SIGINT)
-        serve.wait(120)
-        log.close()
+    return env
+
+
+def _wait_for_srs(serve, orthanc, n_studies: int, t0: float, folder: Path) -> float | None:
+    """Seconds from ``t0`` until Orthanc holds one SR series per study (None after 30 min)."""
+    deadline = time.monotonic() + 1800
+    while time.monotonic() < deadline:
+        if serve.poll() is not None:
+            raise SystemExit("sgc serve died: see " + str(folder / "serve.log"))
+        if orthanc_sr_series(orthanc.url) >= n_studies:
+            return time.perf_counter() - t0
+        time.sleep(0.5)
+    return None
+
+
+def _db_counts(database: Path) -> dict[str, int]:
+    """What the node's database says it received, classified and delivered."""
     from sqlalchemy import func, select
 
     from db.models import Delivery, DeliveryState, Instance, Job, JobState
     from db.session import make_engine, make_session_factory
 
-    sessions = make_session_factory(make_engine(f"sqlite:///{folder / 'data' / 'sgc.db'}"))
+    sessions = make_session_factory(make_engine(f"sqlite:///{database}"))
     with sessions() as s:
-        rows = s.scalar(select(func.count()).select_from(Instance))
-        jobs_done = s.scalar(select(func.count()).where(Job.state == JobState.done))
-        jobs = s.scalar(select(func.count()).select_from(Job))
-        sent = s.scalar(select(func.count()).where(Delivery.state == DeliveryState.sent))
+        return {
+            "rows": s.scalar(select(func.count()).select_from(Instance)),
+            "jobs": s.scalar(select(func.count()).select_from(Job)),
+            "jobs_done": s.scalar(select(func.count()).where(Job.state == JobState.done)),
+            "deliveries_sent": s.scalar(
+                select(func.count()).where(Delivery.state == DeliveryState.sent)
+            ),
+        }
+
+
+def _figures(batches, seconds: float, results, last_sr: float | None, rss: dict) -> dict:
+    """Throughput, C-STORE latency percentiles, time to the last SR and peak memory."""
+    n_images = sum(len(b) for b in batches)
+    mbytes = sum(p.stat().st_size for b in batches for p in b) / 1e6
     latencies = [t for t, _ in results]
-    ok = sum(1 for _, st in results if st == 0)
     return {
         "images": n_images,
-        "studies": n_studies,
+        "studies": sum((len(b) + 3) // 4 for b in batches),
         "mb_total": round(mbytes, 1),
         "send_seconds": round(seconds, 2),
         "instances_per_s": round(n_images / seconds, 2),
@@ -234,17 +267,6 @@ def node_run(batches, folder: Path, model: Path, orthanc) -> dict:
         "c_store_p99_ms": round(1000 * percentile(latencies, 0.99), 1),
         "last_sr_seconds": None if last_sr is None else round(last_sr, 1),
         "peak_rss_mb": {k: round(v, 1) for k, v in rss.items()},
-        "lost": {
-            "acknowledged": ok,
-            "rows": rows,
-            "jobs": jobs,
-            "jobs_done": jobs_done,
-            "deliveries_sent": sent,
-            "sr_in_orthanc": orthanc_sr_series(orthanc.url) if last_sr else None,
-        },
-        "nothing_lost": ok == rows == n_images
-        and jobs == jobs_done == sent == n_studies
-        and last_sr is not None,
     }
 
 
