@@ -40,6 +40,17 @@ viewer: install viewer-dist
 run: install
 	$(BIN)/sgc serve
 
+## demo: see it work in one command: a throw-away Orthanc, the node and OHIF on the loopback,
+## a synthetic screening set pushed from Orthanc, one line per result and the OHIF address of the
+## malignant study with its report; Ctrl-C stops all. Options: make demo ARGS="--once --keep"
+.PHONY: demo
+ARGS ?=
+demo: install
+	@command -v Orthanc >/dev/null && [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] \
+		|| scripts/install-system-deps.sh
+	@viewer/fetch-ohif.sh
+	$(BIN)/sgc demo $(ARGS)
+
 ## test: lint, then the whole test suite against real peers
 test: install deps viewer-dist
 	$(BIN)/ruff check .
