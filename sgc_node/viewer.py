@@ -34,74 +34,101 @@ mimetypes.add_type("application/wasm", ".wasm")
 mimetypes.add_type("text/javascript", ".js")
 
 
+class ViewerHandler(BaseHTTPRequestHandler):
+    """OHIF's files and a proxy to Orthanc's DICOMweb on one origin.
+
+    Not used directly: make_handler subclasses it with the build folder, the app config and
+    the upstream (http.server makes a handler per request from a class, not an instance)."""
+
+    protocol_version = "HTTP/1.1"
+    dist: Path
+    app_config: Path
+    upstream: urllib.parse.SplitResult
+
+    def log_message(self, fmt: str, *args) -> None:  # route through logging, not stderr
+        log.debug("viewer: " + fmt, *args)
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_HEAD(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        path = urllib.parse.urlsplit(self.path).path
+        if any(path == p or path.startswith(p + "/") for p in PROXIED):
+            self._proxy()
+        else:
+            self._static(path)
+
+    def _proxy(self) -> None:
+        """Forward the request to Orthanc without hop-by-hop headers; 502 if it is down."""
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+        upstream = self.upstream
+        conn = http.client.HTTPConnection(upstream.hostname, upstream.port or 80, timeout=120)
+        try:
+            conn.request(self.command, upstream.path.rstrip("/") + self.path, body, headers)
+            resp = conn.getresponse()
+            data = resp.read()
+        except OSError as exc:
+            self.send_error(502, f"Orthanc unreachable: {exc}")
+            return
+        finally:
+            conn.close()
+        kept = [
+            (k, v)
+            for k, v in resp.getheaders()
+            if k.lower() not in HOP_BY_HOP and k.lower() != "content-length"
+        ]
+        self._reply(resp.status, resp.reason, kept, data)
+
+    def _static(self, path: str) -> None:
+        """A file of the build (never outside it), the app config, or index.html for the
+        single-page app's own routes."""
+        rel = posixpath.normpath(urllib.parse.unquote(path)).lstrip("/")
+        if rel == "app-config.js":
+            target = self.app_config
+        else:
+            target = (self.dist / rel).resolve()
+            if not target.is_relative_to(self.dist) or not target.is_file():
+                target = self.dist / "index.html"  # the app's own router handles the path
+        data = target.read_bytes()
+        ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        self._reply(200, None, [("Content-Type", ctype)], data, cache="no-cache")
+
+    def _reply(
+        self,
+        status: int,
+        reason: str | None,
+        headers: list[tuple[str, str]],
+        data: bytes,
+        cache: str | None = None,
+    ) -> None:
+        """Send a whole response with its length; a HEAD gets the headers only."""
+        self.send_response(status, reason)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        if cache is not None:
+            self.send_header("Cache-Control", cache)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+
 def make_handler(dist: Path, app_config: Path, orthanc_url: str) -> type[BaseHTTPRequestHandler]:
-    upstream = urllib.parse.urlsplit(orthanc_url)
-    dist = dist.resolve()
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, fmt: str, *args) -> None:  # route through logging, not stderr
-            log.debug("viewer: " + fmt, *args)
-
-        def do_GET(self) -> None:
-            self._dispatch()
-
-        def do_HEAD(self) -> None:
-            self._dispatch()
-
-        def do_POST(self) -> None:
-            self._dispatch()
-
-        def _dispatch(self) -> None:
-            path = urllib.parse.urlsplit(self.path).path
-            if any(path == p or path.startswith(p + "/") for p in PROXIED):
-                self._proxy()
-            else:
-                self._static(path)
-
-        def _proxy(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else None
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
-            conn = http.client.HTTPConnection(upstream.hostname, upstream.port or 80, timeout=120)
-            try:
-                conn.request(self.command, upstream.path.rstrip("/") + self.path, body, headers)
-                resp = conn.getresponse()
-                data = resp.read()
-            except OSError as exc:
-                self.send_error(502, f"Orthanc unreachable: {exc}")
-                return
-            finally:
-                conn.close()
-            self.send_response(resp.status, resp.reason)
-            for k, v in resp.getheaders():
-                if k.lower() not in HOP_BY_HOP and k.lower() != "content-length":
-                    self.send_header(k, v)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(data)
-
-        def _static(self, path: str) -> None:
-            rel = posixpath.normpath(urllib.parse.unquote(path)).lstrip("/")
-            if rel == "app-config.js":
-                target = app_config
-            else:
-                target = (dist / rel).resolve()
-                if not target.is_relative_to(dist) or not target.is_file():
-                    target = dist / "index.html"  # the app's own router handles the path
-            data = target.read_bytes()
-            ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
-            self.send_response(200)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("Cache-Control", "no-cache")
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(data)
-
-    return Handler
+    """A ViewerHandler class bound to this build, app config and Orthanc."""
+    attrs = {
+        "dist": dist.resolve(),
+        "app_config": app_config,
+        "upstream": urllib.parse.urlsplit(orthanc_url),
+    }
+    return type("Handler", (ViewerHandler,), attrs)
 
 
 def make_server(
