@@ -19,7 +19,7 @@ import logging
 import threading
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -42,21 +42,43 @@ def _mark_job_sent(session_factory: sessionmaker[Session], job_id: int) -> None:
         )
 
 
+#: The longest wait between two sends of one pending job, in multiples of ``resend_after``.
+MAX_RESEND_BACKOFF = 8
+
+
+def resend_due(now: datetime, resend_after: float) -> ColumnElement[bool]:
+    """A pending job is due when never sent, or when its last send is older than
+    ``resend_after`` x 2^(sends - 1), at most x :data:`MAX_RESEND_BACKOFF`.
+
+    Why back off: a job that waits behind a long backlog (a PACS burst, one busy GPU) is still
+    pending but its message is in the queue; a fixed period re-sent it every ``resend_after``,
+    so the queue filled with copies that each cost a claim. A lost message is still re-sent:
+    after 1, 2, 4, then every 8 periods.
+    """
+    clauses = [Job.dispatched_at.is_(None)]
+    sends, factor = 1, 1
+    while factor < MAX_RESEND_BACKOFF:
+        count = Job.dispatch_count <= sends if sends == 1 else Job.dispatch_count == sends
+        clauses.append(
+            and_(count, Job.dispatched_at <= now - timedelta(seconds=resend_after * factor))
+        )
+        sends, factor = sends + 1, factor * 2
+    last = now - timedelta(seconds=resend_after * MAX_RESEND_BACKOFF)
+    clauses.append(and_(Job.dispatch_count >= sends, Job.dispatched_at <= last))
+    return or_(*clauses)
+
+
 def send_pending_jobs(
     session_factory: sessionmaker[Session],
     dispatcher: Dispatcher,
     resend_after: float,
     now: datetime | None = None,
 ) -> int:
-    """Send pending jobs never dispatched or dispatched over ``resend_after`` s ago."""
-    stale = (now or utcnow()) - timedelta(seconds=resend_after)
+    """Send pending jobs never dispatched, or due again (:func:`resend_due`)."""
     with session_factory() as session:
         job_ids = session.scalars(
             select(Job.id)
-            .where(
-                Job.state == JobState.pending,
-                or_(Job.dispatched_at.is_(None), Job.dispatched_at <= stale),
-            )
+            .where(Job.state == JobState.pending, resend_due(now or utcnow(), resend_after))
             .order_by(Job.id)
             .limit(_BATCH)
         ).all()

@@ -219,7 +219,8 @@ class Settings(BaseSettings):
     resend_after: float = Field(
         300.0,
         gt=0,
-        description="Seconds after which a job or delivery still pending is sent again.",
+        description="Seconds after which a job or delivery still pending is sent again "
+        "(a job: then after 2, 4 and every 8 such periods).",
     )
     #: Why a limit: a study whose classification kills its worker (a decoder that segfaults,
     #: memory it exhausts) would otherwise be taken back and sent again for ever, killing a

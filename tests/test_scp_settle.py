@@ -183,6 +183,37 @@ def test_sweeper_resends_stale_jobs_and_deliveries(tmp_path: Path, database_url:
     assert routing == {"classify", "deliver"}
 
 
+def test_a_job_waiting_in_a_backlog_is_resent_with_backoff(
+    tmp_path: Path, database_url: str
+) -> None:
+    """A pending job is re-sent after 1, 2, 4, then every 8 periods, not every period: a job
+    behind a long backlog is still in the queue, and each copy would wait there too."""
+    from db.session import make_engine, make_session_factory
+    from scp.sweeper import MAX_RESEND_BACKOFF
+
+    settings = node_settings(tmp_path, database_url)
+    engine = make_engine(database_url)
+    sessions = make_session_factory(engine)
+    with sessions.begin() as s:
+        job = Job(study=Study(study_uid=generate_uid(), received_rev=1, jobbed_rev=1), revision=1)
+        s.add(job)
+    dispatcher = Dispatcher(make_producer(settings))
+    sends_at, t0, period = [], utcnow(), 60.0
+    try:
+        for minute in range(0, 40):
+            now = t0 + timedelta(seconds=minute * period + 1)
+            if send_pending_jobs(sessions, dispatcher, resend_after=period, now=now):
+                sends_at.append(minute)
+                with sessions.begin() as s:  # the send's own timestamp is the wall clock
+                    s.get(Job, job.id).dispatched_at = now
+    finally:
+        dispatcher.close()
+        engine.dispose()
+    gaps = [b - a for a, b in zip(sends_at, sends_at[1:], strict=False)]
+    assert sends_at[0] == 0 and gaps[:3] == [1, 2, 4]
+    assert set(gaps[3:]) == {MAX_RESEND_BACKOFF} and len(gaps) >= 6
+
+
 def test_other_storage_classes_are_stored_but_not_classified(
     tmp_path: Path, database_url: str
 ) -> None:
