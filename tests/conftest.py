@@ -7,32 +7,17 @@ session creates its own throw-away database there and drops it at the end.
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+# Defined in tests/helpers/services.py (benchmarks use them too); tests import them from here.
+from tests.helpers.services import PG_ADMIN_URL, REDIS_URL, free_port, require_binary  # noqa: F401
+
 # Fixtures of the real peers (e.g. `orthanc`) are available to every test module.
 pytest_plugins = ["tests.helpers.orthanc"]
-
-PG_ADMIN_URL = os.environ.get("SGC_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("SGC_TEST_REDIS", "redis://127.0.0.1:6379")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def require_binary(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} is not installed: run `make deps` (tests use the real tool)")
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from db.session import make_engine, make_session_factory
-from tests.conftest import require_binary
+from tests.helpers.services import require_binary
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from sgc_node.viewer import make_server
-from tests.conftest import free_port
+from tests.helpers.services import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 VIEWER = ROOT / "viewer"

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import free_port
+from tests.helpers.services import free_port
 
 PLUGINS_DIR = Path("/usr/share/orthanc/plugins")
 

@@ -18,8 +18,8 @@ from sqlalchemy import func, select
 from db.models import Instance, Job, Study
 from scp.server import SCPServer
 from sgc_config.settings import Settings, load_settings
-from tests.conftest import free_port
 from tests.helpers.mg import MG_FOR_PRESENTATION
+from tests.helpers.services import free_port
 
 
 def node_settings(tmp_path: Path, database_url: str, **overrides: object) -> Settings:

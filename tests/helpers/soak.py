@@ -30,9 +30,9 @@ from pydicom import dcmread
 from sqlalchemy import func, select
 
 from db.models import Job, JobState, Report, Study
-from tests.conftest import free_port
 from tests.helpers.mg import write_study
 from tests.helpers.nodeproc import NodeProcesses, port_open, storescu, wait_until
+from tests.helpers.services import free_port
 
 WORKER_ARGS = ("worker", "--queues", "classify,deliver", "--pool", "solo")
 

@@ -12,7 +12,7 @@ import contextlib
 import uuid
 from collections.abc import Iterator
 
-from tests.conftest import REDIS_URL
+from tests.helpers.services import REDIS_URL
 
 REDIS_DB = 12
 

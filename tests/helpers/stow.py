@@ -13,8 +13,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import free_port
 from tests.helpers.nodeproc import NodeProcesses, port_open, wait_until
+from tests.helpers.services import free_port
 
 
 def multipart(parts: Iterable[bytes], boundary: str | None = None) -> tuple[bytes, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from tests.conftest import require_binary
+from tests.helpers.services import require_binary
 
 
 def openssl(*args: str) -> None:
