@@ -18,9 +18,9 @@ Each producer and consumer is its own process (kombu ``Connection``; consumers a
 message, prefetch 1, as the node's Celery worker does). A run ends when every message was
 received, or when the producers are done and nothing new arrived for ``--idle`` seconds.
 
-    .venv/bin/python benchmarks/broker_stress.py                       # 4 x 4, 10000 messages
-    .venv/bin/python benchmarks/broker_stress.py --messages 2000 --only sgcfs
-    .venv/bin/python benchmarks/broker_stress.py --kill-every 2     # SIGKILL consumers as well
+    .venv/bin/python -m benchmarks.broker_stress                       # 4 x 4, 10000 messages
+    .venv/bin/python -m benchmarks.broker_stress --messages 2000 --only sgcfs
+    .venv/bin/python -m benchmarks.broker_stress --kill-every 2     # SIGKILL consumers as well
 """
 
 from __future__ import annotations
@@ -38,13 +38,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kombu import Connection, Consumer, Exchange, Queue
+
+from sgc_config import fs_transport
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from kombu import Connection, Consumer, Exchange, Queue  # noqa: E402
-
-from sgc_config import fs_transport  # noqa: E402
 
 QUEUE = "stress"
 TRANSPORTS = {"sgcfs": f"{fs_transport.SCHEME}://", "stock": "filesystem://"}

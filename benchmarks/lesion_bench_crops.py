@@ -1,7 +1,7 @@
 """The crop set of the recorded lesion_quality run: the bundled model's family crops plus the
 held-out style's crops, as one CropSet.
 
-    python benchmarks/lesion_bench_crops.py          # after benchmarks/train_lesion_model.py
+    python -m benchmarks.lesion_bench_crops          # after benchmarks/train_lesion_model.py
 
 Every crop of the held-out folder is a test crop (no model trains or calibrates on that
 style); the test crops of both parts are subsampled (450 each, seeded) to bound the SGC's
@@ -10,14 +10,11 @@ scoring cost on a CPU. Writes data/lesion-synth/bench-crops.npz.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 TEST_CROPS = 450
 

@@ -3,7 +3,7 @@ training crops grow, and on a phantom style that training never saw.
 
     sgc synth --studies 400 --size small --style mixed --hold-out none --workers 2 \\
         --out .cache/lesion_quality/synth
-    python benchmarks/lesion_quality.py --data .cache/lesion_quality/synth \\
+    python -m benchmarks.lesion_quality --data .cache/lesion_quality/synth \\
         --crops .cache/lesion_quality/crops.npz --workers 2 --threads 1 \\
         --out benchmarks/results/lesion_quality.json
 
@@ -40,16 +40,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks.lesion_report import crop_metrics, print_row, print_summary, ratios, shift_summary  # noqa: E402  # noqa: E402
-from benchmarks.model_quality import nested_order  # noqa: E402
-from sgc_core.baseline import BaselineConfig, predict_logits, train_baseline  # noqa: E402
-from sgc_core.calibration import fit_temperature, log_posterior  # noqa: E402
-from sgc_core.datasets.base import TensorDataset  # noqa: E402
-from sgc_core.datasets.crops import (  # noqa: E402
+from benchmarks.lesion_report import crop_metrics, print_row, print_summary, ratios, shift_summary
+from benchmarks.model_quality import nested_order
+from sgc_core.baseline import BaselineConfig, predict_logits, train_baseline
+from sgc_core.calibration import fit_temperature, log_posterior
+from sgc_core.datasets.base import TensorDataset
+from sgc_core.datasets.crops import (
     CROP_CLASSES,
     CropDataError,
     CropRecipe,
@@ -57,11 +53,13 @@ from sgc_core.datasets.crops import (  # noqa: E402
     build_crops,
     read_synthetic_annotations,
 )
-from sgc_core.denoise_map import class_errors, noise_plan, window_scores  # noqa: E402
-from sgc_core.scaling import to_model_space  # noqa: E402
-from sgc_core.sde import sde_from_dict  # noqa: E402
-from sgc_core.synth.styles import HELD_OUT_STYLE  # noqa: E402
-from sgc_core.train import TrainConfig, train  # noqa: E402
+from sgc_core.denoise_map import class_errors, noise_plan, window_scores
+from sgc_core.scaling import to_model_space
+from sgc_core.sde import sde_from_dict
+from sgc_core.synth.styles import HELD_OUT_STYLE
+from sgc_core.train import TrainConfig, train
+
+ROOT = Path(__file__).resolve().parents[1]
 
 UNIFORM = [1.0 / len(CROP_CLASSES)] * len(CROP_CLASSES)
 

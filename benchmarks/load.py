@@ -15,9 +15,9 @@ Each sender is its own process (pynetdicom over one association, chunked from di
 senders do not share a GIL with each other or with the node. Studies are 4-view screening
 exams (LCC, RCC, LMLO, RMLO), ``--per-association`` images per association.
 
-    .venv/bin/python benchmarks/load.py                   # 8 x 50, 2 MB images (this 2-core box)
-    .venv/bin/python benchmarks/load.py --megabytes 17    # the issue's full-field size
-    .venv/bin/python benchmarks/load.py --quick           # 2 x 8 x 0.5 MB smoke run
+    .venv/bin/python -m benchmarks.load                   # 8 x 50, 2 MB images (this 2-core box)
+    .venv/bin/python -m benchmarks.load --megabytes 17    # the issue's full-field size
+    .venv/bin/python -m benchmarks.load --quick           # 2 x 8 x 0.5 MB smoke run
 """
 
 from __future__ import annotations
@@ -38,11 +38,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pydicom.uid import generate_uid
 
-from pydicom.uid import generate_uid  # noqa: E402
-
-from tests.helpers.mg import MGSpec, write_mg  # noqa: E402
+from tests.helpers.mg import MGSpec, write_mg
 
 VIEWS = [("L", "CC"), ("R", "CC"), ("L", "MLO"), ("R", "MLO")]
 

@@ -1,7 +1,7 @@
 """Model quality: the score-based classifier (SGC) vs a discriminative CNN, as training data grow.
 
-    python benchmarks/model_quality.py --threads 1    # default: 103 min measured here (1 of 2 shared cores)
-    python benchmarks/model_quality.py --ns 100,300,1000,full --steps 4000 --image-size 128
+    python -m benchmarks.model_quality --threads 1    # default: 103 min measured here (1 of 2 shared cores)
+    python -m benchmarks.model_quality --ns 100,300,1000,full --steps 4000 --image-size 128
 
 The fixed synthetic benchmark: ``--studies`` patients written by ``sgc_core.synth`` (seeded;
 4 images each, one lesion per breast, the per-breast label benign/malignant), split by patient
@@ -24,24 +24,21 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from sgc_core.baseline import BaselineConfig, predict_logits, train_baseline
+from sgc_core.calibration import fit_temperature, threshold_for_sensitivity
+from sgc_core.calibration_fit import calibrate_card
+from sgc_core.datasets.base import Subset, TensorDataset
+from sgc_core.evaluation import compute_metrics, score_dataset
+from sgc_core.inference import Classifier
+from sgc_core.train import TrainConfig, train
 
-from sgc_core.baseline import BaselineConfig, predict_logits, train_baseline  # noqa: E402
-from sgc_core.calibration import fit_temperature, threshold_for_sensitivity  # noqa: E402
-from sgc_core.calibration_fit import calibrate_card  # noqa: E402
-from sgc_core.datasets.base import Subset, TensorDataset  # noqa: E402
-from sgc_core.evaluation import compute_metrics, score_dataset  # noqa: E402
-from sgc_core.inference import Classifier  # noqa: E402
-from sgc_core.train import TrainConfig, train  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 CLASSES = ["benign", "malignant"]
 DEFAULT_CACHE = ROOT / ".cache" / "model_quality"

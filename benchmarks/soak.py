@@ -11,10 +11,10 @@ The sends are spread over ``--duration`` seconds (the run then drains what is le
 worker is killed every ``--kill-every`` seconds while studies arrive. The model is a real
 tiny model trained through sgc_core in seconds (``--model`` takes another).
 
-    .venv/bin/python benchmarks/soak.py --duration 600                  # 10 minutes, embedded
-    nice -n 5 .venv/bin/python benchmarks/soak.py --duration 3600       # the recorded hour
-    .venv/bin/python benchmarks/soak.py --duration 300 --stack redis+postgresql
-    .venv/bin/python benchmarks/soak.py --duration 300 --serve          # sgc serve restarts it
+    .venv/bin/python -m benchmarks.soak --duration 600                  # 10 minutes, embedded
+    nice -n 5 .venv/bin/python -m benchmarks.soak --duration 3600       # the recorded hour
+    .venv/bin/python -m benchmarks.soak --duration 300 --stack redis+postgresql
+    .venv/bin/python -m benchmarks.soak --duration 300 --serve          # sgc serve restarts it
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import argparse
 import contextlib
 import os
 import platform
-import sys
 import tempfile
 import time
 import uuid
@@ -31,12 +30,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tests.conftest import PG_ADMIN_URL  # noqa: E402
-from tests.helpers.soak import SoakConfig, run_soak  # noqa: E402
-from tests.helpers.stacks import stack_settings  # noqa: E402
-from tests.helpers.tiny_model import train_tiny_model  # noqa: E402
+from tests.helpers.services import PG_ADMIN_URL
+from tests.helpers.soak import SoakConfig, run_soak
+from tests.helpers.stacks import stack_settings
+from tests.helpers.tiny_model import train_tiny_model
 
 #: The soak model: 32 px and 16 ELBO samples, so a classification takes long enough on CPU
 #: for a kill to land in it, and short enough that the node keeps up between kills.

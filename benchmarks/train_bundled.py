@@ -1,7 +1,7 @@
 """Train, calibrate, evaluate and export the bundled demo model (sgc_core/models/).
 
-    python benchmarks/train_bundled.py                       # the committed model's recipe
-    python benchmarks/train_bundled.py --steps 20000 --device cuda --out /tmp/bigger
+    python -m benchmarks.train_bundled                       # the committed model's recipe
+    python -m benchmarks.train_bundled --steps 20000 --device cuda --out /tmp/bigger
 
 Steps, all through the project's own code (docs/model.md):
 1. ``sgc_core.synth.write_dataset`` (= ``sgc synth``) writes the synthetic DICOM set
@@ -20,13 +20,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 DEFAULT_OUT = ROOT / "sgc_core" / "models" / "sgc-demo-mammo"
 

@@ -1,7 +1,7 @@
 """Train, calibrate, evaluate and export the bundled lesion finder (sgc_core/models/).
 
-    python benchmarks/train_lesion_model.py                  # the committed model's recipe
-    python benchmarks/train_lesion_model.py --device cuda --steps 20000 --width 32 --out /tmp/big
+    python -m benchmarks.train_lesion_model                  # the committed model's recipe
+    python -m benchmarks.train_lesion_model --device cuda --steps 20000 --width 32 --out /tmp/big
 
 Steps, all through the project's own code (docs/model.md):
 1. ``sgc synth --style mixed --hold-out ducts`` writes the training family (seeded; train /
@@ -22,12 +22,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 DEFAULT_OUT = ROOT / "sgc_core" / "models" / "sgc-lesion-mammo"
 
