@@ -192,3 +192,16 @@ def test_sr_delivery_by_stow_to_the_door_with_token_and_client_certificate(
         assert count_rows(door.sessions(), Instance) == 1
     finally:
         door.stop_all()
+
+
+def test_stow_delivery_to_an_archive_that_never_answers_fails_at_the_give_up_time(
+    tmp_path: Path,
+) -> None:
+    archive = f"dicomweb+http://127.0.0.1:{free_port()}/dicom-web"  # nobody listens
+    settings = _settings(tmp_path, archive, delivery_give_up=1.0)
+    report_id, _ = _report(settings, tmp_path)
+    first = _attempt(settings, report_id)
+    assert first.state == DeliveryState.pending and "cannot STOW" in first.last_error
+    time.sleep(1.0)
+    last = _attempt(settings, report_id)
+    assert last.state == DeliveryState.failed and "ConnectError" in last.last_error
