@@ -1,7 +1,8 @@
-"""Run the node's processes (SCP, worker) as children, restart the ones that die, stop them together.
+"""Run the node's processes (SCP, worker, STOW-RS door) as children, restart the ones that die,
+stop them together.
 
-Why a supervisor and not threads: the SCP must never import torch and the worker loads the
-model once per process, so `sgc serve` starts them as separate processes.
+Why a supervisor and not threads: the SCP and the door must never import torch and the worker
+loads the model once per process, so `sgc serve` starts them as separate processes.
 
 Why restart instead of stopping the node: the embedded default is what a new user runs, often
 unattended; one worker that dies (killed, out of memory, a broker hiccup) must not leave
