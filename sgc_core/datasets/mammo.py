@@ -13,7 +13,6 @@ an evaluation.
 from __future__ import annotations
 
 import csv
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 
 from sgc_core.preprocess import PreprocessConfig, preprocess_file
+from sgc_core.split_fractions import check_split_fractions
 
 CLASS_NAMES = ["benign", "malignant"]
 SPLITS = ("train", "val", "test")
@@ -115,14 +115,7 @@ def random_patient_split(
     patients: Iterable[str], fractions: tuple[float, float, float], seed: int
 ) -> dict[str, str]:
     """A seeded train/val/test split of patients for sets without an official one."""
-    if (
-        len(fractions) != 3
-        or any(f < 0 for f in fractions)
-        or not math.isclose(sum(fractions), 1.0)
-    ):
-        raise ValueError(
-            f"split fractions must be three non-negative numbers summing to 1: {fractions}"
-        )
+    check_split_fractions(fractions)
     ordered = sorted(set(patients))
     order = np.random.default_rng(seed).permutation(len(ordered))
     n_test = round(fractions[2] * len(ordered))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, replace
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sgc_core.split_fractions import check_split_fractions
 from sgc_core.synth.config import SynthConfig, parse_size
 from sgc_core.synth.study import generate_study_with_truth
 from sgc_core.synth.styles import HELD_OUT_STYLE, get_style
@@ -54,14 +54,7 @@ LABEL_COLUMNS = [
 
 def assign_splits(n_studies: int, seed: int, fractions: tuple[float, float, float]) -> list[str]:
     """A seeded study-level split with exact proportions (train gets the rounding)."""
-    if (
-        len(fractions) != 3
-        or any(f < 0 for f in fractions)
-        or not math.isclose(sum(fractions), 1.0)
-    ):
-        raise ValueError(
-            f"split fractions must be three non-negative numbers summing to 1: {fractions}"
-        )
+    check_split_fractions(fractions)
     order = np.random.default_rng(np.random.SeedSequence([seed, 0x5E11])).permutation(n_studies)
     n_val = round(fractions[1] * n_studies)
     n_test = round(fractions[2] * n_studies)
