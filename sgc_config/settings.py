@@ -259,6 +259,13 @@ class Settings(BaseSettings):
         None, description="Model checkpoint (.safetensors with its card); default the bundled demo."
     )
     device: str = Field("auto", description="Torch device for classification: auto, cpu, cuda:N.")
+    classify_memory_mb: int = Field(
+        512,
+        ge=16,
+        le=65536,
+        description="Memory budget in MiB of one forward call of the classifier: its "
+        "(image x class x K) rows are chunked to fit (results do not depend on it).",
+    )
     metrics_host: str = Field("127.0.0.1", description="Address of the Prometheus endpoint.")
     metrics_port: int = Field(
         9108, ge=0, le=65535, description="Port of the Prometheus endpoint (0 disables it)."
