@@ -85,13 +85,19 @@ class Lesion:
         return max(math.hypot(c.dx_mm, c.dy_mm) + c.a_mm for c in self.calcifications)
 
 
-def sample_lesion(rng: np.random.Generator, malignant: bool, mass: bool, d: float) -> Lesion:
-    """Draw one lesion's shape, size, contrast and position at difficulty ``d``."""
-    position = {
+def sample_position(rng: np.random.Generator) -> dict[str, float]:
+    """Where a lesion sits in its breast, as fractions (depth from the chest wall, offsets
+    across both axes); every lesion kind draws it the same way, first, so a seed keeps it."""
+    return {
         "depth": float(rng.uniform(0.25, 0.8)),
         "mediolateral": float(rng.uniform(-0.6, 0.6)),
         "craniocaudal": float(rng.uniform(-0.6, 0.6)),
     }
+
+
+def sample_lesion(rng: np.random.Generator, malignant: bool, mass: bool, d: float) -> Lesion:
+    """Draw one lesion's shape, size, contrast and position at difficulty ``d``."""
+    position = sample_position(rng)
     if mass:
         return _sample_mass(rng, malignant, d, position)
     return _sample_calcifications(rng, malignant, d, position)

@@ -28,6 +28,7 @@ from sgc_core.synth.lesions import (
     Spicule,
     _harmonics,
     _sample_mass,
+    sample_position,
 )
 
 # How often each non-calcification morphology is drawn within its class.
@@ -54,11 +55,7 @@ def sample_morphology(rng: np.random.Generator, lesion_type: str, d: float) -> L
     as in the classic generator: docs/synthetic.md)."""
     check_lesion_types((lesion_type,))
     malignant, calcification = LESION_TYPES[lesion_type]
-    position = {
-        "depth": float(rng.uniform(0.25, 0.8)),
-        "mediolateral": float(rng.uniform(-0.6, 0.6)),
-        "craniocaudal": float(rng.uniform(-0.6, 0.6)),
-    }
+    position = sample_position(rng)
     if calcification:
         return sample_calcifications(rng, malignant, d, position)
     if lesion_type == "distortion":
