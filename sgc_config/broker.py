@@ -9,6 +9,7 @@ production sets ``SGC_BROKER_URL=redis://...``.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -41,23 +42,7 @@ def broker_options(settings: Settings) -> tuple[str, dict[str, Any]]:
     url = settings.resolved_broker_url
     scheme = url.split("://", 1)[0].lower()
     if scheme in ("filesystem", fs_transport.SCHEME):
-        folders = {
-            name: settings.broker_dir / name
-            for name in ("queue", "processed", "claimed", "quarantine", "control")
-        }
-        for folder in folders.values():
-            folder.mkdir(parents=True, exist_ok=True)
-        return f"{fs_transport.SCHEME}://", {
-            "data_folder_in": str(folders["queue"]),
-            "data_folder_out": str(folders["queue"]),
-            "processed_folder": str(folders["processed"]),
-            "claimed_folder": str(folders["claimed"]),
-            "quarantine_folder": str(folders["quarantine"]),
-            # kombu keeps its exchange table in ./control unless told: keep it in the data dir.
-            "control_folder": str(folders["control"]),
-            "store_processed": False,
-            "polling_interval": FILESYSTEM_POLLING_INTERVAL,
-        }
+        return f"{fs_transport.SCHEME}://", filesystem_options(settings.broker_dir)
     if scheme in ("redis", "rediss", "sentinel"):
         url, options = _split_transport_options(url)
         visibility = max(1.0, float(settings.resend_after))
@@ -67,6 +52,30 @@ def broker_options(settings: Settings) -> tuple[str, dict[str, Any]]:
         options.setdefault("unacked_restore_throttle", 1)
         return url, options
     return url, {}
+
+
+def filesystem_options(
+    folder: Path, polling_interval: float = FILESYSTEM_POLLING_INTERVAL
+) -> dict[str, Any]:
+    """The filesystem transport's options with its folders under ``folder`` (created here, so
+    a sender that starts before any worker does not fail). Shared with
+    benchmarks/broker_stress.py, so the benchmark measures the node's layout."""
+    folders = {
+        name: folder / name for name in ("queue", "processed", "claimed", "quarantine", "control")
+    }
+    for path in folders.values():
+        path.mkdir(parents=True, exist_ok=True)
+    return {
+        "data_folder_in": str(folders["queue"]),
+        "data_folder_out": str(folders["queue"]),
+        "processed_folder": str(folders["processed"]),
+        "claimed_folder": str(folders["claimed"]),
+        "quarantine_folder": str(folders["quarantine"]),
+        # kombu keeps its exchange table in ./control unless told: keep it in the data dir.
+        "control_folder": str(folders["control"]),
+        "store_processed": False,
+        "polling_interval": polling_interval,
+    }
 
 
 def _split_transport_options(url: str) -> tuple[str, dict[str, Any]]:
