@@ -70,6 +70,8 @@ def test_stow_stores_a_study_like_the_scp_and_it_settles_into_a_job(tmp_path: Pa
             assert stored.PixelData == sent.PixelData
             assert stored.file_meta.TransferSyntaxUID == sent.file_meta.TransferSyntaxUID
         wait_until(lambda: count_rows(sessions, Job) == 1, "the study to settle into a job")
+        log = node.log_path("web").read_text()
+        assert log.count("file new (renamed)") == 5, "each part renamed into place, not copied"
         assert not _leftovers(node)
 
         # An identical re-send is idempotent: stored again (200), no new revision, no new job.

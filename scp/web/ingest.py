@@ -4,8 +4,9 @@ Why the same code: a study may arrive half by DIMSE and half by DICOMweb, and th
 treat both halves alike. The part's File Meta plays the C-STORE command's role (its Media
 Storage SOP Class and Instance UIDs must agree with the dataset, as the presentation context
 and Affected SOP Instance UID must); then :func:`scp.handlers.read_header` and
-:func:`scp.handlers.validate_uids` run unchanged, :class:`scp.storage.Storage` writes the
-file (fsync, rename, directory fsync) and :func:`scp.catalog.record_instance` commits the row.
+:func:`scp.handlers.validate_uids` run unchanged, :class:`scp.storage.Storage` puts the
+file in place (the part file renamed, as the SCP's spool file is, or else copied; fsync,
+rename, directory fsync) and :func:`scp.catalog.record_instance` commits the row.
 Only then does the instance count as stored in the response. Each failure carries the same
 status the SCP would answer, as the response's FailureReason (PS3.18 10.5.3).
 """
@@ -27,13 +28,12 @@ from scp.part10 import PREFIX_LENGTH, NotPart10, file_meta, meta_end, read_meta
 from scp.storage import Storage, StorageFull
 from scp.uids import InvalidUID
 from scp.web.multipart import DICOM_TYPE, SpooledPart
+from scp.web.partfile import MAX_META
 
 log = logging.getLogger(__name__)
 
 #: What the catalog records as the sender of an instance that came in by STOW-RS.
 WEB_SOURCE = "DICOMWEB"
-#: A File Meta group is a few hundred bytes; more is a corrupt or hostile length.
-MAX_META = 64 * 1024
 #: PS3.4 C.4.2 / PS3.18: Referenced Transfer Syntax not supported.
 TRANSFER_SYNTAX_NOT_SUPPORTED = 0xC122
 #: The SOP class is not one the node accepts (PS3.7 C.4.5 Refused: SOP Class not supported).
@@ -97,7 +97,13 @@ def _store(
     item, offset = _check(part, policy, study_uid, known)
     meta = file_meta(item.sop_class_uid, item.sop_instance_uid, item.transfer_syntax_uid)
     try:
-        stored = storage.store(part.path, offset, meta, item.study_uid, item.series_uid)
+        stored = None
+        if part.file.offset == offset:  # our File Meta is in front already: rename it
+            with part.file.reopened() as spooled:
+                stored = storage.adopt(spooled, meta, item.study_uid, item.series_uid)
+        written = "renamed" if stored is not None else "copied"
+        if stored is None:
+            stored = storage.store(part.path, offset, meta, item.study_uid, item.series_uid)
     except StorageFull as exc:
         raise Rejection(statuses.OUT_OF_RESOURCES, exc.strerror or str(exc)) from None
     except InvalidUID as exc:  # defensive: validate_uids already checked the syntax
@@ -110,10 +116,11 @@ def _store(
         )
         raise Rejection(statuses.PROCESSING_FAILURE, "database unavailable") from None
     log.info(
-        "stored %s study %s by STOW-RS: file %s, row %s",
+        "stored %s study %s by STOW-RS: file %s (%s), row %s",
         item.sop_instance_uid,
         item.study_uid,
         stored.outcome,
+        written,
         change,
     )
     return PartResult(item.sop_class_uid, item.sop_instance_uid, item.study_uid)

@@ -3,7 +3,7 @@
 Why streaming: a mammogram is 20-60 MB and a study several of them; reading the whole body
 would cost that much heap per request. python-multipart's parser is fed the request's chunks
 as they arrive and calls back with slices of each part, which go straight to a file in the
-storage volume's web folder. Nothing is stored until the whole body has arrived intact: a
+storage volume's web folder (scp/web/partfile.py: our File Meta in front, dataset hashed). Nothing is stored until the whole body has arrived intact: a
 body cut short, a part without its closing boundary, or one over the size limit leaves no
 instance behind (the part files are deleted).
 """
@@ -11,7 +11,6 @@ instance behind (the part files are deleted).
 from __future__ import annotations
 
 import contextlib
-import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -19,6 +18,8 @@ from pathlib import Path
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
+
+from scp.web.partfile import PartFile
 
 DICOM_TYPE = "application/dicom"
 MAX_BOUNDARY = 200
@@ -38,11 +39,14 @@ class BadRequest(Exception):
 
 @dataclass
 class SpooledPart:
-    """One body part on disk: its file, its size and the content type it declared."""
+    """One body part on disk (scp/web/partfile.py) and the content type it declared."""
 
-    path: Path
+    file: PartFile
     content_type: str
-    size: int = 0
+
+    @property
+    def path(self) -> Path:
+        return self.file.path
 
 
 @dataclass
@@ -52,7 +56,7 @@ class _State:
     header_name: bytes = b""
     header_value: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
-    fd: int | None = None
+    open_file: PartFile | None = None
     ended: bool = False
 
 
@@ -119,9 +123,9 @@ def discard(parts: list[SpooledPart]) -> None:
 
 
 def _close(state: _State) -> None:
-    if state.fd is not None:
-        os.close(state.fd)
-        state.fd = None
+    if state.open_file is not None:
+        state.open_file.close()
+        state.open_file = None
 
 
 def _callbacks(state: _State) -> dict:
@@ -145,15 +149,11 @@ def _callbacks(state: _State) -> dict:
         if len(state.parts) >= MAX_PARTS:
             raise BadRequest(413, f"more than {MAX_PARTS} parts in one request")
         media, _ = parse_options_header(state.headers.get("content-type", DICOM_TYPE))
-        path = state.folder / f"{uuid.uuid4().hex}.part"
-        state.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        state.parts.append(SpooledPart(path, media.decode("latin-1").lower()))
+        state.open_file = PartFile(state.folder / f"{uuid.uuid4().hex}.part")
+        state.parts.append(SpooledPart(state.open_file, media.decode("latin-1").lower()))
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
-        view = memoryview(data)[start:end]
-        state.parts[-1].size += len(view)
-        while view:
-            view = view[os.write(state.fd, view) :]
+        state.open_file.write(memoryview(data)[start:end])
 
     def on_part_end() -> None:
         _close(state)
