@@ -37,9 +37,11 @@ from worker.reports.common import (
     lo,
 )
 
-SEG_SERIES_DESCRIPTION = "Research AI evidence map (SGC) - not for diagnosis"
-#: Shares of the view's peak evidence that bound the nested segments (outer to inner).
+SEG_SERIES_DESCRIPTION = "Research AI evidence (SGC) - not for diagnosis -"
+#: Shares of the view's peak evidence that bound the nested segments (outer to inner), and
+#: the colour a viewer should draw each in (yellow, then red: the hotter, the redder).
 LEVELS = (0.5, 0.75)
+COLOURS = ((255, 215, 0), (230, 25, 25))
 _CATEGORY = hd.sr.CodedConcept("49755003", "SCT", "Morphologically Altered Structure")
 _TYPE = hd.sr.CodedConcept("363346000", "SCT", "Malignant neoplastic disease")
 
@@ -99,15 +101,17 @@ def _segmentation(
             segmented_property_type=_TYPE,
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
             algorithm_identification=algo,
+            display_color=hd.color.CIELabColor.from_rgb(*rgb),
         )
-        for i, level in enumerate(LEVELS, start=1)
+        for i, (level, rgb) in enumerate(zip(LEVELS, COLOURS, strict=True), start=1)
     ]
     seg = hd.seg.Segmentation(
         source_images=[source],
         pixel_array=masks[None].astype(np.uint8),
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions,
-        series_instance_uid=uids.series_instance_uid,
+        # A series per view: OHIF shows one SEG per series (its last instance).
+        series_instance_uid=derived_uid(uids.series_instance_uid, view.sop_instance_uid),
         series_number=uids.series_number,
         sop_instance_uid=derived_uid(uids.sop_instance_uid, view.sop_instance_uid),
         instance_number=number,
@@ -119,7 +123,13 @@ def _segmentation(
         content_description=lo(f"Malignant-vs-normal evidence, {view.name}"),
         omit_empty_frames=True,
     )
-    seg.SeriesDescription = SEG_SERIES_DESCRIPTION
+    seg.SeriesDescription = lo(f"{SEG_SERIES_DESCRIPTION} {view.name}")
     # Type 2C without a Frame of Reference (General Image module): as on the source.
     seg.PatientOrientation = source.get("PatientOrientation", "")
+    # The frames lie in the source image's plane. OHIF's SEG loader reads the orientation
+    # from here and stops without it; a projection image states none, so the nominal one
+    # (rows along x, columns along y) that viewers assume for such images is written.
+    plane = Dataset()
+    plane.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    seg.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence = [plane]
     return seg
