@@ -259,6 +259,14 @@ class Settings(BaseSettings):
         None, description="Model checkpoint (.safetensors with its card); default the bundled demo."
     )
     device: str = Field("auto", description="Torch device for classification: auto, cpu, cuda:N.")
+    torch_threads: int = Field(
+        1,
+        ge=0,
+        le=256,
+        description="Torch CPU threads of a worker process (0: torch's default, one per core). "
+        "One, and a worker per core for more, because threads that spin-wait for each other "
+        "lose most of their time on a shared machine.",
+    )
     classify_memory_mb: int = Field(
         512,
         ge=16,
