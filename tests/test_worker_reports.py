@@ -121,6 +121,11 @@ def test_evidence_segmentation_lies_on_the_evidence_and_round_trips(tmp_path: Pa
     # The innermost segment is the evidence peak: around the finding, within its radius.
     assert abs(rows.mean() - 120) < 8 and abs(cols.mean() - 70) < 8
     assert masks[0].sum() > inner.sum() > 0
+    plane = seg.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0]
+    assert list(plane.ImageOrientationPatient) == [1, 0, 0, 0, 1, 0]  # what OHIF needs
+    two = [views[0], replace(views[1], evidence=_blob_map(sources[1], 60.0, 90.0))]
+    segs_two, _ = build_segmentations(sources, two, ALGO, revision=2)
+    assert len({s.SeriesInstanceUID for s in segs_two}) == 2  # OHIF shows one SEG a series
     again, _ = build_segmentations(sources, views, ALGO, revision=2)
     assert again[0].SOPInstanceUID == segs[0].SOPInstanceUID  # a re-run replaces, never adds
     other, _ = build_segmentations(sources, views, ALGO, revision=3)

@@ -15,7 +15,9 @@ So each view with a map gets one SEG object with nested binary segments where th
 reaches a fixed share of that view's peak (:data:`LEVELS`): the places the model looked at
 most, drawn over the image. The segment labels say so; the probabilities are in the SRs.
 highdicom writes one SEG per source image when, as for mammograms, the source has no Frame of
-Reference.
+Reference; each gets a series of its own (OHIF shows only a series' last SEG) and a nominal
+plane orientation (OHIF's SEG loader stops without one). tests/test_viewer_ohif.py shows OHIF
+painting it where the segment is.
 """
 
 from __future__ import annotations
