@@ -3,9 +3,10 @@
 Why streaming: a mammogram is 20-60 MB and a study several of them; reading the whole body
 would cost that much heap per request. python-multipart's parser is fed the request's chunks
 as they arrive and calls back with slices of each part, which go straight to a file in the
-storage volume's web folder (scp/web/partfile.py: our File Meta in front, dataset hashed). Nothing is stored until the whole body has arrived intact: a
-body cut short, a part without its closing boundary, or one over the size limit leaves no
-instance behind (the part files are deleted).
+storage volume's web folder (scp/web/partfile.py: our File Meta in front, dataset hashed).
+Nothing is stored until the whole body has arrived intact: a body cut short, a part without
+its closing boundary, or one over the size limit leaves no instance behind (the part files
+are deleted).
 """
 
 from __future__ import annotations
