@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sgc_node.demo_set import DEFAULT_SEED, DemoStudy, StudyOutcome, make_set
+from sgc_node.demo_set import DEFAULT_SEED, DemoStudy, StudyOutcome, make_set, node_status
 from sgc_node.orthanc import OrthancError, OrthancServer, orthanc_binary, orthanc_config
 from sgc_node.ports import PortRequest, resolve_ports
 from sgc_node.proctree import stop_tree
@@ -104,6 +104,7 @@ class Demo:
         self.node: subprocess.Popen[bytes] | None = None
         self.viewer = None
         self.viewer_url = ""
+        self.url_shown: str | None = None
 
     # -- start ---------------------------------------------------------------------------
     def run(self) -> int:
@@ -139,8 +140,10 @@ class Demo:
         studies = make_set(folder / "studies", self.opts.studies, self.opts.seed)
         self._start_viewer(dist, viewer_port)
         self._push(studies, node_port)
-        self._wait_for_results(studies)
+        shown = self._wait_for_results(studies)
         self._wait_deliveries(studies)
+        if not shown:
+            self._show_other(studies)
         if self.opts.keep:
             self.echo(
                 f"kept in {folder}: look again with `Orthanc {folder}/orthanc/config.json` and "
@@ -244,14 +247,14 @@ class Demo:
             time.sleep(0.2)
         raise DemoError(f"the node did not open port {port} in {timeout:g} s; {self._node_log()}")
 
-    def _wait_for_results(self, studies: list[DemoStudy]) -> None:
-        """Print each study's line once its report is in Orthanc (or its job failed), and
-        the OHIF address under the first study with a malignant lesion."""
+    def _wait_for_results(self, studies: list[DemoStudy]) -> bool:
+        """Print each study's line once the node has classified it, and the OHIF address of
+        the first malignant one once its report is in Orthanc; True if that address came."""
         width = max(len(s.truth_text()) for s in studies)
         pending = {s.study_uid: s for s in studies}
-        shown = False
+        awaited: DemoStudy | None = None  # the malignant study whose report OHIF will open
         deadline = time.monotonic() + self.opts.timeout
-        while pending:
+        while pending or awaited:
             self._check_alive()
             if time.monotonic() > deadline:
                 raise DemoError(
@@ -259,41 +262,35 @@ class Demo:
                     f"{self._node_log()}"
                 )
             for uid, status in self._classified(list(pending)):
-                outcome = StudyOutcome.from_status(status)
-                series = self._report_series(uid) if outcome.state == "done" else None
-                if outcome.state == "done" and series is None:
-                    continue  # classified; its report is still on its way to Orthanc
-                study = pending.pop(uid)
-                elapsed = time.monotonic() - self.started
+                study, outcome = pending.pop(uid), StudyOutcome.from_status(status)
                 self.echo(
                     f"  {study.patient_id}  truth: {study.truth_text():<{width}}  "
-                    f"node: {outcome.text()}  [{elapsed:.0f} s]"
+                    f"node: {outcome.text()}  [{time.monotonic() - self.started:.0f} s]"
                 )
-                if series and not shown and study.malignant:
-                    shown = True
-                    self.echo(f"{'':18}open it in OHIF: {self._url(uid, series)}")
+                if self.url_shown is None and awaited is None and study.malignant:
+                    awaited = study if outcome.state == "done" else None
+            if awaited and (series := self._report_series(awaited.study_uid)):
+                self._show(awaited, series)
+                awaited = None
             time.sleep(0.5)
-        if not shown:
-            self._show_other(studies)
+        return self.url_shown is not None
+
+    def _show(self, study: DemoStudy, series_uid: str) -> None:
+        """OHIF's address of the study with the report in its viewport (drawn, no click)."""
+        self.url_shown = (
+            f"{self.viewer_url}/viewer?StudyInstanceUIDs={study.study_uid}"
+            f"&initialSeriesInstanceUID={series_uid}"
+        )
+        self.echo(f"  open {study.patient_id} with its report in OHIF: {self.url_shown}")
 
     def _show_other(self, studies: list[DemoStudy]) -> None:
         """No malignant study got a report (another seed, or failures): open one that did."""
         for study in studies:
-            series = self._report_series(study.study_uid)
-            if series:
-                self.echo(
-                    f"no study with a malignant lesion has a report; {study.patient_id} in "
-                    f"OHIF: {self._url(study.study_uid, series)}"
-                )
+            if series := self._report_series(study.study_uid):
+                self.echo("  (no study with a malignant lesion has a report)")
+                self._show(study, series)
                 return
         raise DemoError(f"no study was classified; {self._node_log()}")
-
-    def _url(self, study_uid: str, series_uid: str) -> str:
-        """OHIF's address of the study with the report in its viewport (drawn, no click)."""
-        return (
-            f"{self.viewer_url}/viewer?StudyInstanceUIDs={study_uid}"
-            f"&initialSeriesInstanceUID={series_uid}"
-        )
 
     def _classified(self, uids: list[str]) -> list[tuple[str, dict[str, Any]]]:
         """`sgc status` of the studies whose job is done or failed."""
@@ -314,26 +311,13 @@ class Demo:
             time.sleep(0.5)
 
     def _status(self, uids: list[str]) -> list[dict[str, Any]]:
-        """`sgc status --json`'s view of these studies, read from the node's database."""
-        from db.queries import study_overview
-        from db.session import make_engine, make_session_factory
-
-        engine = make_engine(self.database_url)
-        try:
-            with make_session_factory(engine)() as session:
-                return [
-                    st for uid in uids for st in study_overview(session, limit=1, study_uid=uid)
-                ]
-        finally:
-            engine.dispose()
+        return node_status(self.database_url, uids)
 
     def _report_series(self, study_uid: str) -> str | None:
         """The SeriesInstanceUID of a report of ``study_uid`` in Orthanc that OHIF draws."""
-        for series_id in self.orthanc.find("Series", StudyInstanceUID=study_uid, Modality="SR"):
-            series = self.orthanc.get(f"/series/{series_id}")
-            first = self.orthanc.get(f"/instances/{series['Instances'][0]}/simplified-tags")
-            if first.get("SOPClassUID") in OHIF_SR_CLASSES:
-                return series["MainDicomTags"]["SeriesInstanceUID"]
+        for series_uid, sop_class in self.orthanc.series_of(study_uid, "SR"):
+            if sop_class in OHIF_SR_CLASSES:
+                return series_uid
         return None
 
     # -- health and stop -----------------------------------------------------------------

@@ -121,3 +121,16 @@ class StudyOutcome:
         ood = sum(1 for v in self.views if v[3])
         tail = f", {ood} view(s) flagged out of distribution" if ood else ""
         return f"{word}{where}, highest P(malignant) {100 * top[2]:.1f} % ({top[0]}){tail}"
+
+
+def node_status(database_url: str, uids: list[str]) -> list[dict[str, Any]]:
+    """`sgc status --json`'s view of these studies, read from the node's database."""
+    from db.queries import study_overview
+    from db.session import make_engine, make_session_factory
+
+    engine = make_engine(database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            return [st for uid in uids for st in study_overview(session, limit=1, study_uid=uid)]
+    finally:
+        engine.dispose()

@@ -146,6 +146,16 @@ class OrthancServer:
         """Orthanc ids of the resources at ``level`` whose main tags match ``query``."""
         return self.request("POST", "/tools/find", {"Level": level, "Query": query})
 
+    def series_of(self, study_uid: str, modality: str) -> list[tuple[str, str]]:
+        """(SeriesInstanceUID, SOPClassUID of its first instance) of each ``modality``
+        series of ``study_uid``."""
+        out = []
+        for series_id in self.find("Series", StudyInstanceUID=study_uid, Modality=modality):
+            series = self.get(f"/series/{series_id}")
+            first = self.get(f"/instances/{series['Instances'][0]}/simplified-tags")
+            out.append((series["MainDicomTags"]["SeriesInstanceUID"], first.get("SOPClassUID")))
+        return out
+
     def start(self) -> None:
         """Start it and wait until its REST API answers (``STARTUP_TIMEOUT``)."""
         if self.process is not None and self.process.poll() is None:

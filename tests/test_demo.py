@@ -23,7 +23,7 @@ from sgc_node.orthanc import OrthancServer
 from tests.helpers.ohif import ARTIFACTS, chromium_path
 
 SGC = [sys.executable, "-m", "sgc_node"]
-URL_LINE = re.compile(r"open it in OHIF: (http://127\.0\.0\.1:(\d+)/viewer\?\S+)")
+URL_LINE = re.compile(r"with its report in OHIF: (http://127\.0\.0\.1:(\d+)/viewer\?\S+)")
 PORTS_LINE = re.compile(
     r"Orthanc http://127\.0\.0\.1:(\d+) \(DICOM ORTHANC@127\.0\.0\.1:(\d+)\).*"
     r"SGC_NODE@127\.0\.0\.1:(\d+)"
