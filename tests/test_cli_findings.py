@@ -15,6 +15,7 @@ from db.models import DeliveryState
 from db.session import make_engine, make_session_factory
 from tests.helpers.lesion_model import write_lesion_model
 from tests.helpers.mg import MGSpec, write_mg
+from tests.test_worker_reports import dciodvfy_errors
 
 FINDING = {
     "label": "malignant",
@@ -105,14 +106,24 @@ def test_status_shows_findings_per_view_and_each_report_form(
     }
 
 
-def test_classify_prints_every_finding_of_every_view(tmp_path: Path) -> None:
+def test_classify_prints_every_finding_and_writes_every_report_form(tmp_path: Path) -> None:
     model = write_lesion_model(tmp_path)
     study = "1.2.826.0.7.9"
     for lat in ("L", "R"):
         write_mg(tmp_path / "in" / f"{lat}.dcm", MGSpec(laterality=lat, study_uid=study))
     env = _env(SGC_DATA_DIR=str(tmp_path / "data"))
     args = ("classify", str(tmp_path / "in"), "--model", str(model))
-    data = json.loads(_sgc(*args, "--json", env=env).stdout)
+    every_form = dict(env, SGC_REPORT_FORMATS="tid1500,seg,mammo-cad")
+    out = _sgc(*args, "--json", "--sr", str(tmp_path / "reports"), env=every_form)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    written = sorted(Path(p).name for p in data["reports"])
+    assert written[0] == f"{study}.1.seg.dcm" and written[-2:] == [
+        f"{study}.cad.dcm",
+        f"{study}.sr.dcm",
+    ]
+    for path in data["reports"]:
+        assert dciodvfy_errors(Path(path)) == [], path
     human = _sgc(*args, env=env)
     assert human.returncode == 0, human.stderr
     shown = re.findall(r"\((\d+), (\d+)\): (benign|malignant) (\d+) %", human.stdout)

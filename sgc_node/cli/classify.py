@@ -23,7 +23,8 @@ from sgc_node.cli import Context, pass_ctx
     "sr_dir",
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
-    help="Write one Structured Report per study into this folder.",
+    help="Write each study's report objects (SGC_REPORT_FORMATS: SR, evidence SEG, CAD SR) "
+    "into this folder.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
@@ -46,7 +47,8 @@ def classify_cmd(
     if not files:
         raise click.ClickException("no files to classify")
     results = classify_files(classifier, files)
-    written = write_reports(classifier, results, sr_dir) if sr_dir else []
+    formats = settings.report_formats
+    written = write_reports(classifier, results, sr_dir, formats) if sr_dir else []
     rows = [_row(r) for r in results]
     exams = _exams(classifier, results)
     if as_json:
