@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from sgc_core.batching import DEFAULT_MEMORY_MB, forward_rows, model_width, retain_freed_memory
 from sgc_core.calibration import log_posterior
 from sgc_core.checkpoint import load_model
 from sgc_core.elbo import elbo_scores
@@ -97,6 +98,7 @@ class Classifier:
         card: dict | ModelCard,
         device: str = "cpu",
         estimator: EstimatorConfig | None = None,
+        memory_mb: float = DEFAULT_MEMORY_MB,
     ) -> None:
         self.model = model.to(device).eval().requires_grad_(False)
         self.card = card if isinstance(card, ModelCard) else ModelCard.from_dict(card)
@@ -106,6 +108,12 @@ class Classifier:
         self.estimator = estimator or EstimatorConfig.from_dict(self.card.data.get("estimator"))
         self.levels = self.card.quantization_levels
         self._warned = False
+        # Rows (image x class x K) of one forward call: the memory budget's, at most the
+        # estimator's max_batch (sgc_core/batching.py); chunking never changes a result.
+        self.rows = forward_rows(
+            model_width(self.model), self.card.image_size, memory_mb, self.estimator.max_batch
+        )
+        retain_freed_memory()
 
     # -- input checks -------------------------------------------------------------------
     def validate(self, x: torch.Tensor) -> torch.Tensor:
@@ -159,7 +167,7 @@ class Classifier:
                 weighting=est.weighting,
                 eps=est.eps,
                 generator=gen,
-                max_batch=est.max_batch,
+                max_batch=self.rows,
                 same_noise_for_batch=True,
             )
             return r.score.cpu(), r.elbo.cpu()
@@ -239,23 +247,27 @@ class Classifier:
             return f"{bpd:.3f} bits/dim is below the model's lower threshold {low:.3f}"
         return f"{bpd:.3f} bits/dim is above the model's threshold {high or float('nan'):.3f}"
 
-    @torch.no_grad()
     def classify(
         self, x: torch.Tensor, input_ood: Sequence[Sequence[str]] | None = None
     ) -> list[ClassResult]:
         """Classify a batch; ``input_ood`` gives, per image, the reasons the input checks found
-        (``Preprocessed.ood_reasons``): an image with any is flagged whatever its bits/dim."""
+        (``Preprocessed.ood_reasons``): an image with any is flagged whatever its bits/dim.
+
+        The ELBO runs under ``torch.inference_mode`` (no autograd bookkeeping at all); the ODE
+        needs autograd for its divergence, so it runs under ``no_grad`` as before."""
+        mode = torch.inference_mode if self.estimator.method == "elbo" else torch.no_grad
+        with mode():
+            return self._classify(x, input_ood)
+
+    def _classify(
+        self, x: torch.Tensor, input_ood: Sequence[Sequence[str]] | None
+    ) -> list[ClassResult]:
         x = self.validate(x)
         if input_ood is not None and len(input_ood) != x.shape[0]:
             raise ValueError(f"input_ood has {len(input_ood)} entries for {x.shape[0]} images")
         results: list[ClassResult] = []
-        chunk = max(
-            1,
-            self.estimator.max_batch
-            // max(
-                1, len(self.classes) * (self.estimator.k if self.estimator.method == "elbo" else 1)
-            ),
-        )
+        per_image = len(self.classes) * (self.estimator.k if self.estimator.method == "elbo" else 1)
+        chunk = max(1, self.rows // per_image)
         for s in range(0, x.shape[0], chunk):
             scores, loglik = self.estimate(x[s : s + chunk])
             probs = self.posterior(scores)
@@ -288,6 +300,7 @@ def load_classifier(
     device: str = "cpu",
     *,
     estimator: EstimatorConfig | dict | None = None,
+    memory_mb: float = DEFAULT_MEMORY_MB,
 ) -> Classifier:
     """Load ``<name>.safetensors`` + ``<name>.json`` (sha256-verified) into a ``Classifier``.
 
@@ -298,4 +311,4 @@ def load_classifier(
         base = dict(card.get("estimator") or {})
         base.update(estimator)
         estimator = EstimatorConfig.from_dict(base)
-    return Classifier(model, card, device, estimator)
+    return Classifier(model, card, device, estimator, memory_mb)

@@ -18,6 +18,7 @@ import torch
 from scipy import ndimage
 from torch import nn
 
+from sgc_core.batching import DEFAULT_MEMORY_MB, forward_rows, model_width, retain_freed_memory
 from sgc_core.calibration import log_posterior
 from sgc_core.datasets.crops import cut
 from sgc_core.denoise_map import NoisePlan, class_errors, evidence, noise_plan, window_scores
@@ -54,7 +55,14 @@ def logit(p: float) -> float:
 class LesionScanner:
     """A class-conditional score network trained on crops, and its lesion card."""
 
-    def __init__(self, model: nn.Module, sde: SDE, card: LesionCard, device: str = "cpu"):
+    def __init__(
+        self,
+        model: nn.Module,
+        sde: SDE,
+        card: LesionCard,
+        device: str = "cpu",
+        memory_mb: float = DEFAULT_MEMORY_MB,
+    ):
         self.model = model.to(device).eval().requires_grad_(False)
         self.sde = sde
         self.card = card
@@ -62,6 +70,9 @@ class LesionScanner:
         shape = (1, card.crop, card.crop)
         self.coarse = noise_plan(card.k_coarse, shape, card.t_range, card.seed)
         self.fine = noise_plan(card.k_fine, shape, card.t_range, card.seed + 1)
+        # Rows of one forward call: the memory budget's, at most the card's max_batch.
+        self.rows = forward_rows(model_width(self.model), card.crop, memory_mb, card.max_batch)
+        retain_freed_memory()
 
     # -- windows ------------------------------------------------------------------------
     def window_centres(self, scan: ScanImage) -> np.ndarray:
@@ -87,7 +98,7 @@ class LesionScanner:
             x.to(self.device),
             len(self.card.classes),
             plan,
-            self.card.max_batch,
+            self.rows,
         ).cpu()
 
     def posterior(self, scores: torch.Tensor, temperature: float) -> np.ndarray:

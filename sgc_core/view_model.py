@@ -17,6 +17,7 @@ from typing import Protocol
 import torch
 from pydicom.dataset import Dataset
 
+from sgc_core.batching import DEFAULT_MEMORY_MB
 from sgc_core.checkpoint import load_model
 from sgc_core.exam import exam_result
 from sgc_core.inference import Classifier
@@ -54,11 +55,19 @@ def _identity(card: ModelCard) -> ModelIdentity:
 class LesionFinder:
     """The lesion finder behind the ViewModel interface."""
 
-    def __init__(self, model: torch.nn.Module, card: dict, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        card: dict,
+        device: str = "cpu",
+        memory_mb: float = DEFAULT_MEMORY_MB,
+    ) -> None:
         self.card = ModelCard.from_dict(card)
         assert self.card.lesion is not None, "a lesion finder's card has a lesion section"
         self.lesion = self.card.lesion
-        self.scanner = LesionScanner(model, sde_from_dict(card["sde"]), self.lesion, device)
+        self.scanner = LesionScanner(
+            model, sde_from_dict(card["sde"]), self.lesion, device, memory_mb
+        )
         self.identity = _identity(self.card)
 
     def classify(self, datasets: Sequence[Dataset]) -> list[ViewResult | str]:
@@ -143,9 +152,12 @@ def preprocess_config(card: ModelCard) -> PreprocessConfig:
     return config
 
 
-def load_view_model(path: str | Path, device: str = "cpu") -> ViewModel:
-    """Load a checkpoint (sha256-verified) as the kind of model its card describes."""
+def load_view_model(
+    path: str | Path, device: str = "cpu", memory_mb: float = DEFAULT_MEMORY_MB
+) -> ViewModel:
+    """Load a checkpoint (sha256-verified) as the kind of model its card describes;
+    ``memory_mb`` bounds one forward call (``SGC_CLASSIFY_MEMORY_MB``, sgc_core/batching.py)."""
     model, card = load_model(path, device)
     if "lesion" in card:
-        return LesionFinder(model, card, device)
-    return WholeViewModel(Classifier(model, card, device))
+        return LesionFinder(model, card, device, memory_mb)
+    return WholeViewModel(Classifier(model, card, device, memory_mb=memory_mb))

@@ -100,7 +100,11 @@ def classifier_for(settings: Settings) -> ViewModel:
         classifier = _classifiers.get(key)
         if classifier is None:
             try:
-                classifier = load_view_model(path, device)
+                if device == "cpu" and settings.torch_threads:
+                    import torch
+
+                    torch.set_num_threads(settings.torch_threads)  # process-wide, before the model
+                classifier = load_view_model(path, device, settings.classify_memory_mb)
             except (ModelFileError, OSError, ValueError) as exc:
                 raise ModelUnavailable(f"cannot load model {path}: {exc}") from exc
             card = classifier.card

@@ -1,0 +1,68 @@
+"""The classifier's CPU path: the memory budget and the kept allocator memory change speed,
+never a result.
+
+Why exact equality: chunking the (image x class x K) rows differently and running under
+inference mode must give the numbers the worker gave before; the noise is seeded per call and
+shared by every image of a batch, so a result does not depend on how rows are grouped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from sgc_core.batching import forward_rows, model_width, retain_freed_memory
+from sgc_core.inference import load_classifier
+from sgc_core.synth.study import generate_study
+from sgc_core.view_model import load_view_model
+from tests.helpers.lesion_model import write_lesion_model
+
+MODELS = Path(__file__).resolve().parents[1] / "sgc_core" / "models"
+
+
+def test_budget_sets_the_rows_of_one_forward_call() -> None:
+    # 20 maps of 4 x 16 x 64 x 64 bytes = 5 MiB per row (the measured 4.4-5.3 MB)
+    assert forward_rows(16, 64, 512) == 102
+    assert forward_rows(16, 64, 512, cap=64) == 64
+    assert forward_rows(16, 64, 1) == 1  # never zero rows
+    assert forward_rows(32, 64, 512) == 51
+    with pytest.raises(ValueError, match="positive"):
+        forward_rows(16, 64, 0)
+
+
+def test_the_allocator_keeps_freed_memory_on_glibc() -> None:
+    assert retain_freed_memory() is True
+    assert retain_freed_memory() is True  # once per process, then the same answer
+
+
+def test_whole_view_results_do_not_depend_on_the_budget() -> None:
+    """The default budget gives the worker's old results bit for bit; a tiny one (3 rows per
+    call, other convolution kernels) agrees to float32 rounding, with the same decisions."""
+    x = torch.rand(8, 1, 64, 64, generator=torch.Generator().manual_seed(5))
+    weights = MODELS / "sgc-demo-mammo.safetensors"
+    old = load_classifier(weights, memory_mb=4096)  # the card's max_batch (256), as before
+    default = load_classifier(weights)  # 512 MiB: 102 rows per call
+    tiny = load_classifier(weights, memory_mb=16)
+    assert (old.rows, default.rows, tiny.rows) == (256, 102, 3)
+    assert model_width(old.model) == 16
+    reference = old.classify(x)
+    assert default.classify(x) == reference  # dataclass equality: every float bit for bit
+    assert default.classify(x[5:6])[0] == reference[5]  # and not on the batch either
+    for a, b in zip(tiny.classify(x), reference, strict=True):
+        assert a.predicted_class == b.predicted_class and a.ood == b.ood
+        for c in a.log_likelihoods:
+            assert a.log_likelihoods[c] == pytest.approx(b.log_likelihoods[c], rel=1e-7)
+            assert a.probabilities[c] == pytest.approx(b.probabilities[c], abs=1e-6)
+
+
+def test_lesion_finder_results_do_not_depend_on_the_budget(tmp_path: Path) -> None:
+    weights = write_lesion_model(tmp_path)
+    view = generate_study(3)[0]
+    small = load_view_model(weights, memory_mb=16)
+    large = load_view_model(weights, memory_mb=4096)
+    assert small.scanner.rows < large.scanner.rows
+    (a,), (b,) = small.classify([view]), large.classify([view])
+    assert a.to_dict() == b.to_dict()
+    assert (a.evidence.values == b.evidence.values).all()
