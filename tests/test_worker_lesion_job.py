@@ -18,8 +18,10 @@ from sqlalchemy import func, select, update
 from db.models import Delivery, Job, JobState, Prediction, Report
 from db.session import upgrade
 from tests.helpers.lesion_model import write_lesion_model
+from tests.helpers.mg import MGSpec, write_mg
 from tests.helpers.orthanc import orthanc_server
 from tests.test_worker_pipeline import deliver_until_settled, ingest_study, make_settings, run_job
+from tests.test_worker_reports import dciodvfy_errors
 from worker.reports.cad import MAMMOGRAPHY_CAD_SR
 from worker.runtime import sessions_for
 
@@ -122,3 +124,33 @@ def test_a_form_that_cannot_be_built_leaves_nothing_written_or_delivered(
     with sessions_for(settings)() as session:
         assert session.scalar(select(func.count()).select_from(Report)) == 0
         assert session.scalar(select(func.count()).select_from(Delivery)) == 0
+
+
+def test_a_view_that_cannot_be_classified_is_named_in_every_valid_report(
+    tmp_path: Path, lesion_model: Path
+) -> None:
+    """One image without pixel data in the study: the job is done, and every report object
+    (SR, SEGs, CAD SR) passes dciodvfy; both SRs are PARTIAL and name the image and why."""
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    upgrade(url)
+    settings = make_settings(tmp_path, url, lesion_model, [])
+    settings = settings.model_copy(update={"report_formats": ALL_FORMATS.split(",")})
+    broken = pydicom.dcmread(write_mg(tmp_path / "src.dcm", MGSpec(laterality="R")))
+    del broken.PixelData
+    broken.save_as(tmp_path / "nopix.dcm")
+    job_id = ingest_study(settings, n=2, extra_files=[tmp_path / "nopix.dcm"])
+    result = run_job(settings, job_id)
+    assert result is not None and len(result.report_ids) >= 3
+    with sessions_for(settings)() as session:
+        assert session.get(Job, job_id).state == JobState.done
+        paths = [
+            settings.resolved_storage_dir / session.get(Report, i).path for i in result.report_ids
+        ]
+    for path in paths:
+        assert dciodvfy_errors(path) == [], path
+        ds = pydicom.dcmread(path)
+        if ds.Modality == "SR":
+            assert ds.CompletionFlag == "PARTIAL"
+            text = path.read_bytes()
+            assert f"image {broken.SOPInstanceUID} (R CC) not classified".encode() in text
+            assert b"pixel data" in text

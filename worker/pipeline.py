@@ -15,6 +15,7 @@ import pydicom
 from pydicom import Dataset
 
 from sgc_core.results import ExamResult, ViewResult
+from sgc_core.view_meta import view_position
 from sgc_core.view_model import ViewModel
 from worker import reports as srmod
 from worker.reports.formats import ReportObject, StudyReportInput, build_objects
@@ -55,7 +56,7 @@ def classify_paths(model: ViewModel, paths: Sequence[Path]) -> list[ViewOutcome]
                 study_uid=str(ds.get("StudyInstanceUID", "")) if ds is not None else "",
                 meta=meta,
                 laterality=_laterality(ds, result),
-                view=(result.view if result is not None else None) or "",
+                view=(result.view if result is not None else None) or _view(ds),
                 result=result,
                 error=error,
             )
@@ -80,6 +81,11 @@ def metadata(ds: Dataset) -> Dataset:
         if elem.tag.group != 0x7FE0:
             meta.add(elem)
     return meta
+
+
+def _view(ds: Dataset | None) -> str:
+    """The view the image states (CC, MLO, ...), for an image the model gave no result."""
+    return (view_position(ds) or "") if ds is not None else ""
 
 
 def _laterality(ds: Dataset | None, result: ViewResult | None) -> str:
