@@ -84,9 +84,10 @@ class SCPServer:
         else:
             self.storage.incoming.mkdir(parents=True, exist_ok=True)
         store = StoreHandler(self.storage, self.session_factory, MAMMOGRAPHY_SOP_CLASSES)
+        # Each process takes the full max_associations even when processes share the port:
+        # the kernel hands connections to SO_REUSEPORT sockets by a hash of the addresses,
+        # not by load, so a per-process share refused senders while the node had room.
         ae = build_ae(self.settings)
-        if self.reuse_port:
-            ae.maximum_associations = association_share(self.settings)
         self.server = ae.make_server(
             (self.settings.host, self.settings.port),
             evt_handlers=handlers(store),
@@ -143,17 +144,6 @@ def use_spool_dir(storage_root: Path) -> Path:
             stale.unlink(missing_ok=True)
     tempfile.tempdir = str(spool)
     return spool
-
-
-def association_share(settings: Settings) -> int:
-    """The association limit of one process when ``scp_processes`` share the port.
-
-    Each process takes the full ``max_associations``: the kernel hands connections to
-    SO_REUSEPORT sockets by a hash of the addresses, not by load, so a per-process share
-    (max / processes) refused senders while the node as a whole had room (seen with
-    4 senders on 4 processes). The node-wide bound is therefore processes x max.
-    """
-    return settings.max_associations
 
 
 def scp_processes(settings: Settings) -> int:

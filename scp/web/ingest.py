@@ -36,8 +36,6 @@ log = logging.getLogger(__name__)
 WEB_SOURCE = "DICOMWEB"
 #: PS3.4 C.4.2 / PS3.18: Referenced Transfer Syntax not supported.
 TRANSFER_SYNTAX_NOT_SUPPORTED = 0xC122
-#: The SOP class is not one the node accepts (PS3.7 C.4.5 Refused: SOP Class not supported).
-SOP_CLASS_NOT_SUPPORTED = 0x0122
 #: The instance belongs to another study than the one in the request's URL; the A9xx family
 #: ("Data Set does not match") is the closest the standard offers.
 STUDY_MISMATCH = 0xA900
@@ -143,7 +141,7 @@ def _check(
     if syntax not in policy.transfer_syntaxes:
         raise Rejection(TRANSFER_SYNTAX_NOT_SUPPORTED, f"transfer syntax {syntax!r} not accepted")
     if sop_class not in policy.accepted_sop_classes:
-        raise Rejection(SOP_CLASS_NOT_SUPPORTED, f"SOP class {sop_class!r} not accepted")
+        raise Rejection(statuses.SOP_CLASS_NOT_SUPPORTED, f"SOP class {sop_class!r} not accepted")
     try:
         header = read_header(part.path, offset, syntax)
     except MalformedDataset as exc:
