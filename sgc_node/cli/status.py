@@ -66,7 +66,7 @@ def _print_table(studies: list[dict], summary: dict) -> None:
             probs,
             findings,
             ood,
-            "\n".join(line for lines in deliveries for line in lines),
+            "\n".join(_counted(line for lines in deliveries for line in lines)),
         )
     console = Console()
     console.print(table)
@@ -94,6 +94,14 @@ def _delivery_line(report: dict) -> list[str]:
             line += f" ({d['last_error'][:60]})"
         lines.append(line)
     return lines or [f"{form} written (no archive configured)"]
+
+
+def _counted(lines) -> list[str]:
+    """Identical lines once, with their count (a study's SEGs, one per view, read as one)."""
+    counts: dict[str, int] = {}
+    for line in lines:
+        counts[line] = counts.get(line, 0) + 1
+    return [line if n == 1 else f"{n} x {line}" for line, n in counts.items()]
 
 
 def _findings(pred: dict) -> str:
