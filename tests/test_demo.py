@@ -218,3 +218,33 @@ def test_ports_it_picks_are_free_and_distinct() -> None:
     for port in ports:
         with socket.socket() as s:
             s.bind(("127.0.0.1", port))  # free: a server can listen there
+
+
+@pytest.mark.orthanc
+def test_the_demo_archive_answers_only_the_node(tmp_path: Path) -> None:
+    """Orthanc cannot bind its DICOM port to the loopback; the demo's config makes it refuse
+    every caller but the node (its AE title, from 127.0.0.1)."""
+    from sgc_node.demo import MODALITY, NODE_AE
+    from sgc_node.orthanc import orthanc_config
+    from sgc_node.ports import PortRequest, resolve_ports
+    from tests.conftest import require_binary
+
+    http, dicom = resolve_ports([PortRequest("http", 0, "-"), PortRequest("dicom", 0, "-")])
+    folder = tmp_path / "orthanc"
+    config = orthanc_config(
+        folder,
+        http_port=http,
+        dicom_port=dicom,
+        modalities={MODALITY: (NODE_AE, "127.0.0.1", 11112)},
+        always_allow_store=False,
+    )
+    archive = OrthancServer.create(folder, config)
+    archive.start()
+    try:
+        echo = [require_binary("echoscu"), "-aec", "ORTHANC", "127.0.0.1", str(dicom)]
+        stranger = subprocess.run([*echo, "-aet", "STRANGER"], capture_output=True, text=True)
+        node = subprocess.run([*echo, "-aet", NODE_AE], capture_output=True, text=True)
+    finally:
+        archive.stop()
+    assert stranger.returncode != 0 and "Not Recognized" in stranger.stderr + stranger.stdout
+    assert node.returncode == 0, node.stderr
