@@ -147,3 +147,28 @@ def test_crops_are_cut_from_a_synth_folder_once_and_keep_their_styles(tmp_path):
     again = load_crops(cache, tmp_path / "gone", seed=0, workers=1)  # the cache, not the folder
     assert np.array_equal(again.images, built.images)
     assert np.array_equal(again.styles, built.styles)
+
+
+def test_redraw_features_compare_each_view_with_the_other_breast(tmp_path):
+    """benchmarks/lesion_redraw: the left-right feature subtracts the same view of the other
+    breast; the view-median one the view's own median window; the printout reads saved rows."""
+    from benchmarks.lesion_redraw import _auc_se, features, report
+
+    def row(study, name, top, windows, finding):
+        path = f"/d/images/{study}/{name}.dcm"
+        return {"path": path, "finding": finding, "top": top, "coarse_mal_logit": windows}
+
+    rows = [
+        row("S1", "L_CC", 2.0, [0.0, 1.0, 5.0], "malignant"),
+        row("S1", "R_CC", 0.5, [-1.0, -1.0, 0.0], "normal"),
+        row("S2", "L_CC", 1.0, [1.0, 1.0, 1.0], "benign"),
+    ]
+    f = features(rows)
+    assert f["contra"].tolist() == [1.5, -1.5, 0.0]  # S2 has no right view: compared to itself
+    assert f["top - view median"].tolist() == [1.0, 1.5, 0.0]
+    assert f["contra, median-normalised"].tolist() == [-0.5, 0.5, 0.0]
+    assert _auc_se(0.5, 50, 50) == pytest.approx(0.058, abs=0.002)
+    for name in ("select", "report", "held"):
+        (tmp_path / f"rows-{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary = report(tmp_path)
+    assert summary["held"]["contra"]["auc"] == 1.0
