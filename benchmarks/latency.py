@@ -46,6 +46,7 @@ from tests.helpers.orthanc import orthanc_server  # noqa: E402
 from tests.helpers.services import PG_ADMIN_URL  # noqa: E402
 from tests.helpers.stacks import stack_settings  # noqa: E402
 
+IDLE_SECONDS = 5.0
 DEFAULT_MODEL = ROOT / "sgc_core" / "models" / "sgc-demo-mammo.safetensors"
 
 
@@ -184,6 +185,23 @@ def stages(node: NodeProcesses, arrived: dict[str, float]) -> dict[str, dict[str
     return out
 
 
+def database_counters(url: str) -> dict[str, float]:
+    """PostgreSQL's own counters of the node's database (empty for SQLite): commits, rows
+    written, bytes on disk."""
+    if not url.startswith("postgresql"):
+        return {}
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT xact_commit, tup_inserted + tup_updated + tup_deleted, "
+            "pg_database_size(datname) FROM pg_stat_database WHERE datname = %s",
+            (name,),
+        ).fetchone()
+    return {"commits": row[0], "rows_written": row[1], "database_bytes": row[2]}
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
@@ -219,6 +237,9 @@ def throughput_run(stack, folder, model, studies, warmup, workers: int) -> dict:
         for files in warmup[:workers]:  # every worker loads its model first
             send_study(node.port, files)
         watch.wait([study_uid(f) for f in warmup[:workers]], 300)
+        idle = database_counters(node.database_url)
+        time.sleep(IDLE_SECONDS)  # what the node commits doing nothing (sweeper, leases)
+        before = database_counters(node.database_url)
         start = time.time()
         for files in studies:
             send_study(node.port, files)
@@ -226,7 +247,13 @@ def throughput_run(stack, folder, model, studies, warmup, workers: int) -> dict:
         watch.wait(uids, 1800)
         seconds = max(watch.arrived[u] for u in uids) - start
         parts = stages(node, {u: watch.arrived[u] for u in uids})
+        time.sleep(1.0)  # PostgreSQL publishes its statistics about every 0.5 s
+        after = database_counters(node.database_url)
+    per_study = {k: (after[k] - before[k]) / len(studies) for k in after}
+    idle_rate = {k: (before[k] - idle[k]) / IDLE_SECONDS for k in before}
     return {
+        "database_per_study": per_study,
+        "database_idle_per_second": idle_rate,
         "workers": workers,
         "seconds": seconds,
         "studies_per_hour": 3600 * len(studies) / seconds,
