@@ -170,9 +170,9 @@ def serve(settings: Settings) -> None:
     With :func:`scp_processes` > 1 this process also starts that many minus one receive-only
     SCP processes on the same port (SO_REUSEPORT: the kernel hands each new connection to
     one of them), because pynetdicom decodes PDUs in Python: in one process concurrent
-    associations contend for one GIL and cost more CPU each (4 associations on 2 cores:
-    ~65 ms of CPU per 17 MB image in one process, ~50 ms in two; docs/benchmarks.md,
-    Ingest). They share the database and the storage; this
+    associations contend for one GIL and cost more CPU each (docs/benchmarks.md, Ingest:
+    36 ms of CPU per 17 MB image on one association, 53-60 ms at 4-8). They share the
+    database and the storage; this
     process alone cleans up after a crash (first) and runs the sweeper, so settled studies
     are dispatched once. A receive process that dies is started again.
     """
