@@ -66,10 +66,15 @@ def stop_tree(process: subprocess.Popen, grace: float) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-    deadline = time.monotonic() + 5.0
-    while any(alive(p) for p in tree) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    _wait_gone(tree, 5.0)  # what the child stops on its way out
     for p in tree:
         if alive(p):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(p[0], signal.SIGKILL)
+    _wait_gone(tree, 5.0)  # SIGKILL is delivered asynchronously
+
+
+def _wait_gone(tree: list[Proc], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while any(alive(p) for p in tree) and time.monotonic() < deadline:
+        time.sleep(0.05)

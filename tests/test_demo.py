@@ -248,3 +248,26 @@ def test_the_demo_archive_answers_only_the_node(tmp_path: Path) -> None:
         archive.stop()
     assert stranger.returncode != 0 and "Not Recognized" in stranger.stderr + stranger.stdout
     assert node.returncode == 0, node.stderr
+
+
+def test_stop_tree_leaves_no_grandchild_of_a_child_that_ignores_sigterm() -> None:
+    """The worst case for the demo's stop: a child that ignores SIGTERM and started a process
+    in a session of its own (as `sgc serve` does). Both must be gone after stop_tree."""
+    from sgc_node.proctree import alive, descendants, stop_tree
+
+    code = (
+        "import signal, subprocess, sys, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "subprocess.Popen(['sleep', '600'], start_new_session=True)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "ready"
+    tree = descendants(child.pid)
+    assert len(tree) == 1  # the sleep, in its own session
+    started = time.monotonic()
+    stop_tree(child, grace=1.0)
+    assert child.poll() is not None
+    assert not any(alive(p) for p in tree)
+    assert time.monotonic() - started < 15  # grace 1 s + 5 s for the tree to stop by itself
