@@ -271,3 +271,34 @@ def test_stop_tree_leaves_no_grandchild_of_a_child_that_ignores_sigterm() -> Non
     assert child.poll() is not None
     assert not any(alive(p) for p in tree)
     assert time.monotonic() - started < 15  # grace 1 s + 5 s for the tree to stop by itself
+
+
+def test_result_lines_say_truth_and_call_without_rounding_away_the_numbers() -> None:
+    from sgc_node.demo_set import DemoStudy, StudyOutcome
+
+    study = DemoStudy(
+        "P", "1.2", (), {"R": ("malignant", "mass_spiculated"), "L": ("benign", "calc_benign")}
+    )
+    assert study.malignant
+    assert study.truth_text() == (
+        "malignant: R spiculated mass (malignant), L benign calcifications (benign)"
+    )
+    assert (
+        DemoStudy("P", "1.3", (), {"R": ("normal", "none"), "L": ("normal", "none")}).truth_text()
+        == "normal"
+    )
+
+    def pred(lat: str, view: str, cls: str | None, p: float | None, ood: bool = False) -> dict:
+        probs = {} if p is None else {"malignant": p}
+        return {"laterality": lat, "view": view, "predicted_class": cls, "probabilities": probs,
+                "ood": ood, "model": "m 1"}  # fmt: skip
+
+    done = {"job": {"state": "done", "error": None, "predictions": [
+        pred("R", "CC", "not malignant", 0.1), pred("L", "CC", "malignant", 0.4567, ood=True),
+        pred("R", "MLO", None, None)]}}  # fmt: skip
+    assert StudyOutcome.from_status(done).text() == (
+        "malignant in 1 of 3 views, highest P(malignant) 45.7 % (L CC), "
+        "1 view(s) flagged out of distribution"
+    )
+    failed = {"job": {"state": "failed", "error": "no classifiable image", "predictions": []}}
+    assert StudyOutcome.from_status(failed).text() == "failed: no classifiable image"
