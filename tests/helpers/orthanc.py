@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from sgc_node.orthanc import OrthancServer, orthanc_config
-from tests.conftest import free_port
+from tests.helpers.services import free_port
 
 # An error raised in Orthanc's incoming-instance filter becomes C-STORE status 0xA700
 # (measured with Orthanc 1.10.1); returning false instead would be a silent "success".
