@@ -163,11 +163,13 @@ class Demo:
             self.folder = Path(tempfile.mkdtemp(prefix="sgc-demo-"))
             self.created_folder = True
         else:
-            self.folder = self.opts.folder.resolve()
-            if self.folder.exists() and any(self.folder.iterdir()):
-                raise DemoError(f"{self.folder} is not empty: give --dir a new or empty folder")
-            self.created_folder = not self.folder.exists()
-            self.folder.mkdir(parents=True, exist_ok=True)
+            folder = self.opts.folder.resolve()
+            if folder.exists() and any(folder.iterdir()):
+                # Checked before it becomes ours: close() never empties a user's folder.
+                raise DemoError(f"{folder} is not empty: give --dir a new or empty folder")
+            self.created_folder = not folder.exists()
+            folder.mkdir(parents=True, exist_ok=True)
+            self.folder = folder
         return self.folder
 
     def _start_node(self, data_dir: Path, port: int) -> None:
@@ -258,7 +260,8 @@ class Demo:
             self._check_alive()
             if time.monotonic() > deadline:
                 raise DemoError(
-                    f"no result after {self.opts.timeout:g} s for {len(pending)} studies; "
+                    f"no result after {self.opts.timeout:g} s for {len(pending)} of "
+                    f"{len(studies)} studies; "
                     f"{self._node_log()}"
                 )
             for uid, status in self._classified(list(pending)):
@@ -335,8 +338,9 @@ class Demo:
     def _node_log(self) -> str:
         return f"see {self.folder / 'node.log'}" if self.folder else ""
 
-    def close(self) -> None:
-        """Stop the viewer, the node (and its children) and Orthanc; drop the folder."""
+    def close(self, keep: bool) -> None:
+        """Stop the viewer, the node (and its children) and Orthanc; drop the folder unless
+        ``keep``."""
         if self.viewer is not None:
             self.viewer.shutdown()
             self.viewer.server_close()
@@ -344,7 +348,7 @@ class Demo:
             stop_tree(self.node, NODE_GRACE)
         if self.orthanc is not None:
             self.orthanc.stop()
-        if self.folder is not None and not self.opts.keep:
+        if self.folder is not None and not keep:
             if self.created_folder:
                 shutil.rmtree(self.folder, ignore_errors=True)
             else:
@@ -383,16 +387,21 @@ def _stop_signals() -> Iterator[None]:
 
 def run_demo(opts: DemoOptions, echo: Callable[[str], None]) -> int:
     """Run the demo; 0 when stopped by the user or after ``once``. Raises DemoError or
-    PortTaken (nothing left running either way)."""
+    PortTaken; nothing is left running either way, and after a failure the folder stays so
+    that the logs its message names can be read."""
     demo = Demo(opts, echo)
+    failed = False
     with _stop_signals():
         try:
             return demo.run()
         except KeyboardInterrupt:
             echo("stopping ...")
             return 0
+        except BaseException:
+            failed = True
+            raise
         finally:
             # A second Ctrl-C must not cut the stop short and leave processes behind.
             for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 signal.signal(s, signal.SIG_IGN)
-            demo.close()
+            demo.close(keep=opts.keep or failed)

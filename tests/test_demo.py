@@ -302,3 +302,40 @@ def test_result_lines_say_truth_and_call_without_rounding_away_the_numbers() -> 
     )
     failed = {"job": {"state": "failed", "error": "no classifiable image", "predictions": []}}
     assert StudyOutcome.from_status(failed).text() == "failed: no classifiable image"
+
+
+@pytest.mark.slow
+@pytest.mark.orthanc
+def test_a_demo_that_fails_midway_says_why_keeps_its_logs_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    demo = _start_demo(tmp_path, "--timeout", "1")  # no study is classified within 1 s
+    family = Family(demo.pid)
+    try:
+        out, _ = demo.communicate(timeout=180)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+        family.stop()
+    assert demo.returncode == 1, out
+    last = out.splitlines()[-1]
+    assert last.startswith("Error: no result after 1 s for 1 of 1 studies; see "), out
+    http, dicom, node = (int(p) for p in PORTS_LINE.search(out).groups())
+    assert len(family.seen) >= 3, family.seen
+    assert family.survivors() == []
+    assert not any(_listening(p) for p in (http, dicom, node))
+    assert Path(last.rsplit("see ", 1)[1]).is_file()  # the log it names was kept to be read
+
+
+def test_a_folder_that_is_not_empty_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep me")
+    proc = subprocess.run(
+        [*SGC, "demo", "--once", "--viewer-port", "0", "--dir", str(folder)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"Error: {folder} is not empty: give --dir a new or empty folder"
+    assert [p.name for p in folder.iterdir()] == ["notes.txt"]
+    assert (folder / "notes.txt").read_text() == "keep me"
