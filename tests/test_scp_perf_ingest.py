@@ -307,3 +307,17 @@ def test_responses_wake_the_waiting_reactor(tmp_path: Path) -> None:
         finally:
             assoc.release()
     assert elapsed < 40 * DUL_WAIT / 2, f"40 C-ECHOs took {elapsed:.2f} s"
+
+
+def test_default_scp_processes_follow_the_cores(tmp_path: Path, monkeypatch) -> None:
+    """SGC_SCP_PROCESSES=0 (the default): one receive process per usable core, at most 8."""
+    from scp import server
+    from sgc_config.settings import load_settings
+
+    settings = load_settings(data_dir=tmp_path)
+    assert settings.scp_processes == 0
+    monkeypatch.setattr(server.os, "sched_getaffinity", lambda _pid: set(range(2)))
+    assert server.scp_processes(settings) == 2
+    monkeypatch.setattr(server.os, "sched_getaffinity", lambda _pid: set(range(64)))
+    assert server.scp_processes(settings) == server.AUTO_PROCESSES_MAX == 8
+    assert server.scp_processes(load_settings(data_dir=tmp_path, scp_processes=3)) == 3
