@@ -39,6 +39,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--studies", type=int, default=40, help="studies per set (held: half)")
     p.add_argument("--views", type=int, default=60, help="views scanned per set")
     p.add_argument("--analyse-only", action="store_true")
+    p.add_argument(
+        "--recall-k",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also rank the lesion window, per k_coarse",
+    )
     return p.parse_args(argv)
 
 
@@ -153,6 +160,68 @@ def _auc_se(a: float, n_pos: int, n_neg: int) -> float:
     return math.sqrt(max(var, 0.0))
 
 
+def recall_rows(model_path: Path, folder: Path, views: int, k_coarse: int) -> None:
+    """Where the coarse pass ranks the lesion's window, on the lesion views of ``select``.
+
+    Why: a view's score is its refined top 3 windows; a lesion outside them cannot count.
+    Per lesion view: the rank of the best window holding the lesion centre in the refine
+    order (least normal first), and the malignant log-odds there (does the window that holds
+    the lesion tell malignant from benign?).
+    """
+    import pydicom
+
+    from sgc_core.datasets.crops import read_synthetic_annotations
+    from sgc_core.denoise_map import window_scores
+    from sgc_core.lesion_scan import LesionScanner
+    from sgc_core.scan_geometry import scan_dataset
+    from sgc_core.view_model import load_view_model
+
+    model = load_view_model(model_path)
+    card = model.lesion.replace(k_coarse=k_coarse)
+    sc = LesionScanner(model.scanner.model, model.scanner.sde, card)
+    notes = read_synthetic_annotations(folder / "select")[:views]
+    with (folder / f"recall-select-k{k_coarse}.jsonl").open("w") as fh:
+        for note in (n for n in notes if n.finding != "normal"):
+            scan = scan_dataset(pydicom.dcmread(note.path), card.spacing_mm)
+            if scan.breast_found:
+                fh.write(json.dumps(_recall_row(sc, card, note, scan, window_scores)) + "\n")
+
+
+def _recall_row(sc, card, note, scan, window_scores) -> dict:
+    centres = sc.window_centres(scan)
+    post = sc.posterior(
+        window_scores(sc.errors(scan.image, centres, sc.coarse)), card.temperature_coarse
+    )
+    sr, scc = scan.geometry.to_scan(np.array([note.row]), np.array([note.col]))
+    near = np.hypot(centres[:, 0] - sr[0], centres[:, 1] - scc[0]) <= card.crop / 2
+    ranked = near[np.argsort(post[:, 0])]
+    p = np.clip(post[:, card.malignant], 1e-12, 1 - 1e-12)
+    logit = np.log(p / (1 - p))
+    return {
+        "finding": note.finding,
+        "windows": len(centres),
+        "rank": int(np.flatnonzero(ranked)[0]) if near.any() else -1,
+        "lesion_mal_logit": float(logit[near].max()) if near.any() else None,
+    }
+
+
+def recall_report(folder: Path) -> None:
+    """Print the lesion window's rank and its malignant-vs-benign AUC per k_coarse."""
+    from sklearn.metrics import roc_auc_score
+
+    for path in sorted(folder.glob("recall-select-k*.jsonl")):
+        rows = [json.loads(x) for x in path.open()]
+        rank = np.array([r["rank"] for r in rows])
+        mal = np.array([r["finding"] == "malignant" for r in rows])
+        logit = np.array([r["lesion_mal_logit"] for r in rows], dtype=float)
+        print(
+            f"{path.stem}: {len(rows)} lesion views; lesion window in the refined top 3: "
+            f"{np.mean((rank >= 0) & (rank < 3)):.2f}, first: {np.mean(rank == 0):.2f}, median "
+            f"rank {np.median(rank):.0f} of {np.median([r['windows'] for r in rows]):.0f} windows; "
+            f"malignant vs benign AUC of the lesion window's log-odds {roc_auc_score(mal, logit):.3f}"
+        )
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if not args.analyse_only:
@@ -161,7 +230,10 @@ def main(argv=None) -> int:
         torch.set_num_threads(1)
         draw(args.data, args.studies)
         scan_rows(args.model, args.data, args.views)
+        for k in args.recall_k:
+            recall_rows(args.model, args.data, args.views, k)
     summary = report(args.data)
+    recall_report(args.data)
     (args.data / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return 0
 
