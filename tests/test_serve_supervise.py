@@ -38,6 +38,10 @@ def _children_of(pid: int) -> dict[int, str]:
     return found
 
 
+#: The command lines of `sgc serve`'s two workers (a classify one and a deliver one).
+CLASSIFY, DELIVER = "worker --queues classify ", "worker --queues deliver "
+
+
 def _child(pid: int, role: str) -> int | None:
     """The pid of the `sgc ROLE` child of ``pid`` (None while there is none)."""
     pids = [p for p, cmd in _children_of(pid).items() if f"sgc_node {role}" in cmd]
@@ -86,7 +90,8 @@ def test_sigkilled_children_are_restarted_and_sigterm_stops_all(
         serve = node.start("serve", "serve")
         wait_until(lambda: port_open(node.port), "sgc serve to listen", 90, [serve])
         scp = wait_until(lambda: _child(serve.pid, "scp"), "the scp child", 30, [serve])
-        worker = wait_until(lambda: _child(serve.pid, "worker"), "the worker", 30, [serve])
+        worker = wait_until(lambda: _child(serve.pid, CLASSIFY), "the worker", 30, [serve])
+        deliver = wait_until(lambda: _child(serve.pid, DELIVER), "the deliver worker", 30, [serve])
         for old in (worker, scp):
             os.kill(old, signal.SIGKILL)
         new_scp = wait_until(
@@ -94,7 +99,7 @@ def test_sigkilled_children_are_restarted_and_sigterm_stops_all(
             [serve],
         )  # fmt: skip
         new_worker = wait_until(
-            lambda: (p := _child(serve.pid, "worker")) not in (None, worker) and p,
+            lambda: (p := _child(serve.pid, CLASSIFY)) not in (None, worker) and p,
             "a new worker", 60, [serve],
         )  # fmt: skip
         wait_until(lambda: port_open(node.port), "the new scp to listen", 90, [serve])
@@ -102,7 +107,9 @@ def test_sigkilled_children_are_restarted_and_sigterm_stops_all(
         assert serve.poll() is None
         log = node.log_path("serve").read_text()
         assert "exited with status -9" in log and "restarting in 1 s" in log
+        assert _child(serve.pid, DELIVER) == deliver  # untouched by its neighbours' restarts
         family = set(_children_of(new_scp)) | set(_children_of(new_worker)) | {new_scp, new_worker}
+        family |= set(_children_of(deliver)) | {deliver}
         os.kill(serve.pid, signal.SIGTERM)
         assert serve.wait(60) == 0
         assert [p for p in family if _alive(p)] == []

@@ -1,4 +1,4 @@
-"""`sgc serve`: the whole node in one command (SCP + sweeper + worker for both queues)."""
+"""`sgc serve`: the whole node in one command (SCP + sweeper, a classify and a deliver worker)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from sgc_node.cli import Context, pass_ctx
 @click.option("--no-worker", is_flag=True, help="Start only the SCP (workers run elsewhere).")
 @pass_ctx
 def serve_cmd(ctx: Context, no_worker: bool) -> None:
-    """Run the node: migrate the database, then start the SCP and a worker (and the
-    STOW-RS door when SGC_WEB_PORT is set).
+    """Run the node: migrate the database, then start the SCP, a classify worker and a
+    deliver worker (and the STOW-RS door when SGC_WEB_PORT is set).
 
     On the embedded default (no SGC_DATABASE_URL / SGC_BROKER_URL) everything lives under
     SGC_DATA_DIR: SQLite, the filesystem broker and the received files. A child that exits
@@ -44,8 +44,11 @@ def serve_cmd(ctx: Context, no_worker: bool) -> None:
     if settings.web_port:  # the STOW-RS door, a process of its own like the SCP
         children.append(Child("web", sgc_argv("web")))
     if not no_worker:
-        argv = sgc_argv("worker", "--queues", "classify,deliver", "--pool", "solo")
-        children.append(Child("worker", argv, env={"SGC_METRICS_PORT": "0"}))
+        # Two workers: a classification takes seconds to minutes on a CPU, and a finished
+        # study's reports must not wait behind every classification still queued.
+        for name, queue in (("worker", "classify"), ("deliver", "deliver")):
+            argv = sgc_argv("worker", "--queues", queue, "--pool", "solo")
+            children.append(Child(name, argv, env={"SGC_METRICS_PORT": "0"}))
     logging.getLogger("sgc.serve").info(
         "sgc-node: %s on port %d, data in %s",
         settings.ae_title,
