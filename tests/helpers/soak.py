@@ -147,12 +147,12 @@ class _Soak:
         self.sessions = self.node.sessions()
 
     def serve_worker(self) -> int | None:
-        """The pid of `sgc serve`'s worker child (its own process group), if it is running."""
+        """The pid of `sgc serve`'s classify worker (its own process group), if it is running."""
         pid = self.node.procs["serve"].pid
         try:
             children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
             for child in children:
-                if b"worker" in Path(f"/proc/{child}/cmdline").read_bytes():
+                if b"worker\0--queues\0classify" in Path(f"/proc/{child}/cmdline").read_bytes():
                     return int(child)
         except OSError:
             pass
