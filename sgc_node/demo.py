@@ -22,16 +22,15 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sgc_node.demo_set import DEFAULT_SEED, DemoStudy, StudyOutcome, make_set, node_status
+from sgc_node.demo_options import DemoError, DemoOptions, port_requests
+from sgc_node.demo_set import DemoStudy, StudyOutcome, make_set, node_status
 from sgc_node.orthanc import OrthancError, OrthancServer, orthanc_binary, orthanc_config
-from sgc_node.ports import PortRequest, resolve_ports
-from sgc_node.proctree import stop_tree
+from sgc_node.ports import resolve_ports
+from sgc_node.proctree import stop_signals, stop_tree
 
 VIEWER_DIR = Path(__file__).resolve().parents[1] / "viewer"
 NODE_AE = "SGC_NODE"
@@ -55,40 +54,6 @@ _NOT_INHERITED = (
 
 #: Seconds `sgc serve` gets to stop its children (a worker finishes the image it is on).
 NODE_GRACE = 45.0
-
-
-class DemoError(RuntimeError):
-    """Something the demo needs failed; the message is one line that says what to do."""
-
-
-@dataclass(frozen=True)
-class DemoOptions:
-    studies: int = 3
-    seed: int = DEFAULT_SEED
-    folder: Path | None = None
-    keep: bool = False
-    once: bool = False
-    viewer_port: int = 3000
-    orthanc_port: int = 0
-    orthanc_dicom_port: int = 0
-    node_port: int = 0
-    timeout: float = 900.0
-
-
-def port_requests(opts: DemoOptions) -> list[PortRequest]:
-    """The four ports, each with the option (and variable) that moves it."""
-    return [
-        PortRequest("the OHIF viewer", opts.viewer_port, "--viewer-port / SGC_DEMO_VIEWER_PORT"),
-        PortRequest(
-            "Orthanc's HTTP API", opts.orthanc_port, "--orthanc-port / SGC_DEMO_ORTHANC_PORT"
-        ),
-        PortRequest(
-            "Orthanc's DICOM server",
-            opts.orthanc_dicom_port,
-            "--orthanc-dicom-port / SGC_DEMO_ORTHANC_DICOM_PORT",
-        ),
-        PortRequest("the node's DICOM server", opts.node_port, "--node-port / SGC_DEMO_NODE_PORT"),
-    ]
 
 
 class Demo:
@@ -361,37 +326,13 @@ def _pending_delivery(status: dict[str, Any]) -> bool:
     return any(d["state"] == "pending" for r in job.get("reports", ()) for d in r["deliveries"])
 
 
-class _Stop(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, handled as Ctrl-C is."""
-
-
-@contextmanager
-def _stop_signals() -> Iterator[None]:
-    """Turn SIGTERM/SIGHUP into the same unwinding as Ctrl-C, explicitly (a background job
-    starts with SIGINT ignored); restore the previous handlers at the end."""
-
-    def _raise(signum, _frame) -> None:
-        raise _Stop(signal.Signals(signum).name)
-
-    previous = {
-        signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
-        signal.SIGTERM: signal.signal(signal.SIGTERM, _raise),
-        signal.SIGHUP: signal.signal(signal.SIGHUP, _raise),
-    }
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-
-
 def run_demo(opts: DemoOptions, echo: Callable[[str], None]) -> int:
     """Run the demo; 0 when stopped by the user or after ``once``. Raises DemoError or
     PortTaken; nothing is left running either way, and after a failure the folder stays so
     that the logs its message names can be read."""
     demo = Demo(opts, echo)
     failed = False
-    with _stop_signals():
+    with stop_signals():
         try:
             return demo.run()
         except KeyboardInterrupt:

@@ -5,6 +5,7 @@ own, so signalling the child's process group misses them, and a supervisor kille
 stops its children leaves them running. The tree is read from /proc (Linux) before the child
 is asked to stop, and whatever of it is still alive after the grace period is killed.
 Each process is identified by (pid, start time), so a pid reused meanwhile is left alone.
+``stop_signals`` makes SIGTERM and SIGHUP unwind as Ctrl-C does, so every stop takes that path.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 Proc = tuple[int, int]  # (pid, start time in clock ticks since boot)
@@ -78,3 +81,27 @@ def _wait_gone(tree: list[Proc], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while any(alive(p) for p in tree) and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+class _Stop(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, handled as Ctrl-C is."""
+
+
+@contextmanager
+def stop_signals() -> Iterator[None]:
+    """Turn SIGTERM/SIGHUP into the same unwinding as Ctrl-C, explicitly (a background job
+    starts with SIGINT ignored); restore the previous handlers at the end."""
+
+    def _raise(signum, _frame) -> None:
+        raise _Stop(signal.Signals(signum).name)
+
+    previous = {
+        signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
+        signal.SIGTERM: signal.signal(signal.SIGTERM, _raise),
+        signal.SIGHUP: signal.signal(signal.SIGHUP, _raise),
+    }
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

@@ -69,7 +69,8 @@ def demo_cmd(
 
     Ctrl-C stops everything; nothing is left running.
     """
-    from sgc_node.demo import DemoError, DemoOptions, run_demo
+    from sgc_node.demo import run_demo
+    from sgc_node.demo_options import DemoError, DemoOptions
     from sgc_node.demo_set import DEFAULT_SEED
     from sgc_node.ports import PortTaken
 
