@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -129,6 +130,14 @@ def main() -> None:
     from sgc_config.settings import Settings
 
     defaults = {"before": None, "after": Settings.model_fields["torch_threads"].default or None}
+    try:
+        compare(args, trees, defaults, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def compare(args, trees: dict, defaults: dict, scratch: Path) -> None:
+    """Write the views once, then alternate the trees per model and compare their outputs."""
     views = scratch / "views"
     write_views(views, args.studies)
     print(f"{args.studies} synthetic 4-view studies; before: {args.before}; after: {ROOT}")

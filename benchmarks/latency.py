@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -294,6 +295,16 @@ def main() -> None:
     size = sum(p.stat().st_size for p in studies[0]) / 1e6
     print(f"{args.studies} studies of 4 x {args.rows}x{cols} MG ({size:.1f} MB per study); model {args.model.name}")  # fmt: skip
     figures: dict[str, dict] = {}
+    try:
+        run_stacks(args, folder, studies, warmup, figures)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)  # ~1 GB of images and node data
+    summary(figures)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1))
+
+
+def run_stacks(args, folder: Path, studies, warmup, figures: dict) -> None:
     for stack in args.stacks:
         run = folder / stack
         print(f"[{stack}] load average before: {load()}", flush=True)
@@ -305,9 +316,6 @@ def main() -> None:
             print(f"[{stack}] throughput: {json.dumps(tp)}", flush=True)
             figures[stack]["throughput"].append(tp)
         print(f"[{stack}] load average after: {load()}", flush=True)
-    summary(figures)
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=1))
 
 
 def summary(figures: dict) -> None:
