@@ -11,8 +11,8 @@ Default (CPU, a few minutes): sklearn's 8x8 digits "3" vs "8" upsampled to 16x16
 network at width 16, trained here. ``--paper`` uses 384x384, 3 channels and the paper's seed
 network (GPU only; the data are the same digits upsampled, so the numbers are about cost).
 
-    python benchmarks/classifier.py                 # CPU, small
-    python benchmarks/classifier.py --device cuda --paper --steps 200 --n-test 8
+    python -m benchmarks.classifier                 # CPU, small
+    python -m benchmarks.classifier --device cuda --paper --steps 200 --n-test 8
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ after: ``SGC_TORCH_THREADS``) unless ``--threads`` sets both. Printed per run: v
 whether every output equals the other tree's (probabilities, log-likelihoods, findings,
 evidence maps; exact equality, not a tolerance). The load average is printed around the runs.
 
-    .venv/bin/python benchmarks/classifier_cpu.py --before /tmp/sgc-before --studies 2 --rounds 2
+    .venv/bin/python -m benchmarks.classifier_cpu --before /tmp/sgc-before --studies 2 --rounds 2
 """
 
 from __future__ import annotations

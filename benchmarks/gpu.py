@@ -17,8 +17,8 @@ What it measures on ``--device`` (``cuda`` where a GPU is lent; ``cpu`` runs the
 
 Goal (issue 15): at least 1,000 4-view studies per hour per GPU for the node's model.
 
-    .venv/bin/python benchmarks/gpu.py --device cuda --json gpu.json
-    .venv/bin/python benchmarks/gpu.py --device cpu --tiny      # smoke run: small sizes, 1 view
+    .venv/bin/python -m benchmarks.gpu --device cuda --json gpu.json
+    .venv/bin/python -m benchmarks.gpu --device cpu --tiny      # smoke run: small sizes, 1 view
 
 Not yet run on a GPU: no device was lent to the session that wrote it (see docs/benchmarks.md).
 """
@@ -30,25 +30,23 @@ import dataclasses
 import json
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from sgc_core.checkpoint import load_model
+from sgc_core.elbo import elbo_scores
+from sgc_core.lesion_card import LesionCard
+from sgc_core.lesion_scan import LesionScanner
+from sgc_core.scan_geometry import scan_dataset
+from sgc_core.sde import VPSDE, sde_from_dict
+from sgc_core.synth.study import generate_study
+from sgc_core.train import dsm_loss
+from sgc_core.unet import architecture_spec, build_score_model
+from sgc_core.view_model import load_view_model
 
-from sgc_core.checkpoint import load_model  # noqa: E402
-from sgc_core.elbo import elbo_scores  # noqa: E402
-from sgc_core.lesion_card import LesionCard  # noqa: E402
-from sgc_core.lesion_scan import LesionScanner  # noqa: E402
-from sgc_core.scan_geometry import scan_dataset  # noqa: E402
-from sgc_core.sde import VPSDE, sde_from_dict  # noqa: E402
-from sgc_core.synth.study import generate_study  # noqa: E402
-from sgc_core.train import dsm_loss  # noqa: E402
-from sgc_core.unet import architecture_spec, build_score_model  # noqa: E402
-from sgc_core.view_model import load_view_model  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 MODELS = ROOT / "sgc_core" / "models"
 

@@ -10,8 +10,8 @@ table comes from one run. Printed: wall-clock MB/s and CPU ms per image (the ser
 process tree, children included) per run, the medians and the ratios to dcmtk, for 1, 4
 and 8 concurrent associations by default.
 
-    .venv/bin/python benchmarks/ingest.py --count 16 --rounds 3 --before /tmp/sgc-before
-    .venv/bin/python benchmarks/ingest.py --quick      # 4 images, 2 rounds: a smoke run
+    .venv/bin/python -m benchmarks.ingest --count 16 --rounds 3 --before /tmp/sgc-before
+    .venv/bin/python -m benchmarks.ingest --quick      # 4 images, 2 rounds: a smoke run
 
 The machine's load average (``/proc/loadavg``) is printed before and after each setting,
 because on a shared machine it moves the absolute numbers far more than the ratio.
@@ -32,9 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tests.helpers.mg import MGSpec, write_mg  # noqa: E402
+from tests.helpers.mg import MGSpec, write_mg
 
 
 def free_port() -> int:

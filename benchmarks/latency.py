@@ -17,8 +17,8 @@ as ``sgc serve``'s does) delivering to a real Orthanc. The model is ``--model`` 
 bundled whole-view model, ~1 s of CPU per study here; the default lesion finder takes ~10 s,
 too slow for 20 studies x 3 runs x 2 stacks on this shared machine).
 
-    .venv/bin/python benchmarks/latency.py --studies 20
-    .venv/bin/python benchmarks/latency.py --studies 4 --stacks embedded   # a smoke run
+    .venv/bin/python -m benchmarks.latency --studies 20
+    .venv/bin/python -m benchmarks.latency --studies 4 --stacks embedded   # a smoke run
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import contextlib
 import json
 import shutil
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -37,15 +36,16 @@ from collections.abc import Iterator
 from datetime import UTC
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from tests.helpers.mg import write_study
+from tests.helpers.nodeproc import NodeProcesses
+from tests.helpers.orthanc import orthanc_server
+from tests.helpers.services import (
+    PG_ADMIN_URL,
+    free_port,
+)
+from tests.helpers.stacks import stack_settings
 
-from tests.conftest import free_port  # noqa: E402
-from tests.helpers.mg import write_study  # noqa: E402
-from tests.helpers.nodeproc import NodeProcesses  # noqa: E402
-from tests.helpers.orthanc import orthanc_server  # noqa: E402
-from tests.helpers.services import PG_ADMIN_URL  # noqa: E402
-from tests.helpers.stacks import stack_settings  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 IDLE_SECONDS = 5.0
 DEFAULT_MODEL = ROOT / "sgc_core" / "models" / "sgc-demo-mammo.safetensors"

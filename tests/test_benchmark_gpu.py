@@ -17,16 +17,16 @@ import pytest
 from tests.helpers.lesion_model import write_lesion_model
 from tests.helpers.tiny_model import train_tiny_model
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
 def test_gpu_benchmark_smoke_run_on_cpu(tmp_path: Path) -> None:
     out = tmp_path / "gpu.json"
-    cmd = [sys.executable, str(SCRIPT), "--device", "cpu", "--tiny", "--repeats", "1"]
+    cmd = [sys.executable, "-m", "benchmarks.gpu", "--device", "cpu", "--tiny", "--repeats", "1"]
     cmd += ["--lesion-model", str(write_lesion_model(tmp_path / "lesion"))]
     cmd += ["--view-model", str(train_tiny_model(tmp_path / "tiny")), "--json", str(out)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads(out.read_text())
     assert set(figures["per_study_seconds"]) == {
