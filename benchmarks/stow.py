@@ -11,8 +11,8 @@ response. Orthanc runs with the test helper's configuration (its defaults otherw
 Printed per run: wall-clock MB/s and the server's CPU seconds; then the medians and the
 ratio ours / Orthanc, and the load average before and after (the machine is shared).
 
-    .venv/bin/python benchmarks/stow.py --studies 4 --images 4 --rounds 3
-    .venv/bin/python benchmarks/stow.py --quick
+    .venv/bin/python -m benchmarks.stow --studies 4 --images 4 --rounds 3
+    .venv/bin/python -m benchmarks.stow --quick
 """
 
 from __future__ import annotations
@@ -30,10 +30,8 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.ingest import free_port, make_images  # noqa: E402
-from tests.helpers.orthanc import make_orthanc  # noqa: E402
+from benchmarks.ingest import free_port, make_images
+from tests.helpers.orthanc import make_orthanc
 
 
 def body(paths: list[Path]) -> tuple[object, dict[str, str]]:
