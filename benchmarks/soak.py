@@ -25,12 +25,11 @@ import os
 import platform
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.helpers.services import PG_ADMIN_URL
+from tests.helpers.services import postgres_database
 from tests.helpers.soak import SoakConfig, run_soak
 from tests.helpers.stacks import stack_settings
 from tests.helpers.tiny_model import train_tiny_model
@@ -48,19 +47,9 @@ def database_for(stack: str, folder: Path) -> Iterator[str]:
     if stack == "embedded":
         yield f"sqlite:///{folder / 'unused.db'}"
         return
-    import psycopg
-
-    name = f"sgc_soak_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-    url = f"{url}/{name}"
-    try:
+    with postgres_database("sgc_soak_") as url:
         upgrade(url)
         yield url
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def parse_args() -> argparse.Namespace:
