@@ -90,7 +90,7 @@ def metrics(scores: torch.Tensor, labels: torch.Tensor) -> tuple[float, float, n
     return float(roc_auc_score(labels.numpy(), diff)), float((pred == labels.numpy()).mean()), pred
 
 
-def main() -> None:
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -109,18 +109,14 @@ def main() -> None:
     )
     ap.add_argument("--classes", default="3,8", help="two sklearn digits")
     ap.add_argument("--json", default=None, help="also write the results here")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.paper:
         args.image_size, args.channels, args.arch, args.width = 384, 3, "seed", 32
-    torch.set_num_threads(args.threads)
-    from sgc_core.datasets import TensorDataset
-    from sgc_core.elbo import elbo_scores
-    from sgc_core.likelihood_ode import ode_log_likelihood
-    from sgc_core.sde import sde_from_dict
-    from sgc_core.train import TrainConfig, train
+    return args
 
-    a, b = (int(c) for c in args.classes.split(","))
-    x, y = digits(args.image_size, args.channels, a, b)
+
+def split(args, x: torch.Tensor, y: torch.Tensor):
+    """A seeded, class-balanced test set of ``n_test`` images; the rest trains."""
     g = torch.Generator().manual_seed(0)
     perm = torch.randperm(len(y), generator=g)
     test_idx = torch.cat(
@@ -129,8 +125,14 @@ def main() -> None:
             perm[y[perm] == 1][: args.n_test - args.n_test // 2],
         ]
     )
-    train_idx = perm[~torch.isin(perm, test_idx)]
-    ds = TensorDataset(x[train_idx], y[train_idx].tolist(), [str(a), str(b)])
+    return perm[~torch.isin(perm, test_idx)], test_idx
+
+
+def train_model(args, ds):
+    """The one model every method scores (trained here, seeded by TrainConfig)."""
+    from sgc_core.sde import sde_from_dict
+    from sgc_core.train import TrainConfig, train
+
     cfg = TrainConfig(
         image_size=args.image_size,
         channels=args.channels,
@@ -146,46 +148,33 @@ def main() -> None:
     tr = train(cfg, ds, progress=False)
     train_s = time.perf_counter() - t0
     model = tr.model.to(args.device).eval().requires_grad_(False)
-    sde = sde_from_dict(cfg.sde)
-    xt, yt = x[test_idx], y[test_idx]
-    n = len(yt)
-    levels = 256
+    return model, sde_from_dict(cfg.sde), tr, train_s
 
-    def deq(seed: int) -> torch.Tensor:
-        gg = torch.Generator().manual_seed(seed)
-        u = torch.rand(xt.shape, generator=gg)
-        k = torch.clamp(torch.round(xt * (levels - 1)), 0, levels - 1)
-        return (2.0 * (k + u) / levels - 1.0).to(args.device)
 
-    def sync() -> None:
-        if args.device.startswith("cuda"):
-            torch.cuda.synchronize()
+def dequantized(x01: torch.Tensor, seed: int, device: str, levels: int = 256) -> torch.Tensor:
+    """Uniformly dequantized 8-bit images in [-1, 1] (the likelihood's continuous input)."""
+    gg = torch.Generator().manual_seed(seed)
+    u = torch.rand(x01.shape, generator=gg)
+    k = torch.clamp(torch.round(x01 * (levels - 1)), 0, levels - 1)
+    return (2.0 * (k + u) / levels - 1.0).to(device)
 
-    rows = []
+
+def timed(device: str, fn, *fn_args):
+    """(fn(*fn_args), seconds), with the GPU's queue drained before and after."""
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     sync()
     t0 = time.perf_counter()
-    sa, nfe_a = paper_rule(model, sde, xt, 2, levels, 1, args.device)
+    out = fn(*fn_args)
     sync()
-    ta = (time.perf_counter() - t0) / n
-    auc_a, acc_a, pred_a = metrics(sa, yt)
-    rows.append(
-        (
-            "(a) paper: scipy RK45 per class, 1 gaussian probe",
-            f"{nfe_a:.0f}/class",
-            ta,
-            auc_a,
-            acc_a,
-            1.0,
-            1.0,
-        )
-    )
+    return out, time.perf_counter() - t0
 
-    chunk = max(1, min(n, 64 if args.image_size <= 64 else 1))
-    sync()
-    t0 = time.perf_counter()
+
+def run_torch_ode(model, sde, xd: torch.Tensor, chunk: int):
+    """(b): our Dormand-Prince on ``chunk`` images x 2 classes per solve."""
+    from sgc_core.likelihood_ode import ode_log_likelihood
+
     outs, nfes = [], []
-    xd = deq(1)
-    for s in range(0, n, chunk):
+    for s in range(0, len(xd), chunk):
         r = ode_log_likelihood(
             model,
             sde,
@@ -198,105 +187,100 @@ def main() -> None:
         )
         outs.append(r.logp.cpu())
         nfes.append(r.nfe)
-    sync()
-    tb = (time.perf_counter() - t0) / n
-    sb = torch.cat(outs).double()
-    auc_b, acc_b, pred_b = metrics(sb, yt)
-    rows.append(
-        (
-            f"(b) torch dopri5, {chunk} img x 2 classes per solve",
-            f"{np.mean(nfes):.0f}/solve",
-            tb,
-            auc_b,
-            acc_b,
-            float((pred_b == pred_a).mean()),
-            ta / tb,
-        )
-    )
+    return torch.cat(outs).double(), float(np.mean(nfes))
 
+
+def run_elbo(model, sde, xd: torch.Tensor, k: int, weighting: str, sampling: str, big: bool):
+    """(c): the ELBO with K shared (t, eps) pairs."""
+    from sgc_core.elbo import elbo_scores
+
+    per = max(1, 512 // (2 * k)) if not big else max(1, 16 // (2 * k) or 1)
+    outs = []
+    for s in range(0, len(xd), per):
+        r = elbo_scores(
+            model,
+            sde,
+            xd[s : s + per],
+            2,
+            k=k,
+            t_sampling=sampling,
+            weighting=weighting,
+            generator=torch.Generator().manual_seed(3),
+            same_noise_for_batch=True,
+            max_batch=512 if not big else 8,
+        )
+        outs.append(r.score.cpu())
+    return torch.cat(outs)
+
+
+def all_methods(args, model, sde, xt: torch.Tensor, yt: torch.Tensor) -> list[tuple]:
+    """One row per method: name, NFE, s/image, AUC, accuracy, agreement with (a), speed-up."""
+    n, big = len(yt), args.image_size > 64
+    (sa, nfe_a), ta = timed(args.device, paper_rule, model, sde, xt, 2, 256, 1, args.device)
+    ta /= n
+    auc_a, acc_a, pred_a = metrics(sa, yt)
+    rows = [("(a) paper: scipy RK45 per class, 1 gaussian probe", f"{nfe_a:.0f}/class", ta, auc_a,
+             acc_a, 1.0, 1.0)]  # fmt: skip
+    xd = dequantized(xt, 1, args.device)
+    chunk = max(1, min(n, 64 if not big else 1))
+    (sb, nfe_b), tb = timed(args.device, run_torch_ode, model, sde, xd, chunk)
+    auc_b, acc_b, pred_b = metrics(sb, yt)
+    rows.append((f"(b) torch dopri5, {chunk} img x 2 classes per solve", f"{nfe_b:.0f}/solve",
+                 tb / n, auc_b, acc_b, float((pred_b == pred_a).mean()), ta / (tb / n)))  # fmt: skip
     for weighting, sampling in (("uniform", "stratified"), ("likelihood", "importance")):
         for k in (8, 16, 32, 64):
-            per = max(1, 512 // (2 * k)) if args.image_size <= 64 else max(1, 16 // (2 * k) or 1)
-            sync()
-            t0 = time.perf_counter()
-            outs = []
-            for s in range(0, n, per):
-                r = elbo_scores(
-                    model,
-                    sde,
-                    xd[s : s + per],
-                    2,
-                    k=k,
-                    t_sampling=sampling,
-                    weighting=weighting,
-                    generator=torch.Generator().manual_seed(3),
-                    same_noise_for_batch=True,
-                    max_batch=512 if args.image_size <= 64 else 8,
-                )
-                outs.append(r.score.cpu())
-            sync()
-            tc = (time.perf_counter() - t0) / n
-            sc = torch.cat(outs)
+            sc, tc = timed(args.device, run_elbo, model, sde, xd, k, weighting, sampling, big)
             auc_c, acc_c, pred_c = metrics(sc, yt)
-            rows.append(
-                (
-                    f"(c) ELBO {weighting}/{sampling} K={k}",
-                    f"{k}/class",
-                    tc,
-                    auc_c,
-                    acc_c,
-                    float((pred_c == pred_a).mean()),
-                    ta / tc,
-                )
-            )
+            rows.append((f"(c) ELBO {weighting}/{sampling} K={k}", f"{k}/class", tc / n, auc_c,
+                         acc_c, float((pred_c == pred_a).mean()), ta / (tc / n)))  # fmt: skip
+    return rows
 
-    dev = (
-        torch.cuda.get_device_name(0)
-        if args.device.startswith("cuda")
-        else f"{platform.processor() or platform.machine()} CPU, {args.threads} thread(s)"
-    )
-    print(f"device: {dev}; torch {torch.__version__}")
-    print(
-        f"data: digits {a} vs {b}, {args.image_size}x{args.image_size}x{args.channels}, train {len(ds)}, test {n}"
-    )
-    print(
-        f"model: {args.arch} width {args.width} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M params), "
-        f"{args.steps} steps in {train_s:.0f} s, final loss {np.mean(tr.losses[-50:]):.4f}"
-    )
+
+COLUMNS = ["method", "nfe", "s_per_image", "auc", "acc", "agree_a", "speedup"]
+
+
+def report(args, rows, header: list[str], dev: str, train_s: float) -> None:
+    """Print the table (and write it as JSON with ``--json``)."""
+    for line in header:
+        print(line)
     print(
         f"{'method':56s} {'NFE':>12s} {'s/image':>9s} {'AUC':>6s} {'acc':>6s} {'agree(a)':>8s} {'speedup':>8s}"
     )
     for name, nfe, t, auc, acc, agree, speed in rows:
         print(f"{name:56s} {nfe:>12s} {t:9.4f} {auc:6.3f} {acc:6.3f} {agree:8.3f} {speed:8.1f}x")
     if args.json:
+        doc = {"device": dev, "args": vars(args), "train_seconds": train_s,
+               "rows": [dict(zip(COLUMNS, r, strict=True)) for r in rows]}  # fmt: skip
         with open(args.json, "w") as fh:
-            json.dump(
-                {
-                    "device": dev,
-                    "args": vars(args),
-                    "train_seconds": train_s,
-                    "rows": [
-                        dict(
-                            zip(
-                                [
-                                    "method",
-                                    "nfe",
-                                    "s_per_image",
-                                    "auc",
-                                    "acc",
-                                    "agree_a",
-                                    "speedup",
-                                ],
-                                r,
-                                strict=True,
-                            )
-                        )
-                        for r in rows
-                    ],
-                },
-                fh,
-                indent=2,
-            )
+            json.dump(doc, fh, indent=2)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from sgc_core.datasets import TensorDataset
+
+    a, b = (int(c) for c in args.classes.split(","))
+    x, y = digits(args.image_size, args.channels, a, b)
+    train_idx, test_idx = split(args, x, y)
+    ds = TensorDataset(x[train_idx], y[train_idx].tolist(), [str(a), str(b)])
+    model, sde, tr, train_s = train_model(args, ds)
+    xt, yt = x[test_idx], y[test_idx]
+    rows = all_methods(args, model, sde, xt, yt)
+    dev = (
+        torch.cuda.get_device_name(0)
+        if args.device.startswith("cuda")
+        else f"{platform.processor() or platform.machine()} CPU, {args.threads} thread(s)"
+    )
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    header = [
+        f"device: {dev}; torch {torch.__version__}",
+        f"data: digits {a} vs {b}, {args.image_size}x{args.image_size}x{args.channels}, "
+        f"train {len(ds)}, test {len(yt)}",
+        f"model: {args.arch} width {args.width} ({params:.2f} M params), "
+        f"{args.steps} steps in {train_s:.0f} s, final loss {np.mean(tr.losses[-50:]):.4f}",
+    ]
+    report(args, rows, header, dev, train_s)
 
 
 if __name__ == "__main__":
