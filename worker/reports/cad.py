@@ -24,23 +24,21 @@ from collections.abc import Sequence
 import highdicom as hd
 from highdicom.sr.sop import _SR
 from pydicom import Dataset
-from pydicom.uid import ExplicitVRLittleEndian
 
 import worker.reports.codes as c
 from worker.reports.common import (
-    MANUFACTURER,
     SERIES_DESCRIPTION,
     Algorithm,
     ExamSummary,
     FindingRoi,
     ReportUids,
     ViewResult,
-    algorithm_equipment,
     device_context,
     finding_centre,
     lo,
     outline_scoord,
-    private_schemes,
+    sign_off,
+    sr_document_args,
 )
 from worker.reports.tid1500 import check_inputs, drawable, impression, per_breast
 
@@ -128,21 +126,10 @@ def build_cad_report(
     sr = MammographyCADSR(
         evidence=list(sources),
         content=root,
-        series_instance_uid=uids.series_instance_uid,
-        series_number=uids.series_number,
-        sop_instance_uid=uids.sop_instance_uid,
-        instance_number=1,
-        manufacturer=MANUFACTURER,
-        is_complete=complete,
-        is_final=False,
-        is_verified=False,
-        transfer_syntax_uid=ExplicitVRLittleEndian,
-        specific_character_set="ISO_IR 192",
         series_description=CAD_SERIES_DESCRIPTION,
+        **sr_document_args(uids, complete),
     )
-    sr.ContributingEquipmentSequence.append(algorithm_equipment(algorithm))
-    sr.CodingSchemeIdentificationSequence = private_schemes()
-    return sr
+    return sign_off(sr, algorithm)
 
 
 def _image_library(sources: Sequence[Dataset]) -> hd.sr.ContainerContentItem:

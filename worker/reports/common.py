@@ -18,6 +18,7 @@ import highdicom as hd
 import numpy as np
 from pydicom import Dataset
 from pydicom.sr.codedict import codes
+from pydicom.uid import ExplicitVRLittleEndian
 
 from sgc_config.atomic import replacing
 from sgc_core.results import EvidenceMap
@@ -181,6 +182,30 @@ def device_context(algorithm: Algorithm) -> hd.sr.ObservationContext:
             observer_type=codes.DCM.Device, observer_identifying_attributes=device
         ),
     )
+
+
+def sr_document_args(uids: ReportUids, complete: bool) -> dict:
+    """What every SR document the node writes says the same way: its deterministic UIDs, the
+    node as manufacturer, UTF-8, and unverified (an algorithm's result, never a signed one)."""
+    return {
+        "series_instance_uid": uids.series_instance_uid,
+        "series_number": uids.series_number,
+        "sop_instance_uid": uids.sop_instance_uid,
+        "instance_number": 1,
+        "manufacturer": MANUFACTURER,
+        "is_complete": complete,
+        "is_final": False,
+        "is_verified": False,
+        "transfer_syntax_uid": ExplicitVRLittleEndian,
+        "specific_character_set": "ISO_IR 192",
+    }
+
+
+def sign_off(sr: Dataset, algorithm: Algorithm) -> Dataset:
+    """Name the algorithm as contributing equipment and declare the private coding scheme."""
+    sr.ContributingEquipmentSequence.append(algorithm_equipment(algorithm))
+    sr.CodingSchemeIdentificationSequence = private_schemes()
+    return sr
 
 
 def algorithm_equipment(algorithm: Algorithm) -> Dataset:

@@ -16,18 +16,15 @@ from collections.abc import Sequence
 import highdicom as hd
 import numpy as np
 from pydicom import Dataset
-from pydicom.uid import ExplicitVRLittleEndian
 
 import worker.reports.codes as c
 from worker.reports.common import (
-    MANUFACTURER,
     SERIES_DESCRIPTION,
     Algorithm,
     ExamSummary,
     FindingRoi,
     ReportUids,
     ViewResult,
-    algorithm_equipment,
     check_probability,
     derived_uid,
     device_context,
@@ -36,7 +33,8 @@ from worker.reports.common import (
     on_image,
     outline_scoord,
     pixel_spacing,
-    private_schemes,
+    sign_off,
+    sr_document_args,
 )
 
 
@@ -122,22 +120,11 @@ def build_report(
     sr = hd.sr.ComprehensiveSR(
         evidence=list(sources),
         content=report[0],
-        series_instance_uid=uids.series_instance_uid,
-        series_number=uids.series_number,
-        sop_instance_uid=uids.sop_instance_uid,
-        instance_number=1,
-        manufacturer=MANUFACTURER,
-        is_complete=complete,
-        is_final=False,
-        is_verified=False,
         institution_name=institution_name,
         series_description=SERIES_DESCRIPTION,
-        transfer_syntax_uid=ExplicitVRLittleEndian,
-        specific_character_set="ISO_IR 192",
+        **sr_document_args(uids, complete),
     )
-    sr.ContributingEquipmentSequence.append(algorithm_equipment(algorithm))
-    sr.CodingSchemeIdentificationSequence = private_schemes()
-    return sr
+    return sign_off(sr, algorithm)
 
 
 def _algorithm_id(algorithm: Algorithm, detailed: bool) -> hd.sr.AlgorithmIdentification:
