@@ -31,7 +31,6 @@ import statistics
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC
 from pathlib import Path
@@ -42,6 +41,7 @@ from tests.helpers.orthanc import orthanc_server
 from tests.helpers.services import (
     PG_ADMIN_URL,
     free_port,
+    postgres_database,
 )
 from tests.helpers.stacks import stack_settings
 
@@ -115,17 +115,8 @@ def database(stack: str, folder: Path) -> Iterator[str]:
     if stack == "embedded":
         yield f"sqlite:///{folder / 'data' / 'sgc.db'}"
         return
-    import psycopg
-
-    name = f"sgc_lat_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres_database("sgc_lat_") as url:
+        yield url
 
 
 @contextlib.contextmanager
