@@ -37,6 +37,19 @@ class Context:
 pass_ctx = click.make_pass_decorator(Context, ensure=True)
 
 
+def prepare_service(settings: Settings) -> None:
+    """What a long-running command does first: log as configured, then migrate the database
+    (a failure is one line and a non-zero exit, before any port is opened)."""
+    from db.session import upgrade
+    from sgc_config.logs import configure_logging
+
+    configure_logging(settings.log_level, settings.log_json)
+    try:
+        upgrade(settings.resolved_database_url)
+    except Exception as exc:
+        raise click.ClickException(f"cannot upgrade the database: {exc}") from None
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="sgc")
 @click.pass_context

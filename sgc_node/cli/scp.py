@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from sgc_node.cli import Context, pass_ctx
+from sgc_node.cli import Context, pass_ctx, prepare_service
 
 
 @click.command("scp")
@@ -16,17 +16,9 @@ def scp_cmd(ctx: Context) -> None:
     applies database migrations first, and stops cleanly on Ctrl-C or SIGTERM.
     """
     settings = ctx.settings
-    from db.session import upgrade
-    from sgc_config.logs import configure_logging
     from sgc_node.metrics import start_metrics_server
 
-    configure_logging(settings.log_level, settings.log_json)
-
-    try:
-        upgrade(settings.resolved_database_url)
-    except Exception as exc:
-        raise click.ClickException(f"cannot upgrade the database: {exc}") from None
-
+    prepare_service(settings)
     from scp.server import serve
 
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from sgc_node.cli import Context, pass_ctx
+from sgc_node.cli import Context, pass_ctx, prepare_service
 
 
 @click.command("web")
@@ -22,14 +22,7 @@ def web_cmd(ctx: Context, port: int | None) -> None:
         settings = settings.model_copy(update={"web_port": port})
     if not settings.web_port:
         raise click.ClickException("no port: set SGC_WEB_PORT or pass --port")
-    from db.session import upgrade
-    from sgc_config.logs import configure_logging
-
-    configure_logging(settings.log_level, settings.log_json)
-    try:
-        upgrade(settings.resolved_database_url)
-    except Exception as exc:
-        raise click.ClickException(f"cannot upgrade the database: {exc}") from None
+    prepare_service(settings)
     from scp.web.server import serve_web
 
     try:
