@@ -19,24 +19,7 @@ import pytest
 
 from sgc_node.supervise import Child, RestartPolicy, run_children
 from tests.conftest import free_port, require_binary
-from tests.helpers.nodeproc import NodeProcesses, port_open, wait_until
-
-
-def _children_of(pid: int) -> dict[int, str]:
-    """{pid: command line} of the live (non-zombie) children of ``pid``, from /proc."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found[int(entry.name)] = cmdline
-    return found
-
+from tests.helpers.nodeproc import NodeProcesses, children_of, port_open, wait_until
 
 #: The command lines of `sgc serve`'s two workers (a classify one and a deliver one).
 CLASSIFY, DELIVER = "worker --queues classify ", "worker --queues deliver "
@@ -44,7 +27,7 @@ CLASSIFY, DELIVER = "worker --queues classify ", "worker --queues deliver "
 
 def _child(pid: int, role: str) -> int | None:
     """The pid of the `sgc ROLE` child of ``pid`` (None while there is none)."""
-    pids = [p for p, cmd in _children_of(pid).items() if f"sgc_node {role}" in cmd]
+    pids = [p for p, cmd in children_of(pid).items() if f"sgc_node {role}" in cmd]
     return pids[0] if len(pids) == 1 else None
 
 
@@ -108,8 +91,8 @@ def test_sigkilled_children_are_restarted_and_sigterm_stops_all(
         log = node.log_path("serve").read_text()
         assert "exited with status -9" in log and "restarting in 1 s" in log
         assert _child(serve.pid, DELIVER) == deliver  # untouched by its neighbours' restarts
-        family = set(_children_of(new_scp)) | set(_children_of(new_worker)) | {new_scp, new_worker}
-        family |= set(_children_of(deliver)) | {deliver}
+        family = set(children_of(new_scp)) | set(children_of(new_worker)) | {new_scp, new_worker}
+        family |= set(children_of(deliver)) | {deliver}
         os.kill(serve.pid, signal.SIGTERM)
         assert serve.wait(60) == 0
         assert [p for p in family if _alive(p)] == []

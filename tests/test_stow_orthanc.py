@@ -3,7 +3,6 @@ STOW-RS, the node classifies it, and its SR goes back into that Orthanc by STOW-
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -15,9 +14,9 @@ from tests.helpers.mg import write_study
 from tests.helpers.nodeproc import count_rows, wait_until
 from tests.helpers.orthanc import orthanc_server
 from tests.helpers.stow import start_web, web_node, web_url
+from tests.test_worker_pipeline import deliver_until_settled
 from worker import classify, lease
-from worker.deliver import deliver_pending
-from worker.runtime import classifier_for, sessions_for
+from worker.runtime import classifier_for
 
 pytestmark = pytest.mark.orthanc
 TOKEN = "orthanc-pushes-with-this"
@@ -60,7 +59,7 @@ def test_orthanc_stows_a_study_in_and_gets_the_sr_back_by_stow(
             token = lease.claim(sessions, job_id, lease.lease_seconds(settings))
             result = classify.run(sessions, settings, classifier_for(settings), job_id, token)
             assert result is not None and result.report_id is not None
-            _deliver(settings, result.report_id)
+            deliver_until_settled(settings, result.report_id)
 
             with sessions() as s:
                 (delivery,) = s.scalars(select(Delivery)).all()
@@ -76,13 +75,3 @@ def test_orthanc_stows_a_study_in_and_gets_the_sr_back_by_stow(
 def _job_id(sessions) -> int | None:
     with sessions() as s:
         return s.scalars(select(Job.id)).first()
-
-
-def _deliver(settings: Settings, report_id: int, deadline: float = 60.0) -> None:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        due = deliver_pending(sessions_for(settings), settings, report_id)
-        if due is None:
-            return
-        time.sleep(min(due, 0.5) + 0.05)
-    raise AssertionError("delivery still pending after the deadline")

@@ -9,23 +9,14 @@ from pathlib import Path
 
 from db.models import Instance, Job
 from tests.helpers.mg import write_study
-from tests.helpers.nodeproc import count_rows, port_open, wait_until
+from tests.helpers.nodeproc import children_of, count_rows, port_open, wait_until
 from tests.helpers.stow import files_body, post, web_node, web_url
 
 
 def _web_child(parent: int) -> int | None:
     """The pid of the `sgc web` child of ``parent`` (None while there is none alive)."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if int(fields[1]) == parent and fields[0] != "Z" and "sgc_node web" in cmdline:
-            return int(entry.name)
-    return None
+    pids = [p for p, cmd in children_of(parent).items() if "sgc_node web" in cmd]
+    return pids[0] if pids else None
 
 
 def test_serve_runs_the_door_and_restarts_it(tmp_path: Path) -> None:
