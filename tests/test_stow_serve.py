@@ -10,6 +10,7 @@ from pathlib import Path
 from db.models import Instance, Job
 from tests.helpers.mg import write_study
 from tests.helpers.nodeproc import children_of, count_rows, port_open, wait_until
+from tests.helpers.stacks import stack_settings
 from tests.helpers.stow import files_body, post, web_node, web_url
 
 
@@ -19,33 +20,35 @@ def _web_child(parent: int) -> int | None:
     return pids[0] if pids else None
 
 
-def test_serve_runs_the_door_and_restarts_it(tmp_path: Path) -> None:
-    node = web_node(tmp_path / "node")
-    port = int(node.env["SGC_WEB_PORT"])
-    try:
-        serve = node.start("serve", "serve", "--no-worker")
-        wait_until(lambda: port_open(port), "the door under sgc serve", 90, [serve])
-        rsp = post(f"{web_url(node)}/studies", *files_body(write_study(tmp_path / "a", n=2)))
-        assert rsp.status_code == 200, rsp.text
-        sessions = node.sessions()
-        wait_until(lambda: count_rows(sessions, Job) == 1, "the study to become a job", 60)
+def test_serve_runs_the_door_and_restarts_it(tmp_path: Path, database_url: str) -> None:
+    """On both stacks: the embedded default and Redis + PostgreSQL."""
+    with stack_settings(database_url) as stack:
+        node = web_node(tmp_path / "node", **stack)
+        port = int(node.env["SGC_WEB_PORT"])
+        try:
+            serve = node.start("serve", "serve", "--no-worker")
+            wait_until(lambda: port_open(port), "the door under sgc serve", 90, [serve])
+            rsp = post(f"{web_url(node)}/studies", *files_body(write_study(tmp_path / "a", n=2)))
+            assert rsp.status_code == 200, rsp.text
+            sessions = node.sessions()
+            wait_until(lambda: count_rows(sessions, Job) == 1, "the study to become a job", 60)
 
-        door = _web_child(serve.pid)
-        assert door is not None
-        os.kill(door, signal.SIGKILL)
-        wait_until(
-            lambda: _web_child(serve.pid) not in (None, door) and port_open(port),
-            "a new door",
-            90,
-            [serve],
-        )
-        rsp = post(f"{web_url(node)}/studies", *files_body(write_study(tmp_path / "b", n=2)))
-        assert rsp.status_code == 200, rsp.text
-        assert count_rows(sessions, Instance) == 4
-        os.kill(serve.pid, signal.SIGTERM)
-        assert serve.wait(60) == 0
-    except BaseException:
-        print(node.logs())
-        raise
-    finally:
-        node.stop_all()
+            door = _web_child(serve.pid)
+            assert door is not None
+            os.kill(door, signal.SIGKILL)
+            wait_until(
+                lambda: _web_child(serve.pid) not in (None, door) and port_open(port),
+                "a new door",
+                90,
+                [serve],
+            )
+            rsp = post(f"{web_url(node)}/studies", *files_body(write_study(tmp_path / "b", n=2)))
+            assert rsp.status_code == 200, rsp.text
+            assert count_rows(sessions, Instance) == 4
+            os.kill(serve.pid, signal.SIGTERM)
+            assert serve.wait(60) == 0
+        except BaseException:
+            print(node.logs())
+            raise
+        finally:
+            node.stop_all()
