@@ -52,6 +52,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--resume", action="store_true", help="continue the run in <out>.train/")
+    p.add_argument(
+        "--init", default=None, help="warm start: a saved model whose weights start this run"
+    )
+    p.add_argument("--version", default="0.3.0", help="the version written into the card")
     p.add_argument("--evaluate-only", action="store_true")
     return p.parse_args(argv)
 
@@ -109,6 +113,7 @@ def main(argv=None) -> int:
             device=args.device,
             balanced=True,
             checkpoint_every=250,
+            init_weights=args.init,
         )
         base = LesionCard(k_coarse=args.k_coarse, k_fine=args.k_fine)
         train_lesion_finder(
@@ -118,7 +123,7 @@ def main(argv=None) -> int:
             args.out,
             base=base,
             name=args.out.name,
-            version="0.2.0",
+            version=args.version,
             data_description=_describe(args),
             resume=args.resume,
         )
@@ -135,10 +140,11 @@ def _cap_val(notes, n: int):
 
 
 def _describe(args) -> str:
+    warm = f"; warm start from {args.init}" if args.init else ""
     return (
         f"sgc synth --studies {args.studies} --seed {args.synth_seed} --size {args.size} "
         f"--difficulty {args.difficulty:g} --normal-fraction 0.25 --style mixed --hold-out ducts; "
-        f"held-out: --studies {args.held_out_studies} --seed {args.synth_seed + 1} --style ducts"
+        f"held-out: --studies {args.held_out_studies} --seed {args.synth_seed + 1} --style ducts{warm}"
     )
 
 

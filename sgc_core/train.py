@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from sgc_core.checkpoint import load_model
 from sgc_core.datasets.base import Dataset, stratified_split
 from sgc_core.scaling import to_model_space
 from sgc_core.sde import LikelihoodTimeSampler, perturb, sde_from_dict
@@ -134,6 +135,8 @@ def train(
     state_path = Path(out_dir) / STATE_FILE if out_dir is not None else None
     if resume:
         resume_run(run, state_path, config, device)
+    elif config.init_weights:
+        warm_start(run, config.init_weights, arch)
     sampler = LikelihoodTimeSampler(sde, config.eps) if config.likelihood_weighting else None
     use_amp = config.amp and device.type == "cuda"
     cache = ImageCache(
@@ -161,6 +164,20 @@ def train(
         bar.close()
     run.ema.eval()
     return TrainResult(run.ema, run.losses, run.step, arch, run.earlier + time.perf_counter() - t0)
+
+
+def warm_start(run: RunState, path: str, arch: dict) -> None:
+    """Start model and EMA from a saved model's weights, so compute already spent on a
+    network is not thrown away when its training continues on new data or for longer.
+    The saved architecture must be the one this run builds: otherwise the weights mean
+    something else, and loading them would be silently wrong."""
+    saved, card = load_model(path)
+    if card["architecture"] != json.loads(json.dumps(arch)):
+        raise ValueError(
+            f"--init {path}: its architecture {card['architecture']} is not this run's {arch}"
+        )
+    run.model.load_state_dict(saved.state_dict())
+    run.ema.load_state_dict(saved.state_dict())
 
 
 def _check_trainable(config: TrainConfig, dataset: Dataset) -> int:

@@ -37,6 +37,9 @@ class TrainConfig:
     checkpoint_every: int = 500
     amp: bool = True
     input_range: tuple[float, float] = (0.0, 1.0)
+    #: Warm start: a saved model (weights + card) whose weights start the network and its EMA.
+    #: A fresh run otherwise starts from seeded random weights; the architecture must match.
+    init_weights: str | None = None
 
     def validate(self) -> None:
         if self.arch not in ("seed", "default"):

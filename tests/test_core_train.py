@@ -109,6 +109,37 @@ def test_save_then_load_gives_identical_outputs(tmp_path: Path) -> None:
     assert len(card2["sha256"]) == 64
 
 
+def test_warm_start_begins_from_the_saved_weights_and_refuses_another_network(
+    tmp_path: Path,
+) -> None:
+    torch.set_num_threads(1)
+    r = train(tiny_config(steps=5), toy_dataset(16), progress=False)
+    card = {
+        "name": "t",
+        "version": "1",
+        "classes": ["benign", "malignant"],
+        "image_size": 16,
+        "channels": 1,
+        "sde": tiny_config().sde,
+        "architecture": r.architecture,
+    }
+    save_model(tmp_path / "m", r.model, card)
+    # One step at a negligible rate: the EMA is still the saved network, not fresh weights.
+    still = dict(steps=1, lr=1e-9)
+    warm = train(
+        tiny_config(**still, init_weights=str(tmp_path / "m")), toy_dataset(16), progress=False
+    )
+    cold = train(tiny_config(**still), toy_dataset(16), progress=False)
+    x, t, y = torch.rand(2, 1, 16, 16), torch.tensor([0.1, 0.6]), torch.tensor([0, 1])
+    with torch.no_grad():
+        assert torch.allclose(warm.model(x, t, y), r.model(x, t, y), atol=1e-5)
+        assert not torch.allclose(cold.model(x, t, y), r.model(x, t, y), atol=1e-2)
+    with pytest.raises(ValueError, match="architecture"):
+        train(
+            tiny_config(width=16, init_weights=str(tmp_path / "m")), toy_dataset(16), progress=False
+        )
+
+
 def test_train_and_export_writes_a_calibrated_card_and_classifies(tmp_path: Path) -> None:
     torch.set_num_threads(1)
     ds = toy_dataset(64)
