@@ -15,12 +15,14 @@ import torch
 
 
 @dataclass(frozen=True)
-class VPSDE:
-    """Variance-preserving SDE: beta(t) = beta_min + t (beta_max - beta_min), prior N(0, I)."""
+class _LinearBetaSDE:
+    """The part VP and sub-VP share: the linear schedule beta(t) = beta_min + t (beta_max -
+    beta_min), its integral B(t), the mean m(t) = exp(-B/2), the drift -beta/2 and the prior
+    N(0, I). Why a base: the two differ only in sigma(t) and g^2, so the schedule's closed
+    forms are written (and fixed) once."""
 
     beta_min: float = 0.1
     beta_max: float = 20.0
-    kind: str = "vp"
 
     def beta(self, t: torch.Tensor) -> torch.Tensor:
         return self.beta_min + t * (self.beta_max - self.beta_min)
@@ -32,15 +34,8 @@ class VPSDE:
     def mean_coeff(self, t: torch.Tensor) -> torch.Tensor:
         return torch.exp(-0.5 * self.integrated_beta(t))
 
-    def marginal_std(self, t: torch.Tensor) -> torch.Tensor:
-        # -expm1(-B) keeps precision at t ~ 1e-5, where 1 - exp(-B) cancels catastrophically.
-        return torch.sqrt(-torch.expm1(-self.integrated_beta(t)))
-
     def drift_coeff(self, t: torch.Tensor) -> torch.Tensor:
         return -0.5 * self.beta(t)
-
-    def g2(self, t: torch.Tensor) -> torch.Tensor:
-        return self.beta(t)
 
     @property
     def prior_std(self) -> float:
@@ -51,37 +46,30 @@ class VPSDE:
 
 
 @dataclass(frozen=True)
-class SubVPSDE:
+class VPSDE(_LinearBetaSDE):
+    """Variance-preserving SDE: beta(t) = beta_min + t (beta_max - beta_min), prior N(0, I)."""
+
+    kind: str = "vp"
+
+    def marginal_std(self, t: torch.Tensor) -> torch.Tensor:
+        # -expm1(-B) keeps precision at t ~ 1e-5, where 1 - exp(-B) cancels catastrophically.
+        return torch.sqrt(-torch.expm1(-self.integrated_beta(t)))
+
+    def g2(self, t: torch.Tensor) -> torch.Tensor:
+        return self.beta(t)
+
+
+@dataclass(frozen=True)
+class SubVPSDE(_LinearBetaSDE):
     """Sub-VP SDE (Song et al. 2021): same mean as VP, g^2 = beta (1 - exp(-2 B(t)))."""
 
-    beta_min: float = 0.1
-    beta_max: float = 20.0
     kind: str = "subvp"
-
-    def beta(self, t: torch.Tensor) -> torch.Tensor:
-        return self.beta_min + t * (self.beta_max - self.beta_min)
-
-    def integrated_beta(self, t: torch.Tensor) -> torch.Tensor:
-        return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2
-
-    def mean_coeff(self, t: torch.Tensor) -> torch.Tensor:
-        return torch.exp(-0.5 * self.integrated_beta(t))
 
     def marginal_std(self, t: torch.Tensor) -> torch.Tensor:
         return -torch.expm1(-self.integrated_beta(t))
 
-    def drift_coeff(self, t: torch.Tensor) -> torch.Tensor:
-        return -0.5 * self.beta(t)
-
     def g2(self, t: torch.Tensor) -> torch.Tensor:
         return self.beta(t) * -torch.expm1(-2.0 * self.integrated_beta(t))
-
-    @property
-    def prior_std(self) -> float:
-        return 1.0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
