@@ -8,8 +8,9 @@ and each failure answers the one status that names its cause, with an ErrorComme
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -89,6 +90,40 @@ def validate_uids(header: Dataset, context_sop_class: str, command_instance: str
     return values
 
 
+def received_instance(
+    uids: dict, transfer_syntax: str, calling_aet: str, classifiable: frozenset[str]
+) -> ReceivedInstance:
+    """What the catalog records of one checked instance (``uids`` from :func:`validate_uids`).
+
+    One function for the C-STORE handler and the STOW-RS door, so both record an instance
+    the same way: a SOP class outside ``classifiable`` is stored, not classified, and says why.
+    """
+    sop_class = uids["SOPClassUID"]
+    is_classifiable = sop_class in classifiable
+    return ReceivedInstance(
+        study_uid=uids["StudyInstanceUID"],
+        series_uid=uids["SeriesInstanceUID"],
+        sop_instance_uid=uids["SOPInstanceUID"],
+        sop_class_uid=sop_class,
+        transfer_syntax_uid=transfer_syntax,
+        calling_aet=calling_aet,
+        classifiable=is_classifiable,
+        skip_reason=None if is_classifiable else f"SOP class {sop_class} is not mammography",
+    )
+
+
+@contextlib.contextmanager
+def storage_rejections() -> Iterator[None]:
+    """The storage writer's refusals as the statuses the sender gets (C-STORE and STOW-RS
+    alike): a full disk is Out of Resources, a UID unfit for a path cannot be understood."""
+    try:
+        yield
+    except StorageFull as exc:
+        raise Rejection(statuses.OUT_OF_RESOURCES, exc.strerror or str(exc)) from None
+    except InvalidUID as exc:  # defensive: validate_uids already checked the syntax
+        raise Rejection(statuses.CANNOT_UNDERSTAND_INVALID_UID, str(exc)) from None
+
+
 class StoreHandler:
     """The EVT_C_STORE handler; one instance serves every association of the AE."""
 
@@ -136,31 +171,17 @@ class StoreHandler:
         except (NotPart10, MalformedDataset) as exc:
             raise Rejection(statuses.CANNOT_UNDERSTAND_UNDECODABLE, str(exc)) from None
         uids = validate_uids(header, sop_class, command_instance)
-        classifiable = sop_class in self.classifiable
         meta = file_meta(sop_class, uids["SOPInstanceUID"], transfer_syntax, calling)
         study_uid, series_uid = uids["StudyInstanceUID"], uids["SeriesInstanceUID"]
         spooled = lookup(path)
-        try:
+        with storage_rejections():
             stored = None
             if spooled is not None and spooled.offset == offset:
                 stored = self.storage.adopt(spooled, meta, study_uid, series_uid)
             written = "renamed" if stored is not None else "copied"
             if stored is None:  # not our spool file, or it cannot be renamed: copy it
                 stored = self.storage.store(path, offset, meta, study_uid, series_uid)
-        except StorageFull as exc:
-            raise Rejection(statuses.OUT_OF_RESOURCES, exc.strerror or str(exc)) from None
-        except InvalidUID as exc:  # defensive: validate_uids already checked the syntax
-            raise Rejection(statuses.CANNOT_UNDERSTAND_INVALID_UID, str(exc)) from None
-        item = ReceivedInstance(
-            study_uid=uids["StudyInstanceUID"],
-            series_uid=uids["SeriesInstanceUID"],
-            sop_instance_uid=uids["SOPInstanceUID"],
-            sop_class_uid=sop_class,
-            transfer_syntax_uid=transfer_syntax,
-            calling_aet=calling,
-            classifiable=classifiable,
-            skip_reason=None if classifiable else f"SOP class {sop_class} is not mammography",
-        )
+        item = received_instance(uids, transfer_syntax, calling, self.classifiable)
         try:
             change = record_instance(self.session_factory, item, stored)
         except SQLAlchemyError as exc:

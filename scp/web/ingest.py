@@ -23,10 +23,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from scp import statuses
 from scp.catalog import ReceivedInstance, record_instance
 from scp.encoding import MalformedDataset
-from scp.handlers import Rejection, read_header, validate_uids
+from scp.handlers import (
+    Rejection,
+    read_header,
+    received_instance,
+    storage_rejections,
+    validate_uids,
+)
 from scp.part10 import PREFIX_LENGTH, NotPart10, file_meta, meta_end, read_meta
-from scp.storage import Storage, StorageFull
-from scp.uids import InvalidUID
+from scp.storage import Storage
 from scp.web.multipart import DICOM_TYPE, SpooledPart
 from scp.web.partfile import MAX_META
 
@@ -94,7 +99,7 @@ def _store(
 ) -> PartResult:
     item, offset = _check(part, policy, study_uid, known)
     meta = file_meta(item.sop_class_uid, item.sop_instance_uid, item.transfer_syntax_uid)
-    try:
+    with storage_rejections():
         stored = None
         if part.file.offset == offset:  # our File Meta is in front already: rename it
             with part.file.reopened() as spooled:
@@ -102,10 +107,6 @@ def _store(
         written = "renamed" if stored is not None else "copied"
         if stored is None:
             stored = storage.store(part.path, offset, meta, item.study_uid, item.series_uid)
-    except StorageFull as exc:
-        raise Rejection(statuses.OUT_OF_RESOURCES, exc.strerror or str(exc)) from None
-    except InvalidUID as exc:  # defensive: validate_uids already checked the syntax
-        raise Rejection(statuses.CANNOT_UNDERSTAND_INVALID_UID, str(exc)) from None
     try:
         change = record_instance(sessions, item, stored)
     except SQLAlchemyError as exc:
@@ -149,18 +150,7 @@ def _check(
     uids = validate_uids(header, sop_class, instance)
     if study_uid is not None and uids["StudyInstanceUID"] != study_uid:
         raise Rejection(STUDY_MISMATCH, "Study Instance UID differs from the request's study")
-    classifiable = sop_class in policy.classifiable_sop_classes
-    item = ReceivedInstance(
-        study_uid=uids["StudyInstanceUID"],
-        series_uid=uids["SeriesInstanceUID"],
-        sop_instance_uid=instance,
-        sop_class_uid=sop_class,
-        transfer_syntax_uid=syntax,
-        calling_aet=WEB_SOURCE,
-        classifiable=classifiable,
-        skip_reason=None if classifiable else f"SOP class {sop_class} is not mammography",
-    )
-    return item, offset
+    return received_instance(uids, syntax, WEB_SOURCE, policy.classifiable_sop_classes), offset
 
 
 def _read_meta(path: Path):
