@@ -77,6 +77,22 @@ def _load_sync_file_range():
 _sync_file_range = _load_sync_file_range()
 
 
+def node_meta(theirs: bytes | bytearray, source_aet: str = "") -> bytes:
+    """The node's File Meta (preamble to the last File Meta byte) in place of a received one:
+    same SOP class, instance and transfer syntax. One function for the spool file and the
+    STOW-RS part file (scp/web/partfile.py), which both swap the sender's header for ours as
+    the bytes arrive; a broken header raises whatever pydicom raises."""
+    meta = read_meta(theirs)
+    return encode_meta(
+        file_meta(
+            str(meta.MediaStorageSOPClassUID),
+            str(meta.MediaStorageSOPInstanceUID),
+            str(meta.TransferSyntaxUID),
+            source_aet,
+        )
+    )
+
+
 class SpoolFile:
     """Quacks like the ``NamedTemporaryFile`` pynetdicom opens (write, file.flush, close, name).
 
@@ -159,15 +175,7 @@ class SpoolFile:
         try:
             if not self.ours:
                 raise NotPart10("no File Meta group length")
-            theirs = read_meta(head[:end])
-            ours = encode_meta(
-                file_meta(
-                    str(theirs.MediaStorageSOPClassUID),
-                    str(theirs.MediaStorageSOPInstanceUID),
-                    str(theirs.TransferSyntaxUID),
-                    RESERVED_AET,
-                )
-            )
+            ours = node_meta(head[:end], RESERVED_AET)
         except Exception as exc:  # odd UIDs from a peer's command set: keep pynetdicom's
             log.debug("spool %s keeps pynetdicom's File Meta: %s", self.name, exc)
             ours = bytes(head[:end])

@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from scp.digest import new_hasher
-from scp.part10 import PREFIX_LENGTH, encode_meta, file_meta, meta_end, read_meta
+from scp.part10 import PREFIX_LENGTH, meta_end
+from scp.spool import node_meta
 
 #: A File Meta group is a few hundred bytes; more is a corrupt or hostile length.
 MAX_META = 64 * 1024
@@ -83,14 +84,7 @@ class PartFile:
     def _rewrite(self, end: int) -> None:
         head, self._head = self._head, None
         try:
-            meta = read_meta(head[:end])
-            ours = encode_meta(
-                file_meta(
-                    str(meta.MediaStorageSOPClassUID),
-                    str(meta.MediaStorageSOPInstanceUID),
-                    str(meta.TransferSyntaxUID),
-                )
-            )
+            ours = node_meta(head[:end])
         except Exception:  # pydicom raises many types for a broken File Meta
             self._head = head
             self._raw()
