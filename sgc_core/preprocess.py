@@ -17,7 +17,9 @@ tensors.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -111,25 +113,36 @@ class PreprocessConfig:
         return cls(**data)
 
 
-@dataclass(frozen=True)
-class Preprocessed:
-    """The model input and what the caller needs to report it.
+@dataclass(frozen=True, kw_only=True)
+class ViewFacts:
+    """What reading one view learned besides its pixels, for the caller's report: its side,
+    view, modality, photometric interpretation, whether a breast was found, and
+    ``ood_reasons``: why the input is not a mammogram, in words (``sgc_core.input_checks``);
+    empty for a plausible mammogram. The classifier flags any image that has one.
 
-    bbox: the breast's box in ORIGINAL pixel coordinates (row0, col0, row1, col1), half-open,
-        before any flip, for the SR's region of interest.
-    ood_reasons: why the input is not a mammogram, in words (``sgc_core.input_checks``);
-        empty for a plausible mammogram. The classifier flags any image that has one.
+    Why a base class: the classifier's input (:class:`Preprocessed`) and the lesion finder's
+    (``sgc_core.scan_geometry.ScanImage``) carry the same facts, read the same way.
     """
 
-    tensor: torch.Tensor
-    bbox: tuple[int, int, int, int]
-    flipped: bool
     laterality: str | None
     view: str | None
     modality: str | None
     photometric: str
     breast_found: bool
     ood_reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Preprocessed(ViewFacts):
+    """The model input and what the caller needs to report it (:class:`ViewFacts`).
+
+    bbox: the breast's box in ORIGINAL pixel coordinates (row0, col0, row1, col1), half-open,
+        before any flip, for the SR's region of interest.
+    """
+
+    tensor: torch.Tensor
+    bbox: tuple[int, int, int, int]
+    flipped: bool
 
 
 def preprocess_file(path: str | Path, config: PreprocessConfig) -> Preprocessed:
@@ -148,8 +161,16 @@ def preprocess_dataset(ds: Dataset, config: PreprocessConfig) -> Preprocessed:
     PreprocessError naming the cause, like every other image the model cannot take: the
     image is then recorded as not classified instead of crashing the job.
     """
-    try:
+    with malformed_as_preprocess_error():
         return _preprocess_dataset(ds, config)
+
+
+@contextlib.contextmanager
+def malformed_as_preprocess_error() -> Iterator[None]:
+    """A malformed attribute value (the errors pydicom and numpy raise for one) as a
+    PreprocessError naming it; for the classifier's and the lesion finder's readers alike."""
+    try:
+        yield
     except PreprocessError:
         raise
     except (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError) as exc:

@@ -20,8 +20,8 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from sgc_core.input_checks import MAMMOGRAPHY_MODALITIES, input_ood_reasons
-from sgc_core.pixels import PreprocessError, presentation_values
-from sgc_core.preprocess import breast_mask
+from sgc_core.pixels import presentation_values
+from sgc_core.preprocess import ViewFacts, breast_mask, malformed_as_preprocess_error
 from sgc_core.view_meta import chest_wall_side, image_laterality, view_position
 
 #: Assumed detector height when an image carries no pixel spacing at all (a typical 24 x 30 cm
@@ -67,12 +67,12 @@ class ScanGeometry:
 
 
 @dataclass(frozen=True)
-class ScanImage:
-    """One view on the scan grid: ``image`` in [0, 1] (1 = dense), ``mask`` the breast.
+class ScanImage(ViewFacts):
+    """One view on the scan grid: ``image`` in [0, 1] (1 = dense), ``mask`` the breast, and
+    what was read from it besides (:class:`sgc_core.preprocess.ViewFacts`).
 
     ``spacing_mm`` is the scan grid's spacing; ``spacing_assumed`` is True when the source had
-    no pixel spacing and :data:`ASSUMED_FIELD_HEIGHT_MM` was used. ``ood_reasons`` are the
-    model-free input checks of :mod:`sgc_core.input_checks` (empty for a plausible mammogram).
+    no pixel spacing and :data:`ASSUMED_FIELD_HEIGHT_MM` was used.
     """
 
     image: np.ndarray
@@ -80,12 +80,6 @@ class ScanImage:
     geometry: ScanGeometry
     spacing_mm: float
     spacing_assumed: bool
-    laterality: str | None
-    view: str | None
-    modality: str | None
-    photometric: str
-    breast_found: bool
-    ood_reasons: tuple[str, ...] = ()
 
 
 def source_spacing(ds: Dataset) -> tuple[tuple[float, float], bool]:
@@ -109,12 +103,8 @@ def scan_dataset(ds: Dataset, spacing_mm: float = 0.4, crop_threshold: float = 0
     An image without a breast (blank, or not a mammogram) is still returned, whole, with
     ``breast_found`` False, so the caller gives it a defined result instead of failing.
     """
-    try:
+    with malformed_as_preprocess_error():
         return _scan_dataset(ds, spacing_mm, crop_threshold)
-    except PreprocessError:
-        raise
-    except (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError) as exc:
-        raise PreprocessError(f"malformed image attributes: {type(exc).__name__}: {exc}") from exc
 
 
 def _scan_dataset(ds: Dataset, spacing_mm: float, crop_threshold: float) -> ScanImage:
