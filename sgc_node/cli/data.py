@@ -16,6 +16,14 @@ def _fraction(ctx: click.Context, param: click.Parameter, value: float) -> float
     return value
 
 
+def _fraction_option(name: str, default: float, help: str | None = None):
+    """A float option in [0, 1] (checked by :func:`_fraction`) with its default shown: the
+    difficulty and the four mixing fractions of `sgc synth` are all this one kind."""
+    return click.option(
+        name, type=float, default=default, show_default=True, callback=_fraction, help=help
+    )
+
+
 def _list_styles(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     """Print the style registry (name, role, description) and exit."""
     if not value or ctx.resilient_parsing:
@@ -62,41 +70,25 @@ def _list_styles(ctx: click.Context, param: click.Parameter, value: bool) -> Non
     help="Pixel spacing in mm instead of --size: each style's field at this spacing "
     "(images of different styles then differ in size), e.g. 0.4.",
 )
-@click.option(
+@_fraction_option(
     "--difficulty",
-    type=float,
-    default=0.5,
-    show_default=True,
-    callback=_fraction,
-    help="0 = large obvious lesions in fatty breasts, 1 = small faint look-alikes in dense ones.",
+    0.5,
+    "0 = large obvious lesions in fatty breasts, 1 = small faint look-alikes in dense ones.",
 )
 @click.option("--jpeg2000", is_flag=True, help="Encode pixel data as JPEG 2000 lossless.")
-@click.option(
+@_fraction_option(
     "--monochrome1-fraction",
-    type=float,
-    default=0.0,
-    show_default=True,
-    callback=_fraction,
-    help="Fraction of studies written as MONOCHROME1 (inverted), as some vendors do.",
+    0.0,
+    "Fraction of studies written as MONOCHROME1 (inverted), as some vendors do.",
 )
-@click.option(
-    "--normal-fraction",
-    type=float,
-    default=0.0,
-    show_default=True,
-    callback=_fraction,
-    help="Fraction of breasts without a lesion (label benign, finding normal).",
+@_fraction_option(
+    "--normal-fraction", 0.0, "Fraction of breasts without a lesion (label benign, finding normal)."
 )
-@click.option(
-    "--malignant-fraction", type=float, default=0.5, show_default=True, callback=_fraction
-)
-@click.option(
+@_fraction_option("--malignant-fraction", 0.5)
+@_fraction_option(
     "--mass-fraction",
-    type=float,
-    default=0.6,
-    show_default=True,
-    callback=_fraction,
-    help="Fraction of lesions that are masses (the rest are calcification clusters).",
+    0.6,
+    "Fraction of lesions that are masses (the rest are calcification clusters).",
 )
 @click.option(
     "--bits",

@@ -13,6 +13,16 @@ import click
 FORMAT_CHOICES = ["auto", "generic", "synthetic", "cbis-ddsm", "vindr-mammo", "inbreast"]
 
 
+#: The data set argument of `sgc train` and `sgc evaluate`: one definition, so both read the
+#: same layouts and say so in the same words.
+_DATA_OPTION = click.option(
+    "--data",
+    required=True,
+    type=click.Path(exists=True),
+    help="Folder per class, CSV path,label, or a mammography data set folder (see --format).",
+)
+
+
 def _open(data: str, image_size: int, channels: int, class_names: list[str] | None = None):
     """The data set and the preprocessing parameters stored in the card (DICOM files only)."""
     from sgc_core.datasets import open_dataset
@@ -64,12 +74,7 @@ def split_seed(card: dict) -> int:
 
 
 @click.command("train")
-@click.option(
-    "--data",
-    required=True,
-    type=click.Path(exists=True),
-    help="Folder per class, CSV path,label, or a mammography data set folder (see --format).",
-)
+@_DATA_OPTION
 @click.option(
     "--format",
     "fmt",
@@ -222,12 +227,7 @@ def _echo_trained(weights: Path, card_path: Path) -> None:
 @click.option(
     "--model", "model_path", required=True, type=click.Path(), help="Model path (OUT of sgc train)."
 )
-@click.option(
-    "--data",
-    required=True,
-    type=click.Path(exists=True),
-    help="Folder per class, CSV path,label, or a mammography data set folder (see --format).",
-)
+@_DATA_OPTION
 @click.option(
     "--format", "fmt", type=click.Choice(FORMAT_CHOICES), default="auto", show_default=True
 )
