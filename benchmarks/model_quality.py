@@ -133,30 +133,27 @@ def test_metrics(probs: np.ndarray, labels: np.ndarray, threshold: float, second
     }
 
 
+def shared_budget(args) -> dict:
+    """What both models train with, equal by construction (the comparison is only fair on an
+    equal budget): image size, steps x batch size, seed and class-balanced sampling."""
+    return {
+        "image_size": args.image_size,
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "balanced": True,
+    }
+
+
 def cnn_config(args) -> BaselineConfig:
-    """The CNN's training budget: the same steps x batch size as :func:`sgc_config`."""
-    return BaselineConfig(
-        image_size=args.image_size,
-        width=args.cnn_width,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.cnn_lr,
-        seed=args.seed,
-        balanced=True,
-    )
+    """The CNN's training run: :func:`shared_budget` with the CNN's own width and rate."""
+    return BaselineConfig(**shared_budget(args), width=args.cnn_width, lr=args.cnn_lr)
 
 
 def sgc_config(args) -> TrainConfig:
-    """The SGC's training budget: the same steps x batch size as :func:`cnn_config`."""
+    """The SGC's training run: :func:`shared_budget` with the SGC's own width and rate."""
     return TrainConfig(
-        image_size=args.image_size,
-        width=args.sgc_width,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.sgc_lr,
-        seed=args.seed,
-        balanced=True,
-        checkpoint_every=10**9,
+        **shared_budget(args), width=args.sgc_width, lr=args.sgc_lr, checkpoint_every=10**9
     )
 
 
