@@ -110,12 +110,20 @@ def send_study(port: int, files: list[Path]) -> float:
 
 
 @contextlib.contextmanager
-def database(stack: str, folder: Path) -> Iterator[str]:
-    """A fresh database URL of the stack: SQLite in the data folder, or a new PostgreSQL one."""
+def stack_database(
+    stack: str, sqlite_path: Path, prefix: str, migrate: bool = False
+) -> Iterator[str]:
+    """A fresh database URL of the stack: SQLite at ``sqlite_path`` (the embedded default), or
+    a throw-away PostgreSQL database named with ``prefix``, migrated first when ``migrate``.
+    One helper for the latency and soak benchmarks, which both pick their stack by its URL."""
     if stack == "embedded":
-        yield f"sqlite:///{folder / 'data' / 'sgc.db'}"
+        yield f"sqlite:///{sqlite_path}"
         return
-    with postgres_database("sgc_lat_") as url:
+    with postgres_database(prefix) as url:
+        if migrate:
+            from db.session import upgrade
+
+            upgrade(url)
         yield url
 
 
@@ -127,7 +135,7 @@ def running_node(stack: str, folder: Path, model: Path, workers: int):
     find its SR already stored and Orthanc would log no new series for it."""
     with (
         orthanc_server(folder / "orthanc") as orthanc,
-        database(stack, folder) as url,
+        stack_database(stack, folder / "data" / "sgc.db", "sgc_lat_") as url,
         stack_settings(url) as extra,
     ):
         node = NodeProcesses.create(

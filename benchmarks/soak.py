@@ -20,16 +20,14 @@ tiny model trained through sgc_core in seconds (``--model`` takes another).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import platform
 import tempfile
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.helpers.services import postgres_database
+from benchmarks.latency import stack_database
 from tests.helpers.soak import SoakConfig, run_soak
 from tests.helpers.stacks import stack_settings
 from tests.helpers.tiny_model import train_tiny_model
@@ -37,19 +35,6 @@ from tests.helpers.tiny_model import train_tiny_model
 #: The soak model: 32 px and 16 ELBO samples, so a classification takes long enough on CPU
 #: for a kill to land in it, and short enough that the node keeps up between kills.
 SOAK_MODEL = {"image_size": 32, "k": 16}
-
-
-@contextlib.contextmanager
-def database_for(stack: str, folder: Path) -> Iterator[str]:
-    """A migrated database for the stack: SQLite in ``folder`` or a throw-away PostgreSQL one."""
-    from db.session import upgrade
-
-    if stack == "embedded":
-        yield f"sqlite:///{folder / 'unused.db'}"
-        return
-    with postgres_database("sgc_soak_") as url:
-        upgrade(url)
-        yield url
 
 
 def parse_args() -> argparse.Namespace:
@@ -94,7 +79,8 @@ def main() -> int:
                   "min_free_mb": 0},
         )  # fmt: skip
         began = time.monotonic()
-        with database_for(args.stack, folder) as url, stack_settings(url) as stack:
+        database = stack_database(args.stack, folder / "unused.db", "sgc_soak_", migrate=True)
+        with database as url, stack_settings(url) as stack:
             config.node.update(stack)
             result = run_soak(folder, model, config, log=log)
     print(f"# finished after {time.monotonic() - began:.0f} s")
