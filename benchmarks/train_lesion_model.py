@@ -56,6 +56,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--init", default=None, help="warm start: a saved model whose weights start this run"
     )
     p.add_argument("--version", default="0.3.0", help="the version written into the card")
+    p.add_argument(
+        "--hard-negatives",
+        type=int,
+        default=0,
+        help="per training view, add this many of the --init finder's least-normal windows "
+        "away from every lesion as normal crops (sgc_core/hard_negatives.py)",
+    )
+    p.add_argument("--mine-views", type=int, default=0, help="mine only the first N training views")
     p.add_argument("--evaluate-only", action="store_true")
     return p.parse_args(argv)
 
@@ -102,6 +110,8 @@ def main(argv=None) -> int:
     family, held = make_data(args)
     crops = make_crops(family, args.workers)
     notes = read_synthetic_annotations(family)
+    if args.hard_negatives:
+        crops = mine(args, crops, notes, family)
     if not args.evaluate_only:
         config = TrainConfig(
             image_size=crops.recipe.crop,
@@ -133,6 +143,26 @@ def main(argv=None) -> int:
     return 0
 
 
+def mine(args, crops, notes, family: Path):
+    """The crops plus the --init finder's hard negatives, cached beside the crops."""
+    from sgc_core.checkpoint import read_card
+    from sgc_core.datasets.crops import CropSet
+    from sgc_core.hard_negatives import add_hard_negatives
+    from sgc_core.view_model import load_view_model
+
+    if not args.init:
+        raise SystemExit("--hard-negatives needs --init: the finder whose mistakes are mined")
+    tag = f"{read_card(args.init)['sha256'][:8]}-{args.hard_negatives}-{args.mine_views}"
+    cache = family / f"crops-hard-{tag}.npz"
+    if cache.is_file():
+        return CropSet.load(cache)
+    finder = load_view_model(args.init)
+    out = add_hard_negatives(crops, finder.scanner, notes, args.hard_negatives, args.mine_views)
+    print(f"hard negatives: {len(out.labels) - len(crops.labels)} crops added", flush=True)
+    out.save(cache)
+    return out
+
+
 def _cap_val(notes, n: int):
     """Only the first ``n`` validation views (a quicker calibration); other splits unchanged."""
     val = [x for x in notes if x.split == "val"][:n]
@@ -140,7 +170,12 @@ def _cap_val(notes, n: int):
 
 
 def _describe(args) -> str:
-    warm = f"; warm start from {args.init}" if args.init else ""
+    warm = f"; warm start from {Path(args.init).name}" if args.init else ""
+    if args.hard_negatives:
+        warm += (
+            f"; {args.hard_negatives} hard negatives per training view "
+            f"({args.mine_views or 'all'} views) mined with it"
+        )
     return (
         f"sgc synth --studies {args.studies} --seed {args.synth_seed} --size {args.size} "
         f"--difficulty {args.difficulty:g} --normal-fraction 0.25 --style mixed --hold-out ducts; "

@@ -136,27 +136,47 @@ def view_crops(
 ) -> list[tuple[np.ndarray, str]]:
     """The crops of one view: jittered crops of each lesion, then background crops far from all."""
     out: list[tuple[np.ndarray, str]] = []
-    placed = []
     jitter = recipe.stride / 2
-    for finding, row, col, radius in note.lesions():
-        sr, sc = scan.geometry.to_scan(np.array([row]), np.array([col]))
-        placed.append((float(sr[0]), float(sc[0]), radius / (0.5 * sum(scan.geometry.step))))
+    for finding, (r, c, _) in zip(
+        (x[0] for x in note.lesions()), lesions_on_grid(scan, note), strict=True
+    ):
         for _ in range(recipe.lesion_crops):
             dr, dc = rng.uniform(-jitter, jitter, size=2)
-            out.append(
-                (cut(scan.image, placed[-1][0] + dr, placed[-1][1] + dc, recipe.crop), finding)
-            )
+            out.append((cut(scan.image, r + dr, c + dc, recipe.crop), finding))
     rows, cols = np.nonzero(scan.mask)
     if rows.size == 0:
         return out
-    keep = np.ones(rows.size, dtype=bool)
-    for r, c, radius in placed:
-        far = radius + 0.75 * recipe.crop
-        keep &= (rows - r) ** 2 + (cols - c) ** 2 > far**2
+    keep = far_from_lesions(rows, cols, scan, note, recipe.crop)
     if keep.any():
         pick = rng.choice(np.flatnonzero(keep), size=recipe.background_crops, replace=True)
         out.extend((cut(scan.image, rows[i], cols[i], recipe.crop), "normal") for i in pick)
     return out
+
+
+def to_levels(img: np.ndarray) -> np.ndarray:
+    """A [0, 1] crop as the model's 256 grey levels (how a CropSet stores it)."""
+    return np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8)
+
+
+def lesions_on_grid(scan: ScanImage, note: LesionAnnotation) -> list[tuple[float, float, float]]:
+    """Each lesion of the view as (row, col, radius) on the scan grid."""
+    out = []
+    for _, row, col, radius in note.lesions():
+        sr, sc = scan.geometry.to_scan(np.array([row]), np.array([col]))
+        out.append((float(sr[0]), float(sc[0]), radius / (0.5 * sum(scan.geometry.step))))
+    return out
+
+
+def far_from_lesions(
+    rows: np.ndarray, cols: np.ndarray, scan: ScanImage, note: LesionAnnotation, crop: int
+) -> np.ndarray:
+    """Which scan-grid points are far enough from every lesion (its radius plus three
+    quarters of a crop) that a crop centred there shows none of it: a normal crop."""
+    keep = np.ones(len(rows), dtype=bool)
+    for r, c, radius in lesions_on_grid(scan, note):
+        far = radius + 0.75 * crop
+        keep &= (rows - r) ** 2 + (cols - c) ** 2 > far**2
+    return keep
 
 
 def _crops_of(args: tuple[int, LesionAnnotation, CropRecipe]) -> list[tuple[np.ndarray, str]]:
@@ -184,6 +204,17 @@ class CropSet:
             keep &= self.styles != style_not
         x = torch.from_numpy(self.images[keep].astype(np.float32) / 255.0)[:, None]
         return TensorDataset(x, self.labels[keep].tolist(), list(CROP_CLASSES))
+
+    def with_crops(self, images: np.ndarray, label: str, split: str, styles: np.ndarray) -> CropSet:
+        """This set plus ``images`` (N, crop, crop) uint8 of one class and split."""
+        n = len(images)
+        return CropSet(
+            images=np.concatenate([self.images, images]),
+            labels=np.concatenate([self.labels, np.full(n, CROP_CLASSES.index(label))]),
+            splits=np.concatenate([self.splits, np.full(n, split)]).astype(str),
+            styles=np.concatenate([self.styles, styles]).astype(str),
+            recipe=self.recipe,
+        )
 
     def save(self, path: Path) -> None:
         np.savez_compressed(
@@ -228,7 +259,7 @@ def build_crops(notes: Sequence[LesionAnnotation], recipe: CropRecipe, workers: 
     images, labels, splits, styles = [], [], [], []
     for note, crops in zip(notes, per_view, strict=True):
         for img, finding in crops:
-            images.append(np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8))
+            images.append(to_levels(img))
             labels.append(CROP_CLASSES.index(finding))
             splits.append(note.split)
             styles.append(note.style)
