@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +36,21 @@ def _stored_files(node) -> list[Path]:
 
 def _leftovers(node) -> list[Path]:
     return [p for p in node.storage.rglob("*") if p.is_file() and p.parent.name.startswith(".")]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_the_door_stops_with_status_0_on_sigint_and_sigterm(tmp_path: Path, sig) -> None:
+    """Like the SCP: uvicorn re-raised the stop signal after its clean shutdown, so the door
+    died of SIGTERM (-15 under `sgc serve`) or printed click's "Aborted!" on Ctrl-C."""
+    node = web_node(tmp_path / "node")
+    try:
+        proc = start_web(node)
+        proc.send_signal(sig)
+        assert proc.wait(30) == 0, node.logs()
+        log = node.log_path("web").read_text()
+        assert "STOW-RS door stopped" in log and "Aborted!" not in log, log
+    finally:
+        node.stop_all()
 
 
 def test_stow_stores_a_study_like_the_scp_and_it_settles_into_a_job(tmp_path: Path) -> None:

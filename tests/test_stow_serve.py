@@ -47,6 +47,10 @@ def test_serve_runs_the_door_and_restarts_it(tmp_path: Path, database_url: str) 
             assert count_rows(sessions, Instance) == 4
             os.kill(serve.pid, signal.SIGTERM)
             assert serve.wait(60) == 0
+            # Every child stops cleanly, the door too (it used to die of the re-raised SIGTERM).
+            stopped = node.log_path("serve").read_text()
+            assert "web stopped (status 0)" in stopped, stopped[-3000:]
+            assert "stopped (status -" not in stopped, stopped[-3000:]
         except BaseException:
             print(node.logs())
             raise

@@ -1,14 +1,21 @@
 """Running the STOW-RS door: settings in, a uvicorn server out (`sgc web`, `sgc serve`).
 
-Why uvicorn: a well-kept ASGI server that streams request bodies, speaks TLS with client
-certificates (SGC_WEB_TLS_*), and stops cleanly on SIGTERM, which is how `sgc serve`'s
-supervisor stops its children.
+Why uvicorn: a well-kept ASGI server that streams request bodies and speaks TLS with client
+certificates (SGC_WEB_TLS_*). It shuts down gracefully on SIGINT/SIGTERM, but then raises the
+same signal again with the previous handler in place (uvicorn >= 0.29), so the process died
+of SIGTERM (status -15 under `sgc serve`) or of KeyboardInterrupt (click's "Aborted!", status
+1) after a clean stop. :class:`_DoorServer` keeps the graceful shutdown and drops the re-raise,
+so the door exits 0 on either signal like the SCP.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import ssl
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from db.session import make_engine, make_session_factory
@@ -50,6 +57,28 @@ def tls_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
+def _door_server(config):
+    """A uvicorn Server whose stop signals end :meth:`run` normally (see the module's why)."""
+    import uvicorn
+
+    class _DoorServer(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield  # signal handlers can only be set from the main thread
+                return
+            stops = (signal.SIGINT, signal.SIGTERM)
+            # Explicitly, whatever the disposition at start (SIG_IGN in a background job).
+            previous = {s: signal.signal(s, self.handle_exit) for s in stops}
+            try:
+                yield
+            finally:
+                for s, handler in previous.items():
+                    signal.signal(s, handler)
+
+    return _DoorServer(config)
+
+
 def serve_web(settings: Settings) -> None:
     """Serve STOW-RS on SGC_WEB_HOST:SGC_WEB_PORT until SIGINT/SIGTERM."""
     import uvicorn
@@ -73,4 +102,5 @@ def serve_web(settings: Settings) -> None:
         "required" if door.token else "off",
         "required" if settings.web_tls_ca else "off",
     )
-    uvicorn.Server(config).run()
+    _door_server(config).run()
+    log.info("STOW-RS door stopped")
