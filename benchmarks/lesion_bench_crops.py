@@ -2,14 +2,16 @@
 held-out style's crops, as one CropSet.
 
     python -m benchmarks.lesion_bench_crops          # after benchmarks/train_lesion_model.py
+    python -m benchmarks.lesion_bench_crops --family DIR --held-out DIR --out FILE
 
 Every crop of the held-out folder is a test crop (no model trains or calibrates on that
 style); the test crops of both parts are subsampled (450 each, seeded) to bound the SGC's
-scoring cost on a CPU. Writes data/lesion-synth/bench-crops.npz.
+scoring cost on a CPU. Writes data/lesion-synth/bench-crops.npz by default.
 """
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +20,32 @@ ROOT = Path(__file__).resolve().parents[1]
 
 TEST_CROPS = 450
 
+DATA = ROOT / "data" / "lesion-synth"
 
-def main() -> int:
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument(
+        "--family", type=Path, default=DATA / "family", help="the family's synthetic set"
+    )
+    p.add_argument(
+        "--held-out", type=Path, default=DATA / "held-out", help="the held-out style's set"
+    )
+    p.add_argument("--out", type=Path, default=DATA / "bench-crops.npz", help="the crop set")
+    p.add_argument("--workers", type=int, default=2, help="processes cutting the crops")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
     from benchmarks.train_lesion_model import make_crops
     from sgc_core.datasets.crops import CropSet
 
-    root = ROOT / "data" / "lesion-synth"
-    fam, held = make_crops(root / "family", 2), make_crops(root / "held-out", 2)
+    args = parse_args(argv)
+    for folder in (args.family, args.held_out):
+        if not folder.is_dir():
+            raise SystemExit(f"no synthetic set at {folder}: run benchmarks.train_lesion_model")
+    fam = make_crops(args.family, args.workers)
+    held = make_crops(args.held_out, args.workers)
     rng = np.random.default_rng(0)
 
     def pick(mask: np.ndarray) -> np.ndarray:
@@ -40,7 +61,8 @@ def main() -> int:
         styles=np.concatenate([fam.styles[keep_f], held.styles[keep_h]]),
         recipe=fam.recipe,
     )
-    out.save(root / "bench-crops.npz")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    out.save(args.out)
     print({s: int((out.splits == s).sum()) for s in ("train", "val", "test")})
     return 0
 
