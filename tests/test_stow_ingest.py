@@ -236,6 +236,7 @@ def test_a_60_mb_part_is_streamed_to_disk_not_held_in_memory(tmp_path: Path) -> 
         rsp = post(url, body(), multipart([], boundary)[1], TOKEN)
         assert rsp.status_code == 200, rsp.text
         grown_mib = (_peak_rss_kib(proc.pid) - before) / 1024
+        print(f"\nVmHWM grew {grown_mib:.1f} MiB for a {path.stat().st_size / 1e6:.0f} MB part")
         assert grown_mib < 20, f"peak memory grew {grown_mib:.0f} MiB for a 60 MB part"
         with node.sessions()() as s:
             uid = big.sop_instance_uid
