@@ -126,7 +126,8 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def children(pid: int) -> dict[str, int]:
-    """The SCP and worker processes under `sgc serve` (by their command lines)."""
+    """The processes under `sgc serve` by role (their command lines): scp, web, worker (it
+    classifies) and deliver; the worker's peak memory is the classifying one's."""
     found = {}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -137,9 +138,16 @@ def children(pid: int) -> dict[str, int]:
         except (OSError, ValueError, IndexError):
             continue
         if ppid == pid:
-            words = [w.decode() for w in cmd]
-            found["worker" if "worker" in words else "scp"] = int(proc.name)
+            found[_role([w.decode() for w in cmd])] = int(proc.name)
     return found
+
+
+def _role(words: list[str]) -> str:
+    """scp, web, worker (the classify queue) or deliver: as `sgc serve` names its children."""
+    if "worker" not in words:
+        return "web" if "web" in words else "scp"
+    queue = words[words.index("--queues") + 1] if "--queues" in words else ""
+    return "deliver" if queue == "deliver" else "worker"
 
 
 def orthanc_sr_series(url: str) -> int:

@@ -6,10 +6,10 @@ algorithm in ``Instance.digest_algorithm``) so that an identical re-send is reco
 stored file can be checked against what was acknowledged.
 
 Why BLAKE3 (migration 0004): the digest is computed on the receive path of every C-STORE.
-SHA-256 cost ~13 ms of CPU per 17 MB mammogram even with the SHA extensions (1.1-1.3 GB/s on
-this machine), a quarter of the receive CPU; the ``blake3`` package (the reference Rust
-implementation) hashes ~5 GB/s on one thread with AVX-512 and, like hashlib, releases the GIL
-on long inputs. ``hashlib.blake2b`` was measured at ~0.43 GB/s here, slower than SHA-256.
+SHA-256 costs 13.8 ms of CPU per 17 MB mammogram even with the SHA extensions, BLAKE3 (the
+``blake3`` package, the reference Rust implementation) 3.9 ms, ``hashlib.blake2b`` 24.6 ms
+(benchmarks/hash_speed.py, raw output benchmarks/results/hash_speed.txt); like hashlib, blake3
+releases the GIL on long inputs.
 Rows written before 0004 keep ``sha256`` as their algorithm; :func:`dataset_digest` reads
 either.
 """

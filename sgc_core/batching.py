@@ -11,8 +11,8 @@ neither of which changes a number the network computes:
   instead of a fixed count, so a bigger image or network gets fewer rows, not more memory;
 * :func:`retain_freed_memory`: the process's allocator keeps freed blocks for the next call.
 
-Measured peak of one forward call (64-px, width-16 UNet with attention, CPU): 4.4-5.3 MB per
-row, 17-20 times one full-resolution feature map (4 bytes x width x H x W); the budget uses 20.
+The budget counts 20 full-resolution feature maps (4 bytes x width x H x W) per row: a UNet
+call holds its activations at every level at once, and the rule errs towards fewer rows.
 """
 
 from __future__ import annotations
