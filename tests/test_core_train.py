@@ -26,6 +26,19 @@ def toy_dataset(n: int = 48, size: int = 16, seed: int = 0) -> TensorDataset:
     return TensorDataset(imgs, labels, ["benign", "malignant"])
 
 
+def toy_card(architecture: dict) -> dict:
+    """The least card save_model needs for a toy_dataset network."""
+    return {
+        "name": "t",
+        "version": "1",
+        "classes": ["benign", "malignant"],
+        "image_size": 16,
+        "channels": 1,
+        "sde": tiny_config().sde,
+        "architecture": architecture,
+    }
+
+
 def tiny_config(**kw) -> TrainConfig:
     base = dict(
         image_size=16,
@@ -90,15 +103,7 @@ def test_balanced_sampling_evens_out_a_rare_class() -> None:
 
 def test_save_then_load_gives_identical_outputs(tmp_path: Path) -> None:
     r = train(tiny_config(steps=5), toy_dataset(16), progress=False)
-    card = {
-        "name": "t",
-        "version": "1",
-        "classes": ["benign", "malignant"],
-        "image_size": 16,
-        "channels": 1,
-        "sde": tiny_config().sde,
-        "architecture": r.architecture,
-    }
+    card = toy_card(r.architecture)
     save_model(tmp_path / "m", r.model, card)
     loaded, card2 = load_model(tmp_path / "m")
     x = torch.rand(3, 1, 16, 16)
@@ -114,15 +119,7 @@ def test_warm_start_begins_from_the_saved_weights_and_refuses_another_network(
 ) -> None:
     torch.set_num_threads(1)
     r = train(tiny_config(steps=5), toy_dataset(16), progress=False)
-    card = {
-        "name": "t",
-        "version": "1",
-        "classes": ["benign", "malignant"],
-        "image_size": 16,
-        "channels": 1,
-        "sde": tiny_config().sde,
-        "architecture": r.architecture,
-    }
+    card = toy_card(r.architecture)
     save_model(tmp_path / "m", r.model, card)
     # One step at a negligible rate: the EMA is still the saved network, not fresh weights.
     still = dict(steps=1, lr=1e-9)
