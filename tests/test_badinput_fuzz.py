@@ -61,9 +61,17 @@ SOP_INSTANCE = "1.2.826.0.1.3680043.8.498.1"  # the command's Affected SOP Insta
 
 
 def seed_dataset(implicit: bool = False) -> bytes:
-    """A small valid MG image, encoded; the UIDs are fixed so mutations keep them addressable."""
+    """A small valid MG image, encoded; every UID is fixed, so mutations keep them addressable
+    and the same seeded replay gives the same cases in every process."""
     ds = mg_dataset(
-        MGSpec(rows=64, cols=48, sop_instance_uid=SOP_INSTANCE, study_uid="1.2.3.4", seed=1)
+        MGSpec(
+            rows=64,
+            cols=48,
+            sop_instance_uid=SOP_INSTANCE,
+            study_uid="1.2.3.4",
+            series_uid="1.2.3.4.1",
+            seed=1,
+        )
     )
     buf = DicomBytesIO()
     buf.is_little_endian, buf.is_implicit_VR = True, implicit
