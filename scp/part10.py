@@ -79,3 +79,19 @@ def encode_meta(meta: FileMetaDataset) -> bytes:
     buf.write(b"\x00" * 128 + b"DICM")
     write_file_meta_info(buf, meta, enforce_standard=True)  # type: ignore[arg-type]
     return buf.getvalue()
+
+
+def node_meta(theirs: bytes | bytearray, source_aet: str = "") -> bytes:
+    """The node's File Meta (preamble to the last File Meta byte) in place of a received one:
+    same SOP class, instance and transfer syntax. One function for the spool file
+    (scp/spool.py) and the STOW-RS part file (scp/web/partfile.py), which both swap the sender's header for ours as
+    the bytes arrive; a broken header raises whatever pydicom raises."""
+    meta = read_meta(theirs)
+    return encode_meta(
+        file_meta(
+            str(meta.MediaStorageSOPClassUID),
+            str(meta.MediaStorageSOPInstanceUID),
+            str(meta.TransferSyntaxUID),
+            source_aet,
+        )
+    )

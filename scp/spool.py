@@ -45,10 +45,8 @@ from scp.part10 import (
     AE_LENGTH,
     PREFIX_LENGTH,
     NotPart10,
-    encode_meta,
-    file_meta,
     meta_end,
-    read_meta,
+    node_meta,
 )
 
 log = logging.getLogger(__name__)
@@ -75,22 +73,6 @@ def _load_sync_file_range():
 
 
 _sync_file_range = _load_sync_file_range()
-
-
-def node_meta(theirs: bytes | bytearray, source_aet: str = "") -> bytes:
-    """The node's File Meta (preamble to the last File Meta byte) in place of a received one:
-    same SOP class, instance and transfer syntax. One function for the spool file and the
-    STOW-RS part file (scp/web/partfile.py), which both swap the sender's header for ours as
-    the bytes arrive; a broken header raises whatever pydicom raises."""
-    meta = read_meta(theirs)
-    return encode_meta(
-        file_meta(
-            str(meta.MediaStorageSOPClassUID),
-            str(meta.MediaStorageSOPInstanceUID),
-            str(meta.TransferSyntaxUID),
-            source_aet,
-        )
-    )
 
 
 class SpoolFile:

@@ -18,8 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from scp.digest import new_hasher
-from scp.part10 import PREFIX_LENGTH, meta_end
-from scp.spool import node_meta
+from scp.part10 import PREFIX_LENGTH, meta_end, node_meta
 
 #: A File Meta group is a few hundred bytes; more is a corrupt or hostile length.
 MAX_META = 64 * 1024
