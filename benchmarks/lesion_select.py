@@ -1,0 +1,85 @@
+"""Choose between lesion finders on validation views, never on test.
+
+    python -m benchmarks.lesion_select --data data/lesion-synth/family --views 80 \\
+        --model sgc_core/models/sgc-lesion-mammo --model /tmp/next/sgc-lesion-mammo
+
+Why: a new recipe (more steps, hard negatives) must earn its place on data that is not the
+test split; the test split and the fresh draws (benchmarks/lesion_redraw.py) then only report.
+Each model scans the same first ``--views`` validation views of a ``sgc synth`` family with
+its card's open settings (every refined candidate kept), and the script prints per model the
+per-view AUC of malignant vs rest and of malignant vs benign lesion, the fraction of
+malignant lesions hit by the top finding and FROC sensitivities: the quantities the issue's
+goals name, on validation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+KEYS = (
+    "auc_malignant_vs_rest",
+    "auc_malignant_vs_benign_lesion",
+    "top_finding_hit",
+    "froc_sens_at_1_fp",
+)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--data", type=Path, required=True, help="a `sgc synth` family folder")
+    p.add_argument("--model", type=Path, action="append", required=True, help="repeatable")
+    p.add_argument("--views", type=int, default=80, help="first N validation views (0 = all)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    return p.parse_args(argv)
+
+
+def validation_metrics(model_path: Path, notes) -> dict:
+    """Scan ``notes`` with the model's open card; the per-view metrics of lesion_eval."""
+    from benchmarks.lesion_eval import view_metrics
+    from sgc_core.lesion_fit import score_views
+    from sgc_core.lesion_scan import LesionScanner
+    from sgc_core.view_model import load_view_model
+
+    model = load_view_model(model_path)
+    card = model.lesion
+    open_card = card.replace(finding_threshold=0.0, max_findings=card.refine_top)
+    scanner = LesionScanner(model.scanner.model, model.scanner.sde, open_card)
+    t0 = time.perf_counter()
+    scored = score_views(scanner, notes)
+    out = {k: v for k, v in view_metrics(scored, card).items() if k in KEYS}
+    ident = model.identity
+    out.update(
+        model=f"{ident.name} {ident.version}", sha256=ident.sha256[:16], path=str(model_path)
+    )
+    out["seconds_per_view"] = round((time.perf_counter() - t0) / max(1, len(notes)), 2)
+    return out
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    from sgc_core.datasets.crops import read_synthetic_annotations
+
+    torch.set_num_threads(args.threads)
+    val = [n for n in read_synthetic_annotations(args.data) if n.split == "val"]
+    val = val[: args.views] if args.views else val
+    malignant = sum(n.finding == "malignant" for n in val)
+    print(f"# {len(val)} validation views of {args.data} ({malignant} malignant)", flush=True)
+    rows = []
+    for path in args.model:
+        row = validation_metrics(path, val)
+        rows.append(row)
+        cells = "  ".join(f"{k} {row[k]:.3f}" if row.get(k) is not None else f"{k} -" for k in KEYS)
+        print(f"{row['model']} ({row['sha256']}): {cells}  {row['seconds_per_view']} s/view")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
