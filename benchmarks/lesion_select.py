@@ -34,11 +34,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--views", type=int, default=80, help="first N validation views (0 = all)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    p.add_argument(
+        "--scan",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="also scan with this card setting changed (e.g. min_breast_fraction=0.75); "
+        "repeatable, each a row of its own",
+    )
     return p.parse_args(argv)
 
 
-def validation_metrics(model_path: Path, notes) -> dict:
-    """Scan ``notes`` with the model's open card; the per-view metrics of lesion_eval."""
+def validation_metrics(model_path: Path, notes, change: str = "") -> dict:
+    """Scan ``notes`` with the model's open card (one ``KEY=VALUE`` scan setting changed, if
+    given: the weights stay, so a scan choice is made on validation like a model's);
+    the per-view metrics of lesion_eval."""
     from benchmarks.lesion_eval import view_metrics
     from sgc_core.lesion_fit import score_views
     from sgc_core.lesion_scan import LesionScanner
@@ -47,14 +57,16 @@ def validation_metrics(model_path: Path, notes) -> dict:
     model = load_view_model(model_path)
     card = model.lesion
     open_card = card.replace(finding_threshold=0.0, max_findings=card.refine_top)
+    if change:
+        key, value = change.split("=", 1)
+        open_card = open_card.replace(**{key: type(getattr(card, key))(value)})
     scanner = LesionScanner(model.scanner.model, model.scanner.sde, open_card)
     t0 = time.perf_counter()
     scored = score_views(scanner, notes)
     out = {k: v for k, v in view_metrics(scored, card).items() if k in KEYS}
     ident = model.identity
-    out.update(
-        model=f"{ident.name} {ident.version}", sha256=ident.sha256[:16], path=str(model_path)
-    )
+    name = f"{ident.name} {ident.version}" + (f" [{change}]" if change else "")
+    out.update(model=name, sha256=ident.sha256[:16], path=str(model_path))
     out["seconds_per_view"] = round((time.perf_counter() - t0) / max(1, len(notes)), 2)
     return out
 
@@ -71,8 +83,9 @@ def main(argv=None) -> int:
     malignant = sum(n.finding == "malignant" for n in val)
     print(f"# {len(val)} validation views of {args.data} ({malignant} malignant)", flush=True)
     rows = []
-    for path in args.model:
-        row = validation_metrics(path, val)
+    runs = [(path, change) for path in args.model for change in ["", *args.scan]]
+    for path, change in runs:
+        row = validation_metrics(path, val, change)
         rows.append(row)
         cells = "  ".join(f"{k} {row[k]:.3f}" if row.get(k) is not None else f"{k} -" for k in KEYS)
         print(f"{row['model']} ({row['sha256']}): {cells}  {row['seconds_per_view']} s/view")
