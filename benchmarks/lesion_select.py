@@ -71,8 +71,27 @@ def validation_metrics(model_path: Path, notes, change: str = "") -> dict:
     return out
 
 
+def check_scan_changes(changes: list[str]) -> None:
+    """Refuse a --scan that names no scalar card setting, in one line, before any scan."""
+    from sgc_core.lesion_card import LesionCard
+
+    card = LesionCard()
+    for change in changes:
+        key, sep, value = change.partition("=")
+        current = getattr(card, key, None)
+        if not sep or not isinstance(current, int | float) or isinstance(current, bool):
+            raise SystemExit(f"--scan {change!r}: expected KEY=VALUE with KEY a number of the card")
+        try:
+            type(current)(value)
+        except ValueError:
+            raise SystemExit(
+                f"--scan {change!r}: {value!r} is not a {type(current).__name__}"
+            ) from None
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    check_scan_changes(args.scan)
     import torch
 
     from sgc_core.datasets.crops import read_synthetic_annotations

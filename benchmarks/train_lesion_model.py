@@ -98,6 +98,8 @@ def make_crops(folder: Path, workers: int):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.hard_negatives and not args.init:  # before minutes of data generation, not after
+        raise SystemExit("--hard-negatives needs --init: the finder whose mistakes are mined")
     import torch
 
     torch.set_num_threads(args.threads)
@@ -150,8 +152,6 @@ def mine(args, crops, notes, family: Path):
     from sgc_core.hard_negatives import add_hard_negatives
     from sgc_core.view_model import load_view_model
 
-    if not args.init:
-        raise SystemExit("--hard-negatives needs --init: the finder whose mistakes are mined")
     tag = f"{read_card(args.init)['sha256'][:8]}-{args.hard_negatives}-{args.mine_views}"
     cache = family / f"crops-hard-{tag}.npz"
     if cache.is_file():

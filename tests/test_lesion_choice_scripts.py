@@ -29,3 +29,22 @@ def test_help(module, capsys) -> None:
     with pytest.raises(SystemExit) as stop:
         module.main(["--help"])
     assert stop.value.code == 0 and "validation" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["--data", "x", "--model", "m", "--scan", "nonsense=1"], "KEY=VALUE"),
+        (["--data", "x", "--model", "m", "--scan", "refine_top=many"], "not a number"),
+    ],
+)
+def test_select_refuses_a_bad_scan_setting_before_scanning(argv, says) -> None:
+    with pytest.raises(SystemExit, match=says):
+        lesion_select.main(argv)
+
+
+def test_hard_negatives_without_a_finder_are_refused_before_any_data() -> None:
+    from benchmarks import train_lesion_model
+
+    with pytest.raises(SystemExit, match="needs --init"):
+        train_lesion_model.main(["--hard-negatives", "2", "--data", "/nonexistent/never-made"])
