@@ -84,9 +84,7 @@ def check_scan_changes(changes: list[str]) -> None:
         try:
             type(current)(value)
         except ValueError:
-            raise SystemExit(
-                f"--scan {change!r}: {value!r} is not a {type(current).__name__}"
-            ) from None
+            raise SystemExit(f"--scan {change!r}: {value!r} is not a number for {key}") from None
 
 
 def main(argv=None) -> int:
