@@ -136,15 +136,12 @@ class LesionScanner:
     def _refine(
         self, scan: ScanImage, centres: np.ndarray, post: np.ndarray, emap: np.ndarray
     ) -> list[Candidate]:
-        """Re-centre the best windows on their evidence peak and score them finely."""
-        order = np.argsort(post[:, 0])  # least normal first
-        picked: list[np.ndarray] = []
-        for i in order:
-            if all(np.hypot(*(centres[i] - p)) >= self.card.crop / 2 for p in picked):
-                picked.append(centres[i])
-            if len(picked) == self.card.refine_top:
-                break
-        peaks = np.array([self._peak(emap, p) for p in picked])
+        """Score the candidates finely; each is a window centred on its evidence peak."""
+        if self.card.candidate_sigma > 0:
+            peaks = self._evidence_peaks(scan, emap)
+        else:
+            picked = self._spread(centres[np.argsort(post[:, 0])])  # least normal first
+            peaks = np.array([self._peak(emap, p) for p in picked])
         err = self.errors(scan.image, peaks, self.fine)
         fine = self.posterior(window_scores(err), self.card.temperature_fine)
         m = self.card.malignant
@@ -153,6 +150,32 @@ class LesionScanner:
             radius = self._radius(emap, r, c)
             out.append(Candidate(r, c, p, radius, logit(float(p[m]))))
         return sorted(out, key=lambda cand: -cand.malignant_logit)
+
+    def _spread(self, ranked: np.ndarray) -> list[np.ndarray]:
+        """The first ``refine_top`` of ``ranked`` points, each half a window from the others."""
+        picked: list[np.ndarray] = []
+        for point in ranked:
+            if all(np.hypot(*(point - p)) >= self.card.crop / 2 for p in picked):
+                picked.append(point)
+            if len(picked) == self.card.refine_top:
+                break
+        return picked
+
+    def _evidence_peaks(self, scan: ScanImage, emap: np.ndarray) -> np.ndarray:
+        """The highest local maxima of the evidence map summed over a lesion-sized Gaussian.
+
+        Why: a window's score sums the evidence of all its 64 x 64 pixels, so a lesion of a few
+        mm competes with the noise of a whole window of background; the smoothed map sums only
+        the lesion's neighbourhood, and each pixel is already averaged over overlapping windows.
+        """
+        smooth = np.where(
+            scan.mask, ndimage.gaussian_filter(emap, self.card.candidate_sigma), -np.inf
+        )
+        local = (smooth == ndimage.maximum_filter(smooth, size=self.card.crop // 2 + 1)) & scan.mask
+        rows, cols = np.nonzero(local)
+        order = np.argsort(-smooth[rows, cols], kind="stable")
+        points = np.stack([rows[order], cols[order]], -1).astype(np.float64)
+        return np.array(self._spread(points))
 
     def _peak(self, emap: np.ndarray, centre: np.ndarray) -> np.ndarray:
         """The evidence maximum within a stride of a window centre (the window if flat)."""

@@ -7,6 +7,8 @@ image, a breast smaller than one window, a view without findings, and the eviden
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -85,3 +87,34 @@ def test_exam_skips_unscored_views(scanner) -> None:
     sides = {b.laterality: b for b in exam.breasts}
     assert sides["R"].p_malignant is None and sides["L"].p_malignant is not None
     assert exam.p_malignant is not None and exam.predicted_class in ("malignant", "not malignant")
+
+
+def test_evidence_peaks_rank_lesion_sized_bumps_and_stay_apart(scanner) -> None:
+    """candidate_sigma > 0 picks the smoothed map's highest peaks, half a window apart, on the
+    breast: a broad bump outranks a taller single-pixel spike, and air is never a candidate."""
+    card = scanner.card.replace(candidate_sigma=4.0, refine_top=3)
+    finder = LesionScanner(scanner.model, scanner.sde, card)
+    rows, cols = np.mgrid[0:200, 0:160]
+    emap = 1.0 * np.exp(-((rows - 50) ** 2 + (cols - 40) ** 2) / (2 * 6.0**2))
+    emap += 0.6 * np.exp(-((rows - 140) ** 2 + (cols - 100) ** 2) / (2 * 6.0**2))
+    emap[100, 20] = 5.0  # one noisy pixel: tall, but no lesion-sized support
+    emap[10, 150] = 9.0  # off the breast
+    mask = np.ones(emap.shape, dtype=bool)
+    mask[:, 140:] = False
+    peaks = finder._evidence_peaks(SimpleNamespace(mask=mask), emap * mask)
+    assert len(peaks) == 3
+    assert np.hypot(*(peaks[0] - (50, 40))) <= 1 and np.hypot(*(peaks[1] - (140, 100))) <= 1
+    assert all(mask[int(r), int(c)] for r, c in peaks)
+    gaps = [np.hypot(*(a - b)) for i, a in enumerate(peaks) for b in peaks[i + 1 :]]
+    assert min(gaps) >= card.crop / 2
+
+
+def test_scan_with_evidence_candidates_gives_located_findings(scanner) -> None:
+    card = scanner.card.replace(candidate_sigma=6.0)
+    finder = LesionScanner(scanner.model, scanner.sde, card)
+    scan = scan_dataset(_breast_with_dot("R", "CC", "MONOCHROME2", (400, 500), 0.1), 0.4)
+    result = finder.scan(scan)
+    assert result.p_malignant is not None and 1 <= len(result.findings) <= card.max_findings
+    for f in result.findings:
+        r, c = scan.geometry.to_scan(np.array([f.centre[0]]), np.array([f.centre[1]]))
+        assert scan.mask[int(round(r[0])), int(round(c[0]))]
