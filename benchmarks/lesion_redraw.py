@@ -100,8 +100,9 @@ def _row(sc, card, note, scan, window_scores) -> dict:
     centres = sc.window_centres(scan)
     err = sc.errors(scan.image, centres, sc.coarse)
     post = sc.posterior(window_scores(err), card.temperature_coarse)
+    ranked, err = sc._rank(scan, centres, err)  # as LesionScanner.scan: may rescore windows
     emap = sc._evidence_map(scan, centres, err)
-    cands = sc._refine(scan, centres, post, emap)
+    cands = sc._refine(scan, ranked, emap)
     res = sc._result(scan, cands, emap, 0.0, len(centres))
     p = np.clip(post[:, card.malignant], 1e-12, 1 - 1e-12)
     row.update(

@@ -28,9 +28,10 @@ class LesionCard:
     t_range, k_coarse, k_fine, seed: the shared noise plans of the coarse pass (every window)
         and the fine pass (the ``refine_top`` best candidates).
     temperature_coarse / temperature_fine / priors: window posterior over the crop classes.
-    candidate_sigma: 0 picks the ``refine_top`` candidates by their coarse window scores; > 0
-        picks the highest peaks of the evidence map smoothed with a Gaussian of this sigma
-        (scan px), a lesion-sized sum of the per-pixel evidence instead of a window-wide one.
+    middle_windows, k_middle: a middle stage between the two (0 windows = none): the
+        ``middle_windows`` least-normal windows of the coarse pass get ``k_middle`` more pairs,
+        and the candidates are chosen among them, so a lesion's window is not lost to one
+        noisy draw at a fraction of the cost of more pairs for every window.
     finding_threshold: a candidate is reported when its P(benign or malignant) reaches it.
     view, breast, study: Platt maps from the top candidate's malignant log-odds to P(malignant).
     operating_point: threshold on a view's P(malignant) (90 % sensitivity on validation);
@@ -47,7 +48,8 @@ class LesionCard:
     k_fine: int = 8
     seed: int = 0
     refine_top: int = 3
-    candidate_sigma: float = 0.0
+    middle_windows: int = 0
+    k_middle: int = 3
     max_findings: int = 3
     min_breast_fraction: float = 0.25
     temperature_coarse: float = 1.0
@@ -74,8 +76,8 @@ class LesionCard:
             raise ValueError(f"crop {self.crop} (multiple of 8, >= 16) and stride {self.stride}")
         if self.spacing_mm <= 0 or self.k_coarse < 1 or self.k_fine < 1:
             raise ValueError("spacing_mm, k_coarse and k_fine must be positive")
-        if self.candidate_sigma < 0:
-            raise ValueError(f"candidate_sigma must be >= 0, got {self.candidate_sigma}")
+        if self.middle_windows < 0 or self.k_middle < 1:
+            raise ValueError("middle_windows must be >= 0 and k_middle >= 1")
 
     @property
     def malignant(self) -> int:

@@ -70,6 +70,7 @@ class LesionScanner:
         shape = (1, card.crop, card.crop)
         self.coarse = noise_plan(card.k_coarse, shape, card.t_range, card.seed)
         self.fine = noise_plan(card.k_fine, shape, card.t_range, card.seed + 1)
+        self.middle = noise_plan(card.k_middle, shape, card.t_range, card.seed + 2)
         # Rows of one forward call: the memory budget's, at most the card's max_batch.
         self.rows = forward_rows(model_width(self.model), card.crop, memory_mb, card.max_batch)
         retain_freed_memory()
@@ -111,9 +112,9 @@ class LesionScanner:
             return self._unscored(scan, ("no breast found in the image",))
         centres = self.window_centres(scan)
         err = self.errors(scan.image, centres, self.coarse)
-        post = self.posterior(window_scores(err), self.card.temperature_coarse)
+        ranked, err = self._rank(scan, centres, err)
         emap = self._evidence_map(scan, centres, err)
-        cands = self._refine(scan, centres, post, emap)
+        cands = self._refine(scan, ranked, emap)
         # Typicality: the best class's mean per-pixel error, median over the windows.
         ood_score = float(err.min(1).values.mean(dim=(1, 2)).median())
         return self._result(scan, cands, emap, ood_score, len(centres))
@@ -133,15 +134,35 @@ class LesionScanner:
         out = np.where(cnt > 0, acc / np.maximum(cnt, 1), 0.0) * scan.mask
         return ndimage.gaussian_filter(out, 2.0)
 
-    def _refine(
-        self, scan: ScanImage, centres: np.ndarray, post: np.ndarray, emap: np.ndarray
-    ) -> list[Candidate]:
-        """Score the candidates finely; each is a window centred on its evidence peak."""
-        if self.card.candidate_sigma > 0:
-            peaks = self._evidence_peaks(scan, emap)
-        else:
-            picked = self._spread(centres[np.argsort(post[:, 0])])  # least normal first
-            peaks = np.array([self._peak(emap, p) for p in picked])
+    def _rank(
+        self, scan: ScanImage, centres: np.ndarray, err: torch.Tensor
+    ) -> tuple[np.ndarray, torch.Tensor]:
+        """Window centres, least normal first, and the windows' errors; with a middle stage,
+        only the windows it rescored, whose errors become the mean over all their pairs."""
+        card = self.card
+        post = self.posterior(window_scores(err), card.temperature_coarse)
+        order = np.argsort(post[:, 0])
+        if not card.middle_windows or len(centres) <= card.refine_top:
+            return centres[order], err
+        keep = order[: card.middle_windows]
+        rows = torch.from_numpy(keep)
+        more = self.errors(scan.image, centres[keep], self.middle)
+        err = err.clone()  # not in place: the coarse errors are an inference-mode tensor
+        err[rows] = (card.k_coarse * err[rows] + card.k_middle * more) / (
+            card.k_coarse + card.k_middle
+        )
+        post = self.posterior(window_scores(err[rows]), card.temperature_coarse)
+        return centres[keep[np.argsort(post[:, 0])]], err
+
+    def _refine(self, scan: ScanImage, ranked: np.ndarray, emap: np.ndarray) -> list[Candidate]:
+        """Re-centre the best windows on their evidence peak and score them finely."""
+        picked: list[np.ndarray] = []
+        for point in ranked:
+            if all(np.hypot(*(point - p)) >= self.card.crop / 2 for p in picked):
+                picked.append(point)
+            if len(picked) == self.card.refine_top:
+                break
+        peaks = np.array([self._peak(emap, p) for p in picked])
         err = self.errors(scan.image, peaks, self.fine)
         fine = self.posterior(window_scores(err), self.card.temperature_fine)
         m = self.card.malignant
@@ -150,32 +171,6 @@ class LesionScanner:
             radius = self._radius(emap, r, c)
             out.append(Candidate(r, c, p, radius, logit(float(p[m]))))
         return sorted(out, key=lambda cand: -cand.malignant_logit)
-
-    def _spread(self, ranked: np.ndarray) -> list[np.ndarray]:
-        """The first ``refine_top`` of ``ranked`` points, each half a window from the others."""
-        picked: list[np.ndarray] = []
-        for point in ranked:
-            if all(np.hypot(*(point - p)) >= self.card.crop / 2 for p in picked):
-                picked.append(point)
-            if len(picked) == self.card.refine_top:
-                break
-        return picked
-
-    def _evidence_peaks(self, scan: ScanImage, emap: np.ndarray) -> np.ndarray:
-        """The highest local maxima of the evidence map summed over a lesion-sized Gaussian.
-
-        Why: a window's score sums the evidence of all its 64 x 64 pixels, so a lesion of a few
-        mm competes with the noise of a whole window of background; the smoothed map sums only
-        the lesion's neighbourhood, and each pixel is already averaged over overlapping windows.
-        """
-        smooth = np.where(
-            scan.mask, ndimage.gaussian_filter(emap, self.card.candidate_sigma), -np.inf
-        )
-        local = (smooth == ndimage.maximum_filter(smooth, size=self.card.crop // 2 + 1)) & scan.mask
-        rows, cols = np.nonzero(local)
-        order = np.argsort(-smooth[rows, cols], kind="stable")
-        points = np.stack([rows[order], cols[order]], -1).astype(np.float64)
-        return np.array(self._spread(points))
 
     def _peak(self, emap: np.ndarray, centre: np.ndarray) -> np.ndarray:
         """The evidence maximum within a stride of a window centre (the window if flat)."""

@@ -7,12 +7,13 @@ image, a breast smaller than one window, a view without findings, and the eviden
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+import copy
 
 import numpy as np
 import pytest
 import torch
 
+from sgc_core.denoise_map import window_scores
 from sgc_core.exam import exam_result
 from sgc_core.lesion_card import LesionCard
 from sgc_core.lesion_scan import LesionScanner
@@ -89,32 +90,26 @@ def test_exam_skips_unscored_views(scanner) -> None:
     assert exam.p_malignant is not None and exam.predicted_class in ("malignant", "not malignant")
 
 
-def test_evidence_peaks_rank_lesion_sized_bumps_and_stay_apart(scanner) -> None:
-    """candidate_sigma > 0 picks the smoothed map's highest peaks, half a window apart, on the
-    breast: a broad bump outranks a taller single-pixel spike, and air is never a candidate."""
-    card = scanner.card.replace(candidate_sigma=4.0, refine_top=3)
-    finder = LesionScanner(scanner.model, scanner.sde, card)
-    rows, cols = np.mgrid[0:200, 0:160]
-    emap = 1.0 * np.exp(-((rows - 50) ** 2 + (cols - 40) ** 2) / (2 * 6.0**2))
-    emap += 0.6 * np.exp(-((rows - 140) ** 2 + (cols - 100) ** 2) / (2 * 6.0**2))
-    emap[100, 20] = 5.0  # one noisy pixel: tall, but no lesion-sized support
-    emap[10, 150] = 9.0  # off the breast
-    mask = np.ones(emap.shape, dtype=bool)
-    mask[:, 140:] = False
-    peaks = finder._evidence_peaks(SimpleNamespace(mask=mask), emap * mask)
-    assert len(peaks) == 3
-    assert np.hypot(*(peaks[0] - (50, 40))) <= 1 and np.hypot(*(peaks[1] - (140, 100))) <= 1
-    assert all(mask[int(r), int(c)] for r, c in peaks)
-    gaps = [np.hypot(*(a - b)) for i, a in enumerate(peaks) for b in peaks[i + 1 :]]
-    assert min(gaps) >= card.crop / 2
-
-
-def test_scan_with_evidence_candidates_gives_located_findings(scanner) -> None:
-    card = scanner.card.replace(candidate_sigma=6.0)
-    finder = LesionScanner(scanner.model, scanner.sde, card)
+def test_middle_stage_rescores_only_the_least_normal_windows(scanner) -> None:
+    """With middle_windows, the candidates come from the windows the middle stage rescored,
+    and a view still gets a located result; without it the scan is unchanged."""
     scan = scan_dataset(_breast_with_dot("R", "CC", "MONOCHROME2", (400, 500), 0.1), 0.4)
+    card = scanner.card.replace(middle_windows=4, k_middle=2)
+    net = copy.deepcopy(scanner.model)
+    torch.manual_seed(1)
+    for p in net.parameters():  # the untrained output layer is zero: every error would be 0
+        if not p.any():
+            p.normal_(0, 0.01)
+    finder = LesionScanner(net, scanner.sde, card)
+    centres = finder.window_centres(scan)
+    err = finder.errors(scan.image, centres, finder.coarse)
+    ranked, rescored = finder._rank(scan, centres, err)
+    post = finder.posterior(window_scores(err), card.temperature_coarse)
+    first4 = {tuple(c) for c in centres[np.argsort(post[:, 0])[:4]]}
+    assert len(ranked) == 4 and {tuple(c) for c in ranked} == first4
+    changed = (rescored != err).flatten(1).any(1)
+    assert int(changed.sum()) == 4
     result = finder.scan(scan)
     assert result.p_malignant is not None and 1 <= len(result.findings) <= card.max_findings
-    for f in result.findings:
-        r, c = scan.geometry.to_scan(np.array([f.centre[0]]), np.array([f.centre[1]]))
-        assert scan.mask[int(round(r[0])), int(round(c[0]))]
+    plain = LesionScanner(net, scanner.sde, scanner.card)
+    assert len(plain._rank(scan, centres, err)[0]) == len(centres)
