@@ -58,8 +58,7 @@ def validation_metrics(model_path: Path, notes, change: str = "") -> dict:
     card = model.lesion
     open_card = card.replace(finding_threshold=0.0, max_findings=card.refine_top)
     if change:
-        key, value = change.split("=", 1)
-        open_card = open_card.replace(**{key: type(getattr(card, key))(value)})
+        open_card = open_card.with_settings([change])
     scanner = LesionScanner(model.scanner.model, model.scanner.sde, open_card)
     t0 = time.perf_counter()
     scored = score_views(scanner, notes)
@@ -75,16 +74,10 @@ def check_scan_changes(changes: list[str]) -> None:
     """Refuse a --scan that names no scalar card setting, in one line, before any scan."""
     from sgc_core.lesion_card import LesionCard
 
-    card = LesionCard()
-    for change in changes:
-        key, sep, value = change.partition("=")
-        current = getattr(card, key, None)
-        if not sep or not isinstance(current, int | float) or isinstance(current, bool):
-            raise SystemExit(f"--scan {change!r}: expected KEY=VALUE with KEY a number of the card")
-        try:
-            type(current)(value)
-        except ValueError:
-            raise SystemExit(f"--scan {change!r}: {value!r} is not a number for {key}") from None
+    try:
+        LesionCard().with_settings(changes)
+    except ValueError as exc:
+        raise SystemExit(f"--scan {exc}") from None
 
 
 def main(argv=None) -> int:

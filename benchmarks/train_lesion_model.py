@@ -65,6 +65,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--mine-views", type=int, default=0, help="mine only the first N training views")
     p.add_argument("--evaluate-only", action="store_true")
+    p.add_argument(
+        "--recalibrate",
+        action="store_true",
+        help="no training: --init's weights with its card's scan settings changed by --set, "
+        "every fitted number refitted on validation (temperatures, view/exam maps, "
+        "thresholds, OOD band)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --recalibrate: a scan setting of the card (e.g. k_coarse=2), repeatable",
+    )
     return p.parse_args(argv)
 
 
@@ -96,10 +110,25 @@ def make_crops(folder: Path, workers: int):
     return crops
 
 
+def check_args(args) -> None:
+    """Refuse inconsistent options in one line, before minutes of data generation."""
+    from sgc_core.lesion_card import LesionCard
+
+    if args.hard_negatives and not args.init:
+        raise SystemExit("--hard-negatives needs --init: the finder whose mistakes are mined")
+    if args.recalibrate and not args.init:
+        raise SystemExit("--recalibrate needs --init: the model whose weights are recalibrated")
+    if args.set and not args.recalibrate:
+        raise SystemExit("--set is for --recalibrate (a trained card's scan settings)")
+    try:
+        LesionCard().with_settings(args.set)
+    except ValueError as exc:
+        raise SystemExit(f"--set {exc}") from None
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.hard_negatives and not args.init:  # before minutes of data generation, not after
-        raise SystemExit("--hard-negatives needs --init: the finder whose mistakes are mined")
+    check_args(args)
     import torch
 
     torch.set_num_threads(args.threads)
@@ -114,7 +143,9 @@ def main(argv=None) -> int:
     notes = read_synthetic_annotations(family)
     if args.hard_negatives:
         crops = mine(args, crops, notes, family)
-    if not args.evaluate_only:
+    if args.recalibrate:
+        recalibrate(args, crops, _cap_val(notes, args.val_views) if args.val_views else notes)
+    elif not args.evaluate_only:
         config = TrainConfig(
             image_size=crops.recipe.crop,
             width=args.width,
@@ -143,6 +174,36 @@ def main(argv=None) -> int:
     report = evaluate_model(args, args.out, notes, held_notes, args.out.parent / "eval-lesion")
     print(json.dumps(report["summary"], indent=2))
     return 0
+
+
+def recalibrate(args, crops, notes) -> None:
+    """--init's weights under other scan settings, refitted on validation, saved as --out.
+
+    Why: a scan setting chosen on validation views (benchmarks/lesion_select.py) changes the
+    window scores, so every number fitted from them is fitted again; the weights stay."""
+    import time
+
+    from sgc_core.checkpoint import load_model, save_model
+    from sgc_core.lesion_card import LesionCard
+    from sgc_core.lesion_train import fit_card, fit_crops
+    from sgc_core.sde import sde_from_dict
+
+    model, card = load_model(args.init)
+    old = LesionCard.from_dict(card["lesion"])
+    base = old.with_settings(args.set)
+    images, labels = fit_crops(crops)
+    val = [n for n in notes if n.split == "val"]
+    t0 = time.perf_counter()
+    lesion = fit_card(model, sde_from_dict(card["sde"]), base, images, labels, val)
+    source = f"{card['name']} {card['version']} ({card['sha256'][:16]})"
+    card = dict(card, version=args.version, lesion=lesion.to_dict())
+    card["calibration"] = {
+        "fitted_on": f"validation split: {len(images)} crops, {len(val)} views of {_data(args)}",
+        "seconds": round(time.perf_counter() - t0, 1),
+        "recalibrated": f"weights of {source}; scan settings changed: "
+        + (", ".join(args.set) or "none"),
+    }
+    save_model(args.out, model, card)
 
 
 def mine(args, crops, notes, family: Path):
@@ -176,10 +237,14 @@ def _describe(args) -> str:
             f"; {args.hard_negatives} hard negatives per training view "
             f"({args.mine_views or 'all'} views) mined with it"
         )
+    return _data(args) + warm
+
+
+def _data(args) -> str:
     return (
         f"sgc synth --studies {args.studies} --seed {args.synth_seed} --size {args.size} "
         f"--difficulty {args.difficulty:g} --normal-fraction 0.25 --style mixed --hold-out ducts; "
-        f"held-out: --studies {args.held_out_studies} --seed {args.synth_seed + 1} --style ducts{warm}"
+        f"held-out: --studies {args.held_out_studies} --seed {args.synth_seed + 1} --style ducts"
     )
 
 

@@ -103,3 +103,18 @@ class LesionCard:
 
     def replace(self, **changes: Any) -> LesionCard:
         return dataclasses.replace(self, **changes)
+
+    def with_settings(self, settings: list[str]) -> LesionCard:
+        """This card with ``KEY=VALUE`` number settings changed (a scan choice made on
+        validation); an unknown key or a non-number is refused in one line (ValueError)."""
+        changes: dict[str, Any] = {}
+        for setting in settings:
+            key, sep, value = setting.partition("=")
+            current = getattr(self, key, None)
+            if not sep or not isinstance(current, int | float) or isinstance(current, bool):
+                raise ValueError(f"{setting!r}: expected KEY=VALUE with KEY a number of the card")
+            try:
+                changes[key] = type(current)(value)
+            except ValueError:
+                raise ValueError(f"{setting!r}: {value!r} is not a number for {key}") from None
+        return self.replace(**changes)

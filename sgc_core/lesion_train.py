@@ -59,8 +59,7 @@ def calibrate(
     val = crops.dataset("val")
     counts = [max(1, val.labels.count(i)) for i in range(len(base.classes))]
     # A seeded subset bounds the cost of the band and temperature fits on a CPU.
-    keep = torch.randperm(len(val), generator=torch.Generator().manual_seed(0))[:MAX_FIT_CROPS]
-    images, labels = val.images[keep], [val.labels[int(i)] for i in keep]
+    images, labels = fit_crops(crops)
     card = base.replace(
         priors=tuple(c / sum(counts) for c in counts),
         spacing_mm=crops.recipe.spacing_mm,
@@ -69,7 +68,20 @@ def calibrate(
     )
     sde = sde_from_dict(sde_dict)
     t_range = choose_t_range(LesionScanner(model, sde, card, device), images, labels)
-    card = card.replace(t_range=t_range)
+    return fit_card(model, sde, card.replace(t_range=t_range), images, labels, val_notes, device)
+
+
+def fit_card(
+    model: nn.Module,
+    sde,
+    card: LesionCard,
+    images: torch.Tensor,
+    labels: Sequence[int],
+    val_notes: Sequence[LesionAnnotation],
+    device: str = "cpu",
+) -> LesionCard:
+    """The window temperatures (validation crops), then the view / exam maps, thresholds and
+    OOD band (validation views scanned with ``card``'s scan settings)."""
     scanner = LesionScanner(model, sde, card, device)
     card = card.replace(
         temperature_coarse=window_temperature(scanner, images, labels, fine=False),
@@ -78,6 +90,13 @@ def calibrate(
     open_card = card.replace(finding_threshold=0.0, max_findings=card.refine_top)
     views = score_views(LesionScanner(model, sde, open_card, device), val_notes)
     return fit_from_views(card, views)
+
+
+def fit_crops(crops: CropSet) -> tuple[torch.Tensor, list[int]]:
+    """The seeded subset of validation crops that the band and temperature fits use."""
+    val = crops.dataset("val")
+    keep = torch.randperm(len(val), generator=torch.Generator().manual_seed(0))[:MAX_FIT_CROPS]
+    return val.images[keep], [val.labels[int(i)] for i in keep]
 
 
 def train_lesion_finder(

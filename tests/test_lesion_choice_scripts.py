@@ -48,3 +48,30 @@ def test_hard_negatives_without_a_finder_are_refused_before_any_data() -> None:
 
     with pytest.raises(SystemExit, match="needs --init"):
         train_lesion_model.main(["--hard-negatives", "2", "--data", "/nonexistent/never-made"])
+
+
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["--recalibrate"], "--recalibrate needs --init"),
+        (["--set", "k_coarse=2"], "--set is for --recalibrate"),
+        (["--recalibrate", "--init", "m", "--set", "k_coarse=two"], "not a number"),
+        (["--recalibrate", "--init", "m", "--set", "colour=2"], "KEY=VALUE"),
+    ],
+)
+def test_recalibration_options_are_checked_before_any_data(argv, says) -> None:
+    from benchmarks import train_lesion_model
+
+    with pytest.raises(SystemExit, match=says):
+        train_lesion_model.main([*argv, "--data", "/nonexistent/never-made"])
+
+
+def test_card_settings_change_only_numbers_of_the_card() -> None:
+    from sgc_core.lesion_card import LesionCard
+
+    card = LesionCard().with_settings(["middle_windows=16", "k_middle=2", "min_breast_fraction=.5"])
+    assert (card.middle_windows, card.k_middle, card.min_breast_fraction) == (16, 2, 0.5)
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        LesionCard().with_settings(["classes=1"])  # a tuple, not a number
+    with pytest.raises(ValueError, match="middle_windows"):
+        LesionCard().with_settings(["middle_windows=-1"])
