@@ -39,16 +39,16 @@ def parse_args(argv=None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="also scan with this card setting changed (e.g. min_breast_fraction=0.75); "
-        "repeatable, each a row of its own",
+        help="also scan with this card setting changed (e.g. min_breast_fraction=0.75, or "
+        "several: middle_windows=16,k_fine=16); repeatable, each a row of its own",
     )
     return p.parse_args(argv)
 
 
 def validation_metrics(model_path: Path, notes, change: str = "") -> dict:
-    """Scan ``notes`` with the model's open card (one ``KEY=VALUE`` scan setting changed, if
-    given: the weights stay, so a scan choice is made on validation like a model's);
-    the per-view metrics of lesion_eval."""
+    """Scan ``notes`` with the model's open card (``KEY=VALUE[,KEY=VALUE]`` scan settings
+    changed, if given: the weights stay, so a scan choice is made on validation like a
+    model's); the per-view metrics of lesion_eval."""
     from benchmarks.lesion_eval import view_metrics
     from sgc_core.lesion_fit import score_views
     from sgc_core.lesion_scan import LesionScanner
@@ -58,7 +58,7 @@ def validation_metrics(model_path: Path, notes, change: str = "") -> dict:
     card = model.lesion
     open_card = card.replace(finding_threshold=0.0, max_findings=card.refine_top)
     if change:
-        open_card = open_card.with_settings([change])
+        open_card = open_card.with_settings(change.split(","))
     scanner = LesionScanner(model.scanner.model, model.scanner.sde, open_card)
     t0 = time.perf_counter()
     scored = score_views(scanner, notes)
@@ -75,7 +75,7 @@ def check_scan_changes(changes: list[str]) -> None:
     from sgc_core.lesion_card import LesionCard
 
     try:
-        LesionCard().with_settings(changes)
+        LesionCard().with_settings([c for change in changes for c in change.split(",")])
     except ValueError as exc:
         raise SystemExit(f"--scan {exc}") from None
 
