@@ -72,15 +72,20 @@ def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> 
 
 
 def start_ours(
-    workdir: Path, port: int, processes: int | None = None, source: Path | None = None
+    workdir: Path,
+    port: int,
+    processes: int | None = None,
+    source: Path | None = None,
+    fsync: bool = True,
 ) -> subprocess.Popen:
-    """``sgc scp`` with its defaults (fsync on); ``source``: run that source tree instead."""
+    """``sgc scp`` with its defaults (fsync on); ``source``: run that source tree instead;
+    ``fsync=False`` only to measure what durability costs (dcmtk does not fsync)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SGC_")}
     env.update(
         SGC_DATA_DIR=str(workdir / "sgc-data"),
         SGC_HOST="127.0.0.1",
         SGC_PORT=str(port),
-        SGC_FSYNC="true",
+        SGC_FSYNC="true" if fsync else "false",
         SGC_LOG_LEVEL="WARNING",
     )
     if processes is not None:
@@ -171,7 +176,8 @@ def run_once(
 ) -> tuple[float, float]:
     """One timed run into a fresh server; returns (wall-clock MB/s, CPU ms per image).
 
-    ``kind`` is ``dcmtk`` or a name for our node (``source`` picks its source tree).
+    ``kind`` is ``dcmtk``, ``no-fsync`` (our node without fsync) or a name for our node
+    (``source`` picks its source tree).
     ``warmup`` images are sent first, each on its own association, four at a time, and
     are not timed: a node runs for months, so what is measured is steady-state ingest,
     not the first association's lazy imports and first SQL compilations in each process
@@ -182,7 +188,7 @@ def run_once(
     if kind == "dcmtk":
         proc = start_dcmtk(workdir, port)
     else:
-        proc = start_ours(workdir, port, processes, source)
+        proc = start_ours(workdir, port, processes, source, fsync=kind != "no-fsync")
     warmup = warmup or []
     try:
         wait_listening(port, proc)
@@ -256,6 +262,11 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help="time from a cold server (no untimed small images first)",
     )
+    parser.add_argument(
+        "--no-fsync-too",
+        action="store_true",
+        help="also run our SCP with SGC_FSYNC=false ('no-fsync'): what durability costs",
+    )
     parser.add_argument("--quick", action="store_true", help="small run: 4 images, 2 rounds")
     args = parser.parse_args()
     if args.quick:
@@ -266,6 +277,7 @@ def parse_args() -> argparse.Namespace:
 def run_setting(args, senders: int, files, warmup, scratch: Path) -> dict[str, tuple]:
     """Rotating rounds of every server at ``senders`` associations; medians per server."""
     kinds = ["ours", "dcmtk"] + (["before"] if args.before else [])
+    kinds += ["no-fsync"] if args.no_fsync_too else []
     results: dict[str, list[tuple[float, float]]] = {k: [] for k in kinds}
     for r in range(args.rounds):
         for kind in kinds[r % len(kinds) :] + kinds[: r % len(kinds)]:
@@ -296,7 +308,8 @@ def main() -> None:
         print(f"scratch: {scratch} ({total:.0f} MB in {len(files)} files)")
         print(
             f"our SCP: SGC_SCP_PROCESSES={args.processes or 'default'}, fsync on; before: "
-            f"{args.before or 'not run'}; warm-up: {len(warmup)} small images before each run"
+            f"{args.before or 'not run'}; no-fsync: {'run' if args.no_fsync_too else 'not run'}; "
+            f"warm-up: {len(warmup)} small images before each run"
         )
         for senders in args.senders:
             print(f"load average before: {load()}", flush=True)
