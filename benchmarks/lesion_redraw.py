@@ -94,6 +94,8 @@ def scan_rows(model_path: Path, folder: Path, views: int) -> None:
 
 
 def _row(sc, card, note, scan, window_scores) -> dict:
+    from sgc_core.lesion_fit import ScoredView, is_hit
+
     row = {"path": note.path, "finding": note.finding, "style": note.style}
     if not (scan.breast_found and scan.mask.any()):
         return row
@@ -111,6 +113,9 @@ def _row(sc, card, note, scan, window_scores) -> dict:
         p=res.p_malignant,
         top=res.extra["top_malignant_logit"],
     )
+    if note.finding == "malignant":  # does the top finding land on the lesion (lesion_eval's rule)
+        view = ScoredView(note, res, scan.spacing_mm / scan.geometry.step[0])
+        row["top_hit"] = bool(res.findings) and is_hit(view, res.findings[0].centre)
     return row
 
 
@@ -145,6 +150,10 @@ def report(folder: Path) -> dict:
         lesion = np.array([r["finding"] != "normal" for r in rows])
         print(f"{name}: {len(rows)} views, {mal.sum()} malignant, {(~lesion).sum()} normal")
         summary[name] = {}
+        hits = [r["top_hit"] for r in rows if "top_hit" in r]
+        if hits:  # rows written before the field existed have none
+            summary[name]["top_finding_hit"] = f"{sum(hits)}/{len(hits)}"
+            print(f"  top finding on the malignant lesion: {sum(hits)} of {len(hits)}")
         for key, f in features(rows).items():
             auc = float(roc_auc_score(mal, f))
             mb = float(roc_auc_score(mal[lesion], f[lesion]))

@@ -172,3 +172,7 @@ def test_redraw_features_compare_each_view_with_the_other_breast(tmp_path):
         (tmp_path / f"rows-{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     summary = report(tmp_path)
     assert summary["held"]["contra"]["auc"] == 1.0
+    assert "top_finding_hit" not in summary["held"]  # rows from before the field: no count
+    rows[0]["top_hit"] = True
+    (tmp_path / "rows-held.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert report(tmp_path)["held"]["top_finding_hit"] == "1/1"
