@@ -56,7 +56,9 @@ def test_whole_view_results_do_not_depend_on_the_budget() -> None:
         for c in a.log_likelihoods:
             # float32 rounding of other kernels: a clean-clone CI run differed by 1.4e-6
             assert a.log_likelihoods[c] == pytest.approx(b.log_likelihoods[c], rel=1e-6)
-            assert a.probabilities[c] == pytest.approx(b.probabilities[c], abs=1e-5)
+            # The log-likelihoods (~ -6700 nats) differ by up to ~1e-4 nats (an AMD EPYC
+            # host); a probability moves by p(1 - p) times the change of their difference.
+            assert a.probabilities[c] == pytest.approx(b.probabilities[c], abs=1e-4)
 
 
 def test_lesion_finder_results_do_not_depend_on_the_budget(tmp_path: Path) -> None:
