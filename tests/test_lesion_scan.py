@@ -70,12 +70,14 @@ def test_blank_view_is_unscored_not_a_crash(scanner) -> None:
     assert "no breast" in result.ood_reason
 
 
-def test_breast_smaller_than_one_window_gets_one(scanner) -> None:
+@pytest.mark.parametrize("middle", [0, 16])
+def test_breast_smaller_than_one_window_gets_one(scanner, middle: int) -> None:
     ds = _breast_with_dot("L", "CC", "MONOCHROME2", (100, 60), 0.1)
     img = np.zeros((900, 700), np.uint16)
     img[80:130, 0:40] = 1800  # a 5 x 4 mm "breast" at the chest wall
     ds.PixelData = img.tobytes()
-    result = scanner.scan(scan_dataset(ds, 0.4))
+    finder = LesionScanner(scanner.model, scanner.sde, scanner.card.replace(middle_windows=middle))
+    result = finder.scan(scan_dataset(ds, 0.4))
     assert result.windows == 1 and result.p_malignant is not None
 
 
