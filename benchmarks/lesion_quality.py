@@ -43,6 +43,7 @@ import torch
 from benchmarks.lesion_report import crop_metrics, print_row, print_summary, ratios, shift_summary
 from benchmarks.model_quality import nested_order
 from sgc_core.baseline import BaselineConfig, predict_logits, train_baseline
+from sgc_core.batching import DEFAULT_MEMORY_MB, forward_rows
 from sgc_core.calibration import fit_temperature, log_posterior
 from sgc_core.datasets.base import TensorDataset
 from sgc_core.datasets.crops import (
@@ -158,12 +159,17 @@ def train_sgc(data: TensorDataset, args) -> tuple:
     res = train(cfg, data, progress=False)
     sde = sde_from_dict(cfg.sde)
     plan = noise_plan(args.k, tuple(data.images.shape[1:]), args.t_range, args.seed)
+    # Rows per forward call from the node's memory budget: a 128-px crop's activations
+    # are 4 times a 64-px one's, and 256 rows of them would take gigabytes.
+    rows = forward_rows(cfg.width, cfg.image_size, DEFAULT_MEMORY_MB, 256)
 
     def score(images: torch.Tensor) -> torch.Tensor:
         x = to_model_space(images, cfg.levels, dequantize=False).to(args.device)
         return torch.cat(
             [
-                window_scores(class_errors(res.model, sde, x[s : s + 128], len(UNIFORM), plan))
+                window_scores(
+                    class_errors(res.model, sde, x[s : s + 128], len(UNIFORM), plan, rows)
+                )
                 for s in range(0, len(x), 128)
             ]
         ).cpu()

@@ -39,6 +39,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--difficulty", type=float, default=0.3)
     p.add_argument("--synth-seed", type=int, default=11)
     p.add_argument("--width", type=int, default=16)
+    p.add_argument(
+        "--crop",
+        type=int,
+        default=64,
+        help="window and training crop in scan pixels (stride: half of it); 128 = 51 mm",
+    )
+    p.add_argument("--spacing", type=float, default=0.4, help="scan grid, mm per pixel")
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=5e-4)
@@ -99,13 +106,17 @@ def make_data(args) -> tuple[Path, Path]:
     return family, held
 
 
-def make_crops(folder: Path, workers: int):
+def make_crops(folder: Path, workers: int, crop: int = 64, spacing: float = 0.4):
+    """The folder's crops for one window (cached beside it; the default window's cache keeps
+    its old name)."""
     from sgc_core.datasets.crops import CropRecipe, CropSet, build_crops, read_synthetic_annotations
 
-    cache = folder / "crops.npz"
+    recipe = CropRecipe(spacing_mm=spacing, crop=crop, stride=crop // 2)
+    name = "crops.npz" if recipe == CropRecipe() else f"crops-{crop}px-{spacing:g}mm.npz"
+    cache = folder / name
     if cache.is_file():
         return CropSet.load(cache)
-    crops = build_crops(read_synthetic_annotations(folder), CropRecipe(), workers=workers)
+    crops = build_crops(read_synthetic_annotations(folder), recipe, workers=workers)
     crops.save(cache)
     return crops
 
@@ -124,6 +135,10 @@ def check_args(args) -> None:
         LesionCard().with_settings(args.set)
     except ValueError as exc:
         raise SystemExit(f"--set {exc}") from None
+    if args.crop < 16 or args.crop % 16 or args.spacing <= 0:
+        raise SystemExit(f"--crop {args.crop} must be a multiple of 16, --spacing positive")
+    if (args.crop, args.spacing) != (64, 0.4) and (args.recalibrate or args.evaluate_only):
+        raise SystemExit("--crop/--spacing are for training: a saved model keeps its own window")
 
 
 def main(argv=None) -> int:
@@ -139,7 +154,7 @@ def main(argv=None) -> int:
     from sgc_core.train import TrainConfig
 
     family, held = make_data(args)
-    crops = make_crops(family, args.workers)
+    crops = make_crops(family, args.workers, args.crop, args.spacing)
     notes = read_synthetic_annotations(family)
     if args.hard_negatives:
         crops = mine(args, crops, notes, family)

@@ -57,9 +57,12 @@ def test_hard_negatives_without_a_finder_are_refused_before_any_data() -> None:
         (["--set", "k_coarse=2"], "--set is for --recalibrate"),
         (["--recalibrate", "--init", "m", "--set", "k_coarse=two"], "not a number"),
         (["--recalibrate", "--init", "m", "--set", "colour=2"], "KEY=VALUE"),
+        (["--crop", "100"], "multiple of 16"),
+        (["--spacing", "0"], "multiple of 16, --spacing positive"),
+        (["--evaluate-only", "--crop", "128"], "a saved model keeps its own window"),
     ],
 )
-def test_recalibration_options_are_checked_before_any_data(argv, says) -> None:
+def test_training_options_are_checked_before_any_data(argv, says) -> None:
     from benchmarks import train_lesion_model
 
     with pytest.raises(SystemExit, match=says):
@@ -75,3 +78,16 @@ def test_card_settings_change_only_numbers_of_the_card() -> None:
         LesionCard().with_settings(["classes=1"])  # a tuple, not a number
     with pytest.raises(ValueError, match="middle_windows"):
         LesionCard().with_settings(["middle_windows=-1"])
+
+
+def test_a_wider_window_cuts_its_own_crops_beside_the_default_cache(tmp_path) -> None:
+    from benchmarks.train_lesion_model import make_crops
+    from sgc_core.synth import write_dataset
+
+    folder = tmp_path / "family"
+    write_dataset(folder, 2, seed=5, size="small", style="mixed", normal_fraction=0.0)
+    wide = make_crops(folder, 1, crop=128, spacing=0.4)
+    assert wide.images.shape[1:] == (128, 128)
+    assert (wide.recipe.crop, wide.recipe.stride) == (128, 64)
+    assert (folder / "crops-128px-0.4mm.npz").is_file() and not (folder / "crops.npz").exists()
+    assert make_crops(folder, 1).images.shape[1:] == (64, 64)

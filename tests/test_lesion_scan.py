@@ -115,3 +115,19 @@ def test_middle_stage_rescores_only_the_least_normal_windows(scanner) -> None:
     assert result.p_malignant is not None and 1 <= len(result.findings) <= card.max_findings
     plain = LesionScanner(net, scanner.sde, scanner.card)
     assert len(plain._rank(scan, centres, err)[0]) == len(centres)
+
+
+def test_a_wider_window_scans_the_same_view_in_fewer_windows(scanner) -> None:
+    """A 128-px window (51 mm, the wide field measured in docs/benchmarks.md) tiles at its
+    own stride and still maps its findings into the source image."""
+    torch.manual_seed(0)
+    wide_net = build_score_model(architecture_spec("default", 3, 1, 128, 8), VPSDE())
+    card = LesionCard(finding_threshold=0.0, k_fine=1, crop=128, stride=64)
+    wide = LesionScanner(wide_net, VPSDE(), card)
+    scan = scan_dataset(_breast_with_dot("R", "CC", "MONOCHROME2", (520, 400), 0.1), 0.4)
+    result, narrow = wide.scan(scan), scanner.scan(scan)
+    assert 1 <= result.windows < narrow.windows
+    assert result.findings
+    for f in result.findings:
+        r0, c0, r1, c1 = f.box
+        assert 0 <= r0 < r1 <= 900 and 0 <= c0 < c1 <= 700
