@@ -110,7 +110,7 @@ def run_field(field: str, args) -> list[dict]:
         if k.startswith("test") and len(p.labels)
     }
     rows = []
-    for name in ("sgc", "cnn"):
+    for name in args.models.split(","):
         r = run_model(name, parts["train"].dataset(), val, tests, args)
         r.update(field=field, crop=crop, spacing_mm=spacing, field_mm=crop * spacing)
         r["class_counts"] = counts
@@ -142,6 +142,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data", type=Path, required=True, help="`sgc synth` folder (its splits)")
     p.add_argument("--fields", default="64@0.4,128@0.4,64@0.8", help="CROP@SPACING, ...")
     p.add_argument("--steps", type=int, default=600, help="optimiser steps per model and field")
+    p.add_argument("--models", default="sgc,cnn", help="sgc, cnn or both (the CNN is cheap)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--cnn-width", type=int, default=None)
@@ -161,6 +162,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.t_range = (args.t_min, args.t_max)
     if not 0.0 < args.t_min < args.t_max <= 1.0:
         p.error("need 0 < --t-min < --t-max <= 1")
+    if not args.models or set(args.models.split(",")) - {"sgc", "cnn"}:
+        p.error(f"--models {args.models!r}: sgc, cnn or sgc,cnn")
     if not (args.data / "labels.csv").is_file():
         p.error(f"--data {args.data}: no labels.csv (a folder written by `sgc synth`)")
     return args

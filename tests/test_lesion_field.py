@@ -76,3 +76,10 @@ def test_a_folder_without_labels_is_refused(tmp_path, capsys):
         main(["--data", str(tmp_path)])
     assert exc.value.code == 2
     assert "labels.csv" in capsys.readouterr().err
+
+
+def test_an_unknown_model_is_refused(folder, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--data", str(folder), "--models", "sgc,gan"])
+    assert exc.value.code == 2
+    assert "--models" in capsys.readouterr().err
