@@ -274,8 +274,8 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def run_setting(args, senders: int, files, warmup, scratch: Path) -> dict[str, tuple]:
-    """Rotating rounds of every server at ``senders`` associations; medians per server."""
+def run_setting(args, senders: int, files, warmup, scratch: Path) -> dict[str, list[tuple]]:
+    """Rotating rounds of every server at ``senders`` associations; each run's (MB/s, CPU)."""
     kinds = ["ours", "dcmtk"] + (["before"] if args.before else [])
     kinds += ["no-fsync"] if args.no_fsync_too else []
     results: dict[str, list[tuple[float, float]]] = {k: [] for k in kinds}
@@ -288,9 +288,34 @@ def run_setting(args, senders: int, files, warmup, scratch: Path) -> dict[str, t
                 f"  {senders} assoc round {r + 1} {kind:6s} {mbps:7.1f} MB/s {cpu:6.1f} ms CPU/image",
                 flush=True,
             )
+    return results
+
+
+def summarise(runs: dict[str, list[tuple[float, float]]]) -> dict[str, dict[str, float]]:
+    """Per server: median and best MB/s, median CPU ms per image.
+
+    Why the best too: on these hosts dcmtk's runs are bimodal (one run at ~13 ms of CPU per
+    image, the next at ~40, alternating even when only dcmtk runs; the page cache's state
+    left by the previous run, not measured further), so a median of 3-7 rounds lands in
+    either mode. The best of the rounds compares each server at its fastest."""
     return {
-        k: tuple(statistics.median(x[i] for x in v) for i in range(2)) for k, v in results.items()
+        k: {
+            "median": statistics.median(x[0] for x in v),
+            "best": max(x[0] for x in v),
+            "cpu": statistics.median(x[1] for x in v),
+        }
+        for k, v in runs.items()
     }
+
+
+def table_rows(senders: int, summary: dict[str, dict[str, float]]) -> list[str]:
+    """Markdown rows: each server's medians, best, and both ratios to dcmtk."""
+    ref = summary["dcmtk"]
+    return [
+        f"| {senders} | {kind} | {s['median']:.0f} | {s['best']:.0f} | {s['cpu']:.0f} | "
+        f"{s['median'] / ref['median']:.2f} | {s['best'] / ref['best']:.2f} |"
+        for kind, s in summary.items()
+    ]
 
 
 def main() -> None:
@@ -313,16 +338,16 @@ def main() -> None:
         )
         for senders in args.senders:
             print(f"load average before: {load()}", flush=True)
-            med = run_setting(args, senders, files, warmup, scratch)
+            runs = run_setting(args, senders, files, warmup, scratch)
             print(f"load average after: {load()}", flush=True)
-            table.append((senders, med))
-        print("\nmedians of", args.rounds, "rounds (MB/s wall clock, ms CPU per image)")
-        print("| associations | server | MB/s | CPU ms/image | ratio to dcmtk (MB/s) |")
-        print("|---|---|---|---|---|")
-        for senders, med in table:
-            for kind, (mbps, cpu) in med.items():
-                ratio = mbps / med["dcmtk"][0]
-                print(f"| {senders} | {kind} | {mbps:.0f} | {cpu:.0f} | {ratio:.2f} |")
+            table += table_rows(senders, summarise(runs))
+        print(f"\n{args.rounds} rounds: MB/s wall clock (median, best), median CPU ms per image")
+        print(
+            "| associations | server | MB/s median | MB/s best | CPU ms/image "
+            "| ratio to dcmtk, medians | ratio to dcmtk, bests |"
+        )
+        print("|---|---|---|---|---|---|---|")
+        print("\n".join(table))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

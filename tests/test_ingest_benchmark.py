@@ -30,3 +30,16 @@ def test_no_fsync_starts_our_scp_with_fsync_off(tmp_path: Path) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_the_table_gives_median_and_best_ratios_to_dcmtk() -> None:
+    runs = {
+        "ours": [(700.0, 30.0), (800.0, 31.0), (750.0, 29.0)],
+        "dcmtk": [(600.0, 40.0), (1200.0, 13.0), (650.0, 42.0)],
+    }
+    summary = ingest.summarise(runs)
+    assert summary["ours"] == {"median": 750.0, "best": 800.0, "cpu": 30.0}
+    assert summary["dcmtk"] == {"median": 650.0, "best": 1200.0, "cpu": 40.0}
+    rows = ingest.table_rows(8, summary)
+    assert rows[0] == "| 8 | ours | 750 | 800 | 30 | 1.15 | 0.67 |"
+    assert rows[1].endswith("| 1.00 | 1.00 |")
