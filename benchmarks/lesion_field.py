@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 import time
 from pathlib import Path
@@ -38,7 +37,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.lesion_quality import UNIFORM, BenchmarkError, first_n, run_model, validation_set
+from benchmarks.lesion_quality import (
+    UNIFORM,
+    BenchmarkError,
+    first_n,
+    run_model,
+    validation_set,
+    write,
+)
 from benchmarks.model_quality import nested_order
 from sgc_core.datasets.crops import (
     CropDataError,
@@ -184,10 +190,8 @@ def main(argv=None) -> int:
     try:
         for field in args.fields.split(","):
             rows += run_field(field.strip(), args)
-            if args.out is not None:
-                args.out.parent.mkdir(parents=True, exist_ok=True)
-                settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-                args.out.write_text(json.dumps({"settings": settings, "results": rows}, indent=2))
+            settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+            write({"settings": settings, "results": rows}, args.out)
     except (BenchmarkError, CropDataError) as exc:
         print(f"lesion_field: {exc}", file=sys.stderr)
         return 2
