@@ -7,8 +7,8 @@ load hits each), each run into a fresh, empty destination (our node would otherw
 recognise re-sends and skip the write). ``--before DIR`` also runs an older source tree of
 the node (``git archive <commit> | tar -x -C DIR``) in the same rounds, so a before/after
 table comes from one run. Printed: wall-clock MB/s and CPU ms per image (the server's whole
-process tree, children included) per run, the medians and best runs and their ratios to dcmtk, for 1, 4
-and 8 concurrent associations by default.
+process tree, children included) per run, the medians and best runs and their ratios to
+dcmtk, for 1, 4 and 8 concurrent associations by default.
 
     .venv/bin/python -m benchmarks.ingest --count 16 --rounds 3 --before /tmp/sgc-before
     .venv/bin/python -m benchmarks.ingest --quick      # 4 images, 2 rounds: a smoke run
