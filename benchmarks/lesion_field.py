@@ -23,6 +23,8 @@ lesion. Per field the SGC and the CNN of ``benchmarks/lesion_quality.py`` are tr
 the same steps and batch; temperatures are fitted on validation crops. Printed per field and
 model: test AUC malignant vs rest, lesion vs normal and malignant vs benign, overall and per
 lesion kind (masses and distortion / calcification clusters), training and scoring seconds.
+Where both models ran, a line per field gives SGC / CNN: the ratio of each AUC and, in
+brackets, the difference (also in the JSON as the field's ``sgc/cnn`` row).
 Nothing here is chosen on test.
 """
 
@@ -45,6 +47,7 @@ from benchmarks.lesion_quality import (
     validation_set,
     write,
 )
+from benchmarks.lesion_report import ratios
 from benchmarks.model_quality import nested_order
 from sgc_core.datasets.crops import (
     CropDataError,
@@ -122,7 +125,18 @@ def run_field(field: str, args) -> list[dict]:
         r["class_counts"] = counts
         rows.append(r)
         print_row(r)
+    for ratio in ratios([dict(r, n=field) for r in rows]):  # both models run: SGC / CNN
+        rows.append({"field": field, "model": "sgc/cnn", **ratio})
+        print(f"{field:>8} SGC / CNN, AUC ratio (difference): " + _ratio_text(ratio), flush=True)
     return rows
+
+
+def _ratio_text(ratio: dict) -> str:
+    names = {"auc_malignant": "mal", "auc_lesion": "lesion", "auc_malignant_vs_benign": "mal/ben"}
+    return ", ".join(
+        f"{short} {_num(ratio[f'{key}_ratio'])} ({_num(ratio[f'{key}_difference'])})"
+        for key, short in names.items()
+    )
 
 
 def print_row(r: dict) -> None:

@@ -51,13 +51,20 @@ def test_every_field_has_both_models_under_one_budget(folder, tmp_path, capsys):
     assert main([*argv, "--out", str(out)]) == 0
     rows = json.loads(out.read_text())["results"]
     assert [(r["field"], r["model"]) for r in rows] == [
-        (f, m) for f in ("32@0.4", "32@0.8") for m in ("sgc", "cnn")
+        (f, m) for f in ("32@0.4", "32@0.8") for m in ("sgc", "cnn", "sgc/cnn")
     ]
-    for r in rows:
+    models = [r for r in rows if r["model"] != "sgc/cnn"]
+    for r in models:
         assert (r["steps"], r["batch"]) == (3, 4)
         assert r["field_mm"] == pytest.approx(32 * r["spacing_mm"])
         assert r["test"]["crops"] <= 12
-    assert "32@0.8" in capsys.readouterr().out
+    by = {(r["field"], r["model"]): r for r in rows}
+    for field in ("32@0.4", "32@0.8"):  # the peer's ratio, from the same run
+        sgc, cnn = by[(field, "sgc")]["test"], by[(field, "cnn")]["test"]
+        ratio = by[(field, "sgc/cnn")]
+        assert ratio["auc_lesion_ratio"] == pytest.approx(sgc["auc_lesion"] / cnn["auc_lesion"])
+    printed = capsys.readouterr().out
+    assert "32@0.8 SGC / CNN, AUC ratio" in printed
 
 
 @pytest.mark.parametrize("text", ["64x0.4", "60@0.4", "64@0", "@"])
