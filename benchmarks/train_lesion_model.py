@@ -7,8 +7,9 @@ Steps, all through the project's own code (docs/model.md):
 1. ``sgc synth --style mixed --hold-out ducts`` writes the training family (seeded; train /
    val / test by patient) and ``--style ducts`` a held-out-vendor set, under ``--data``.
 2. ``sgc_core.datasets.crops`` cuts 64 x 64 crops at 0.4 mm (``--crop``/``--spacing`` for
-   another window; lesion-centred, jittered; and normal tissue) from every view; ``sgc_core.train.train`` trains the class-conditional
-   score network on the train split's crops.
+   another window; lesion-centred, jittered; and normal tissue) from every view;
+   ``sgc_core.train.train`` trains the class-conditional score network on the train split's
+   crops.
 3. On the validation split only: the noise band, the window temperatures (crops), then the
    view / breast / study calibration, operating points, finding threshold and OOD band (views
    scanned by the finder itself), ``sgc_core.lesion_fit``.
