@@ -243,11 +243,21 @@ def t_range(text: str) -> tuple[float, float]:
     return lo, hi
 
 
+def models(text: str) -> tuple[str, ...]:
+    """``--models`` ("sgc,cnn") -> the model names in the benchmark's order, each once."""
+    names = {m.strip() for m in text.split(",") if m.strip()}
+    unknown = sorted(names - set(TRAINERS))
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"models must be among {sorted(TRAINERS)}, got {text!r}")
+    return tuple(m for m in TRAINERS if m in names)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--crops", type=Path, default=None, help="crop set (.npz of CropSet.save)")
     p.add_argument("--data", type=Path, default=None, help="`sgc synth` folder to cut crops from")
     p.add_argument("--ns", default="100,300,1000,full", help="training-set sizes")
+    p.add_argument("--models", type=models, default=("sgc", "cnn"), help="sgc, cnn or both")
     p.add_argument("--steps", type=int, default=1500, help="optimiser steps per model and N")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--width", type=int, default=16, help="base width of both networks")
@@ -296,7 +306,7 @@ def run(args) -> dict:
         tests = {"test": parts["test"].dataset()}
         if args.held_out is not None and n == max(ns):
             tests["test_held"] = parts["test_held"].dataset()
-        for name in ("sgc", "cnn"):
+        for name in args.models:
             r = {"n": n, **run_model(name, first_n(train_all, order, n), val, tests, args)}
             report["results"].append(r)
             print_row(r)

@@ -96,7 +96,7 @@ def print_summary(report: dict) -> None:
     shift = report.get("shift")
     if shift:
         print(f"\nshift to style {shift['held_out']!r} (N {shift['n']}): base / held (drop)")
-        for model in ("sgc", "cnn"):
+        for model in (m for m in ("sgc", "cnn") if m in shift):
             s = shift[model]
             cells = "  ".join(
                 f"{SHORT[m]} {fmt(s['base'][m], 5)} / {fmt(s['held_out'][m], 5)} "

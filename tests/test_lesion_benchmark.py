@@ -80,6 +80,27 @@ def test_every_n_has_both_models_metrics_under_one_budget(crop_file, tmp_path, c
     assert "SGC / CNN on base-style test crops" in printed and "shift to style 'ducts'" in printed
 
 
+def test_one_model_alone_runs_every_n_without_a_ratio(crop_file, tmp_path, capsys):
+    """--models cnn: the learning curve of one model (the SGC costs 10x more per step), no
+    SGC / CNN line where no SGC ran, and the shift of the one model."""
+    out = tmp_path / "result.json"
+    argv = ["--crops", str(crop_file), "--ns", "12,full", "--models", "cnn", "--out", str(out)]
+    assert main([*argv, *TINY]) == 0
+    report = json.loads(out.read_text())
+    assert [(r["n"], r["model"]) for r in report["results"]] == [(12, "cnn"), (24, "cnn")]
+    assert report["ratios"] == []
+    assert set(report["shift"]) == {"held_out", "n", "cnn"}
+    assert "cnn:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("names", ["gan", "", "sgc,vit"])
+def test_unknown_models_are_refused(names, crop_file, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--crops", str(crop_file), "--models", names, *TINY])
+    assert exc.value.code == 2
+    assert "models must be among" in capsys.readouterr().err
+
+
 def test_held_out_style_is_in_no_training_or_validation_part():
     crops = tiny_crops()
     parts = benchmark_parts(crops, "ducts")
