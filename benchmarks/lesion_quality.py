@@ -145,36 +145,59 @@ def first_n(data: TensorDataset, order: list[int], n: int) -> TensorDataset:
 
 def train_sgc(data: TensorDataset, args) -> tuple:
     """The class-conditional score network; its scorer is the finder's window score."""
-    cfg = TrainConfig(
-        image_size=data.images.shape[-1],
-        width=args.width,
-        steps=args.steps,
-        batch_size=args.batch,
-        lr=args.sgc_lr,
-        seed=args.seed,
-        balanced=True,
-        checkpoint_every=10**9,
-        device=args.device,
-    )
-    res = train(cfg, data, progress=False)
-    sde = sde_from_dict(cfg.sde)
+    if args.sgc_weights is not None:
+        model, sde, info = saved_sgc(args.sgc_weights, data, args.device)
+    else:
+        cfg = TrainConfig(
+            image_size=data.images.shape[-1],
+            width=args.width,
+            steps=args.steps,
+            batch_size=args.batch,
+            lr=args.sgc_lr,
+            seed=args.seed,
+            balanced=True,
+            checkpoint_every=10**9,
+            device=args.device,
+        )
+        res = train(cfg, data, progress=False)
+        model, sde = res.model, sde_from_dict(cfg.sde)
+        info = {"steps": res.step, "batch": cfg.batch_size, "width": cfg.width}
     plan = noise_plan(args.k, tuple(data.images.shape[1:]), args.t_range, args.seed)
     # Rows per forward call from the node's memory budget: a 128-px crop's activations
     # are 4 times a 64-px one's, and 256 rows of them would take gigabytes.
-    rows = forward_rows(cfg.width, cfg.image_size, DEFAULT_MEMORY_MB, 256)
+    rows = forward_rows(info["width"], data.images.shape[-1], DEFAULT_MEMORY_MB, 256)
 
     def score(images: torch.Tensor) -> torch.Tensor:
-        x = to_model_space(images, cfg.levels, dequantize=False).to(args.device)
+        x = to_model_space(images, 256, dequantize=False).to(args.device)
         return torch.cat(
             [
-                window_scores(
-                    class_errors(res.model, sde, x[s : s + 128], len(UNIFORM), plan, rows)
-                )
+                window_scores(class_errors(model, sde, x[s : s + 128], len(UNIFORM), plan, rows))
                 for s in range(0, len(x), 128)
             ]
         ).cpu()
 
-    return score, {"steps": res.step, "batch": cfg.batch_size, "width": cfg.width}
+    return score, info
+
+
+def saved_sgc(path: Path, data: TensorDataset, device: str) -> tuple:
+    """A finder already trained on these crops (``--sgc-weights``): the same network,
+    scored here like a freshly trained one; its budget is read from its card.
+
+    Why: the SGC costs ~0.5 CPU-s per step, so the full-N model of a large draw is trained
+    once, by train_lesion_model, and not again for this table."""
+    from sgc_core.checkpoint import load_model
+
+    model, card = load_model(path)
+    if card.get("image_size") != data.images.shape[-1]:
+        raise BenchmarkError(f"{path}: a {card.get('image_size')}-px model, crops are not")
+    model = model.to(torch.device(device)).eval().requires_grad_(False)
+    cfg = card["training"]["config"]
+    info = {"steps": card["training"]["steps"], "batch": cfg["batch_size"], "width": cfg["width"]}
+    return (
+        model,
+        sde_from_dict(card["sde"]),
+        {**info, "weights": f"{card['name']} {card['version']}"},
+    )
 
 
 def train_cnn(data: TensorDataset, args) -> tuple:
@@ -263,6 +286,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--width", type=int, default=16, help="base width of both networks")
     p.add_argument("--cnn-width", type=int, default=None, help="the CNN's, if not --width")
     p.add_argument("--sgc-lr", type=float, default=5e-4)
+    p.add_argument(
+        "--sgc-weights",
+        type=Path,
+        default=None,
+        help="score this finder (trained on these crops' training split) instead of training "
+        "an SGC; one N only, its card gives the budget",
+    )
     p.add_argument("--cnn-lr", type=float, default=2e-3)
     p.add_argument("--k", type=int, default=8, help="shared (t, eps) pairs per crop")
     p.add_argument("--t-range", type=t_range, default=(0.02, 0.5), help="T_MIN,T_MAX")
@@ -280,6 +310,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     if not args.device.startswith("cpu") and not torch.cuda.is_available():
         p.error(f"--device {args.device}: no CUDA device on this machine")
     args.held_out = None if args.held_out.lower() == "none" else args.held_out
+    if args.sgc_weights is not None and ("," in args.ns or "sgc" not in args.models):
+        p.error("--sgc-weights scores one trained SGC: give one --ns (its training size) and sgc")
+    if args.sgc_weights is not None and not args.sgc_weights.with_suffix(".json").is_file():
+        p.error(f"--sgc-weights {args.sgc_weights}: no model card {args.sgc_weights}.json")
     return args
 
 

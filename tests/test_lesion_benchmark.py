@@ -93,6 +93,38 @@ def test_one_model_alone_runs_every_n_without_a_ratio(crop_file, tmp_path, capsy
     assert "cnn:" in capsys.readouterr().out
 
 
+def test_a_saved_sgc_is_scored_with_the_budget_of_its_card(crop_file, tmp_path):
+    """--sgc-weights: a network trained elsewhere on the same training crops is scored like a
+    fresh one (validation temperature, test metrics) and reports its own steps and batch."""
+    from benchmarks.lesion_quality import benchmark_parts
+    from sgc_core.train import TrainConfig, train_and_export
+
+    parts = benchmark_parts(CropSet.load(crop_file), "ducts")
+    cfg = TrainConfig(image_size=16, width=8, steps=3, batch_size=4, balanced=True)
+    model = tmp_path / "finder"
+    train_and_export(
+        cfg, parts["train"].dataset(), model, val_dataset=parts["val"].dataset(), progress=False
+    )
+    out = tmp_path / "result.json"
+    argv = ["--crops", str(crop_file), "--ns", "full", "--models", "sgc", "--out", str(out)]
+    assert main([*argv, "--sgc-weights", str(model), *TINY]) == 0
+    (row,) = json.loads(out.read_text())["results"]
+    assert (row["steps"], row["batch"], row["width"]) == (3, 4, 8)  # the card's, not --steps 5
+    assert isinstance(row["test"]["auc_malignant"], float)
+
+
+@pytest.mark.parametrize("extra", [["--ns", "12,full"], ["--models", "cnn"], []])
+def test_saved_sgc_weights_need_one_n_the_sgc_and_a_card(extra, crop_file, tmp_path, capsys):
+    weights = tmp_path / "absent" if not extra else crop_file.with_suffix("")
+    if extra:
+        crop_file.with_suffix(".json").write_text("{}")
+    argv = ["--crops", str(crop_file), "--sgc-weights", str(weights), "--ns", "full", *extra]
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, *TINY])
+    assert exc.value.code == 2
+    assert "--sgc-weights" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("names", ["gan", "", "sgc,vit"])
 def test_unknown_models_are_refused(names, crop_file, capsys):
     with pytest.raises(SystemExit) as exc:
