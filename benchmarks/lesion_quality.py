@@ -330,7 +330,10 @@ def run(args) -> dict:
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     report: dict = {"settings": settings, "class_counts": counts, "results": []}
     print(f"crops per part (normal, benign, malignant): {counts}; val used {len(val)}", flush=True)
-    print(f"budget per model and N: {args.steps} steps x {args.batch} crops", flush=True)
+    budget = f"{args.steps} steps x {args.batch} crops"
+    if args.sgc_weights is not None:  # the saved SGC's own budget is in its row
+        budget += f"; the SGC: {args.sgc_weights}, its card's budget"
+    print(f"budget per model and N: {budget}", flush=True)
     print(
         f"{'N':>6} {'model':>5} {'AUC mal':>8} {'AUC les':>8} {'AUC m/b':>8} {'acc':>8} "
         f"{'train s':>8} {'score s':>8}",
