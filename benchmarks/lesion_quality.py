@@ -145,8 +145,9 @@ def first_n(data: TensorDataset, order: list[int], n: int) -> TensorDataset:
 
 def train_sgc(data: TensorDataset, args) -> tuple:
     """The class-conditional score network; its scorer is the finder's window score."""
-    if args.sgc_weights is not None:
-        model, sde, info = saved_sgc(args.sgc_weights, data, args.device)
+    weights = getattr(args, "sgc_weights", None)  # lesion_field's options have none
+    if weights is not None:
+        model, sde, info = saved_sgc(weights, data, args.device)
     else:
         cfg = TrainConfig(
             image_size=data.images.shape[-1],
