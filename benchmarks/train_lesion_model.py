@@ -51,6 +51,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--train-t-max",
+        type=float,
+        default=1.0,
+        help="train on t ~ U[eps, T] only; the calibrated scan band then lies below T",
+    )
     p.add_argument("--k-coarse", type=int, default=1)
     p.add_argument("--k-fine", type=int, default=4)
     p.add_argument("--val-views", type=int, default=80, help="0 = every validation view")
@@ -173,6 +179,7 @@ def main(argv=None) -> int:
             balanced=True,
             checkpoint_every=250,
             init_weights=args.init,
+            t_max=args.train_t_max,
         )
         base = LesionCard(k_coarse=args.k_coarse, k_fine=args.k_fine)
         train_lesion_finder(

@@ -182,20 +182,24 @@ T_EDGES = (0.01, 0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 1.0)
 
 
 def choose_t_range(
-    scanner: LesionScanner, images: torch.Tensor, labels: Sequence[int]
+    scanner: LesionScanner, images: torch.Tensor, labels: Sequence[int], t_max: float = 1.0
 ) -> tuple[float, float]:
     """The band of t whose summed window scores best separate the classes on validation crops.
 
     Score = mean of the AUCs lesion-vs-normal and malignant-vs-rest. Why choose a band: the
     label only changes the denoiser's output at intermediate noise; at small t every class
-    denoises alike and at large t nothing of the image is left (measured in docs/model.md)."""
+    denoises alike and at large t nothing of the image is left (measured in docs/model.md).
+    Only bins below the network's trained ``t_max`` are candidates."""
     from sklearn.metrics import roc_auc_score
 
     y = np.asarray(list(labels))
     x = to_model_space(images, 256, dequantize=False)
     m = scanner.card.malignant
     per_bin = []
-    for lo, hi in zip(T_EDGES[:-1], T_EDGES[1:], strict=True):
+    edges = [e for e in T_EDGES if e <= t_max + 1e-9]
+    if len(edges) < 2:
+        raise ValueError(f"no noise band fits below the trained t_max {t_max}")
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
         plan = noise_plan_like(scanner, (lo, hi))
         per_bin.append(
             torch.cat(
@@ -213,7 +217,7 @@ def choose_t_range(
                 ]
             ).numpy()
         )
-    best, band = -1.0, (T_EDGES[0], T_EDGES[-1])
+    best, band = -1.0, (edges[0], edges[-1])
     for i in range(len(per_bin)):
         for j in range(i, min(i + 3, len(per_bin))):
             sc = sum(per_bin[i : j + 1])
@@ -221,7 +225,7 @@ def choose_t_range(
             mal = sc[:, m] - np.logaddexp.reduce(np.delete(sc, m, axis=1), axis=1)
             quality = 0.5 * (roc_auc_score(y > 0, lesion) + roc_auc_score(y == m, mal))
             if quality > best:
-                best, band = quality, (T_EDGES[i], T_EDGES[j + 1])
+                best, band = quality, (edges[i], edges[j + 1])
     return band
 
 

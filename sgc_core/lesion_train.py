@@ -54,6 +54,7 @@ def calibrate(
     val_notes: Sequence[LesionAnnotation],
     base: LesionCard,
     device: str = "cpu",
+    t_max: float = 1.0,
 ) -> LesionCard:
     """Every fitted number of the card, in order (see the module docstring)."""
     val = crops.dataset("val")
@@ -67,7 +68,7 @@ def calibrate(
         stride=crops.recipe.stride,
     )
     sde = sde_from_dict(sde_dict)
-    t_range = choose_t_range(LesionScanner(model, sde, card, device), images, labels)
+    t_range = choose_t_range(LesionScanner(model, sde, card, device), images, labels, t_max)
     return fit_card(model, sde, card.replace(t_range=t_range), images, labels, val_notes, device)
 
 
@@ -125,7 +126,13 @@ def train_lesion_finder(
     t0 = time.perf_counter()
     val_notes = [n for n in notes if n.split == "val"]
     lesion = calibrate(
-        result.model, config.sde, crops, val_notes, base or LesionCard(), config.device
+        result.model,
+        config.sde,
+        crops,
+        val_notes,
+        base or LesionCard(),
+        config.device,
+        config.t_max,
     )
     card = {
         "name": name or out.name,

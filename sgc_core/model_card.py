@@ -107,6 +107,7 @@ def _fields(d: Mapping[str, Any]) -> dict[str, Any]:
     if positive not in classes:
         raise ModelCardError(f"positive_class {positive!r} is not one of {list(classes)}")
     lesion = LesionCard.from_dict(d["lesion"]) if d.get("lesion") else None
+    _check_trained_band(d, lesion)
     return {
         "name": str(d["name"]),
         "version": str(d.get("version", "0")),
@@ -122,6 +123,20 @@ def _fields(d: Mapping[str, Any]) -> dict[str, Any]:
         "ood": _ood(d.get("ood") or {}),
         "lesion": lesion,
     }
+
+
+def _check_trained_band(d: Mapping[str, Any], lesion: LesionCard | None) -> None:
+    """A network trained on t <= t_max knows nothing above it: a lesion card may not score
+    there, and the whole-view ELBO (which integrates t over [eps, 1]) needs t_max = 1."""
+    t_max = float(((d.get("training") or {}).get("config") or {}).get("t_max", 1.0))
+    if lesion is None and t_max < 1.0:
+        raise ModelCardError(
+            f"the network was trained on t <= {t_max} only; the whole-view ELBO needs t up to 1"
+        )
+    if lesion is not None and lesion.t_range[1] > t_max + 1e-9:
+        raise ModelCardError(
+            f"the scan band t {list(lesion.t_range)} reaches above the trained t <= {t_max}"
+        )
 
 
 def _threshold(d: Mapping[str, Any], lesion: LesionCard | None) -> float:

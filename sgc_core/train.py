@@ -97,11 +97,13 @@ def dsm_loss(
     gen: torch.Generator,
     eps: float,
     sampler: LikelihoodTimeSampler | None,
+    t_max: float = 1.0,
 ) -> torch.Tensor:
-    """Mean over batch and pixels of |eps_hat - z|^2 (t uniform, or ~ q when ``sampler``)."""
+    """Mean over batch and pixels of |eps_hat - z|^2 (t ~ U[eps, t_max], or ~ q when
+    ``sampler``)."""
     b = x0.shape[0]
     u = torch.rand(b, generator=gen, dtype=torch.float64)
-    t = sampler.inverse_cdf(u) if sampler is not None else eps + (1 - eps) * u
+    t = sampler.inverse_cdf(u) if sampler is not None else eps + (t_max - eps) * u
     t = t.float().to(x0.device)
     z = torch.randn(x0.shape, generator=gen).to(x0.device)
     xt = perturb(sde, x0, t, z)
@@ -228,7 +230,7 @@ def _optimise(
     """One optimiser step on the DSM loss and the EMA update; returns the loss."""
     device_type = x.device.type
     with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=use_amp):
-        loss = dsm_loss(run.model, sde, x, y, gen, config.eps, sampler)
+        loss = dsm_loss(run.model, sde, x, y, gen, config.eps, sampler, config.t_max)
     if not torch.isfinite(loss):
         raise FloatingPointError(f"training loss is {float(loss)} at step {run.step}; lower --lr")
     run.opt.zero_grad(set_to_none=True)

@@ -31,6 +31,10 @@ class TrainConfig:
     flip: bool = True
     likelihood_weighting: bool = False
     eps: float = 1e-5
+    #: Top of the training noise band: t ~ U[eps, t_max]. 1.0 trains the whole diffusion, as
+    #: the whole-view ELBO needs; a lesion finder only ever scores a band below ~0.5 (its
+    #: calibration picks it there), so a lower t_max spends every step where the classes differ.
+    t_max: float = 1.0
     levels: int = 256
     dequantize: bool = True
     sde: dict = field(default_factory=lambda: {"kind": "vp", "beta_min": 0.1, "beta_max": 20.0})
@@ -49,6 +53,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"learning rate must be > 0, got {self.lr}")
+        if not self.eps < self.t_max <= 1.0:
+            raise ValueError(f"t_max must satisfy eps < t_max <= 1, got {self.t_max}")
+        if self.likelihood_weighting and self.t_max < 1.0:
+            raise ValueError("likelihood weighting samples t over [eps, 1]; it needs t_max = 1")
         lo, hi = self.input_range
         if not hi > lo:
             raise ValueError(

@@ -63,6 +63,45 @@ def test_training_decreases_the_loss(arch: str) -> None:
     assert last < 0.8 * first, (first, last)
 
 
+class _NoiseLevelProbe(torch.nn.Module):
+    """A one-parameter score network that records the noise levels it is asked about."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(()))
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, x, t, y):
+        self.seen.append(t.detach().clone())
+        return -self.scale * x
+
+
+def test_a_training_noise_band_draws_t_only_below_its_top() -> None:
+    from sgc_core.sde import VPSDE
+    from sgc_core.train import dsm_loss
+
+    probe, gen, x = _NoiseLevelProbe(), torch.Generator().manual_seed(0), torch.rand(512, 1, 4, 4)
+    y = torch.zeros(512, dtype=torch.long)
+    dsm_loss(probe, VPSDE(), x, y, gen, 1e-5, None, t_max=0.3)
+    dsm_loss(probe, VPSDE(), x, y, gen, 1e-5, None)
+    low, full = probe.seen
+    assert float(low.max()) <= 0.3 and float(low.max()) > 0.25
+    assert float(full.max()) > 0.9  # the default still trains the whole diffusion
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"t_max": 0.0}, "t_max"),
+        ({"t_max": 1.5}, "t_max"),
+        ({"t_max": 0.5, "likelihood_weighting": True}, "likelihood"),
+    ],
+)
+def test_a_training_noise_band_outside_the_diffusion_is_refused(change, words) -> None:
+    with pytest.raises(ValueError, match=words):
+        tiny_config(**change).validate()
+
+
 def test_same_seed_same_weights_and_resume_continues_the_same_run(tmp_path: Path) -> None:
     torch.set_num_threads(1)
     ds = toy_dataset()

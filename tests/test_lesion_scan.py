@@ -131,3 +131,15 @@ def test_a_wider_window_scans_the_same_view_in_fewer_windows(scanner) -> None:
     for f in result.findings:
         r0, c0, r1, c1 = f.box
         assert 0 <= r0 < r1 <= 900 and 0 <= c0 < c1 <= 700
+
+
+def test_the_calibrated_noise_band_stays_inside_the_trained_one(scanner) -> None:
+    """A finder trained on t <= t_max gets its scan band chosen below t_max, or a clear error."""
+    from sgc_core.lesion_fit import choose_t_range
+
+    images = torch.rand(12, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    labels = [i % 3 for i in range(12)]
+    lo, hi = choose_t_range(scanner, images, labels, t_max=0.2)
+    assert 0.0 < lo < hi <= 0.2
+    with pytest.raises(ValueError, match="no noise band"):
+        choose_t_range(scanner, images, labels, t_max=0.005)

@@ -49,6 +49,18 @@ def test_a_wrong_card_is_refused_with_the_key_named(change, words):
         ModelCard.from_dict({**BASE, **change})
 
 
+def test_a_network_trained_on_a_low_noise_band_is_refused_where_it_would_score_above_it():
+    """A network never trained above t_max must not be scored there: the whole-view ELBO
+    integrates t up to 1, and a lesion card's scan band must lie inside the trained band."""
+    trained = {"training": {"config": {"t_max": 0.5}}}
+    with pytest.raises(ModelCardError, match="whole-view ELBO"):
+        ModelCard.from_dict({**BASE, **trained})
+    with pytest.raises(ModelCardError, match="reaches above"):
+        ModelCard.from_dict({**BASE, **trained, "lesion": {"t_range": [0.1, 0.7]}})
+    card = ModelCard.from_dict({**BASE, **trained, "lesion": {"t_range": [0.01, 0.35]}})
+    assert card.is_lesion_finder and card.lesion.t_range == (0.01, 0.35)
+
+
 def test_a_card_without_operating_point_or_positive_class_uses_the_documented_defaults():
     card = ModelCard.from_dict({k: v for k, v in BASE.items() if k != "positive_class"})
     assert card.positive_class == "malignant" and card.threshold == DEFAULT_THRESHOLD
