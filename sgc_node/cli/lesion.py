@@ -31,6 +31,13 @@ import click
 @click.option("--width", type=int, default=16, show_default=True)
 @click.option("--lr", type=float, default=5e-4, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--train-t-max",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Train on noise levels t <= this only; the calibrated scan band stays below it.",
+)
 @click.option("--k-coarse", type=int, default=1, show_default=True)
 @click.option("--k-fine", type=int, default=8, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
@@ -68,7 +75,9 @@ def train_lesion_cmd(data: Path, out: Path, crops: Path | None, fmt: str, **o) -
             seed=o["seed"],
             device=o["device"],
             balanced=True,
+            t_max=o["train_t_max"],
         )
+        config.validate()
         weights, card_path = train_lesion_finder(
             crop_set,
             notes,
