@@ -54,8 +54,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--train-t-max",
         type=float,
-        default=1.0,
-        help="train on t ~ U[eps, T] only; the calibrated scan band then lies below T",
+        default=0.5,
+        help="train on t ~ U[eps, T] only; the calibrated scan band then lies below T "
+        "(1 = the whole diffusion, as 0.2.0 was trained)",
     )
     p.add_argument("--k-coarse", type=int, default=1)
     p.add_argument("--k-fine", type=int, default=4)

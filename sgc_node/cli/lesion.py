@@ -34,7 +34,7 @@ import click
 @click.option(
     "--train-t-max",
     type=float,
-    default=1.0,
+    default=0.5,
     show_default=True,
     help="Train on noise levels t <= this only; the calibrated scan band stays below it.",
 )
