@@ -58,6 +58,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="train on t ~ U[eps, T] only; the calibrated scan band then lies below T "
         "(1 = the whole diffusion, as 0.2.0 was trained)",
     )
+    _run_options(p)
+    return p.parse_args(argv)
+
+
+def _run_options(p: argparse.ArgumentParser) -> None:
+    """The scan, evaluation and run-mode options (split from parse_args to keep it short)."""
     p.add_argument("--k-coarse", type=int, default=1)
     p.add_argument("--k-fine", type=int, default=4)
     p.add_argument("--val-views", type=int, default=80, help="0 = every validation view")
@@ -94,7 +100,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="with --recalibrate: a scan setting of the card (e.g. k_coarse=2), repeatable",
     )
-    return p.parse_args(argv)
 
 
 def make_data(args) -> tuple[Path, Path]:

@@ -100,6 +100,18 @@ def fit_crops(crops: CropSet) -> tuple[torch.Tensor, list[int]]:
     return val.images[keep], [val.labels[int(i)] for i in keep]
 
 
+def training_record(config: TrainConfig, result, crops: CropSet, data: str) -> dict:
+    """The card's account of how the network was trained (settings, budget, crops, data)."""
+    return {
+        "config": asdict(config),
+        "steps": result.step,
+        "seconds": round(result.seconds, 1),
+        "final_loss": sum(result.losses[-50:]) / max(1, len(result.losses[-50:])),
+        "crops": {s: int((crops.splits == s).sum()) for s in ("train", "val", "test")},
+        "data": data,
+    }
+
+
 def train_lesion_finder(
     crops: CropSet,
     notes: Sequence[LesionAnnotation],
@@ -147,14 +159,7 @@ def train_lesion_finder(
         "architecture": result.architecture,
         "lesion": lesion.to_dict(),
         "crop_recipe": asdict(crops.recipe),
-        "training": {
-            "config": asdict(config),
-            "steps": result.step,
-            "seconds": round(result.seconds, 1),
-            "final_loss": sum(result.losses[-50:]) / max(1, len(result.losses[-50:])),
-            "crops": {s: int((crops.splits == s).sum()) for s in ("train", "val", "test")},
-            "data": data_description,
-        },
+        "training": training_record(config, result, crops, data_description),
         "calibration": {
             "fitted_on": f"validation split: {int((crops.splits == 'val').sum())} crops, "
             f"{len(val_notes)} views",
