@@ -47,9 +47,11 @@ def resume_run(run: RunState, state_path: Path | None, config: TrainConfig, devi
     if state_path is None or not state_path.is_file():
         raise ValueError(f"--resume: no training state at {state_path}")
     state = torch.load(state_path, map_location=device, weights_only=False)
-    if state["config"] != comparable(config):
+    # A state saved before t_max existed trained the whole diffusion.
+    saved = {"t_max": 1.0, **state["config"]}
+    if saved != comparable(config):
         raise ValueError(
-            f"--resume: the saved run's settings differ from these: saved {state['config']}, now {comparable(config)}"
+            f"--resume: the saved run's settings differ from these: saved {saved}, now {comparable(config)}"
         )
     run.model.load_state_dict(state["model"])
     run.ema.load_state_dict(state["ema"])

@@ -130,6 +130,21 @@ def test_resume_refuses_different_settings(tmp_path: Path) -> None:
         train(tiny_config(steps=4), ds, tmp_path / "none", resume=True, progress=False)
 
 
+def test_resume_reads_a_state_saved_before_the_training_band_and_refuses_another_band(
+    tmp_path: Path,
+) -> None:
+    from sgc_core.train_run import STATE_FILE
+
+    ds = toy_dataset(16)
+    train(tiny_config(steps=2), ds, tmp_path, progress=False)
+    state = torch.load(tmp_path / STATE_FILE, weights_only=False)
+    del state["config"]["t_max"]  # as written before the band existed: the whole diffusion
+    torch.save(state, tmp_path / STATE_FILE)
+    with pytest.raises(ValueError, match="settings differ"):
+        train(tiny_config(steps=4, t_max=0.5), ds, tmp_path, resume=True, progress=False)
+    assert train(tiny_config(steps=4), ds, tmp_path, resume=True, progress=False).step == 4
+
+
 def test_balanced_sampling_evens_out_a_rare_class() -> None:
     labels = [0] * 95 + [1] * 5
     cfg = tiny_config(balanced=True, batch_size=64)
