@@ -52,6 +52,22 @@ def logit(p: float) -> float:
     return math.log(p / (1 - p))
 
 
+def window_grid(mask: np.ndarray, crop: int, stride: int, min_fraction: float) -> np.ndarray:
+    """(N, 2) window centres on a ``stride`` grid whose ``crop`` window holds at least
+    ``min_fraction`` breast; one window at the breast's centre of mass if none does. A
+    function of the mask alone, so any window classifier scans the finder's windows."""
+    h, w = mask.shape
+    rows = np.arange(stride // 2, max(h, stride // 2 + 1), stride)
+    cols = np.arange(stride // 2, max(w, stride // 2 + 1), stride)
+    grid = np.stack(np.meshgrid(rows, cols, indexing="ij"), -1).reshape(-1, 2)
+    cover = ndimage.uniform_filter(mask.astype(np.float32), size=crop, mode="constant")
+    keep = cover[np.minimum(grid[:, 0], h - 1), np.minimum(grid[:, 1], w - 1)]
+    grid = grid[keep >= min_fraction]
+    if len(grid) == 0 and mask.any():  # a breast smaller than one window
+        grid = np.round(ndimage.center_of_mass(mask)).astype(int)[None]
+    return grid.astype(np.float64)
+
+
 class LesionScanner:
     """A class-conditional score network trained on crops, and its lesion card."""
 
@@ -78,17 +94,8 @@ class LesionScanner:
     # -- windows ------------------------------------------------------------------------
     def window_centres(self, scan: ScanImage) -> np.ndarray:
         """(N, 2) centres on a ``stride`` grid whose window holds enough breast."""
-        c, s = self.card.crop, self.card.stride
-        h, w = scan.mask.shape
-        rows = np.arange(s // 2, max(h, s // 2 + 1), s)
-        cols = np.arange(s // 2, max(w, s // 2 + 1), s)
-        grid = np.stack(np.meshgrid(rows, cols, indexing="ij"), -1).reshape(-1, 2)
-        cover = ndimage.uniform_filter(scan.mask.astype(np.float32), size=c, mode="constant")
-        keep = cover[np.minimum(grid[:, 0], h - 1), np.minimum(grid[:, 1], w - 1)]
-        grid = grid[keep >= self.card.min_breast_fraction]
-        if len(grid) == 0 and scan.mask.any():  # a breast smaller than one window
-            grid = np.round(ndimage.center_of_mass(scan.mask)).astype(int)[None]
-        return grid.astype(np.float64)
+        c = self.card
+        return window_grid(scan.mask, c.crop, c.stride, c.min_breast_fraction)
 
     def errors(self, image: np.ndarray, centres: np.ndarray, plan: NoisePlan) -> torch.Tensor:
         crops = np.stack([cut(image, r, c, self.card.crop) for r, c in centres])
