@@ -14,7 +14,9 @@ The CNN of ``benchmarks/lesion_quality.py`` (same architecture, learning rate an
 balanced batches) is trained on the draw's training crops at the given budget, and its
 temperature fitted on validation crops. Every view of the first ``--views`` validation and
 ``--test-views`` test views is cut into the finder's windows (``lesion_scan.window_grid`` with
-the card's crop, stride and breast fraction) and each window classifier scores them all:
+the card's crop, stride and breast fraction), and with ``--held-out`` the first
+``--held-out-views`` views of a held-out style's folder (as ``lesion_eval`` takes them); each
+window classifier scores them all:
 
 - the CNN: P(class) of each window; the ``refine_top`` windows of highest P(lesion) (half a
   window apart) are re-centred on the best of a stride/4 grid within half a stride, as the
@@ -71,6 +73,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--card", type=Path, default=None, help="windows from this finder's card")
     p.add_argument("--views", type=int, default=160, help="first N validation views")
     p.add_argument("--test-views", type=int, default=0, help="first N test views (report only)")
+    p.add_argument("--held-out", type=Path, default=None, help="a held-out style's synth folder")
+    p.add_argument("--held-out-views", type=int, default=80, help="its first N views (any split)")
     p.add_argument("--steps", type=int, default=3000, help="the CNN's optimiser steps")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--width", type=int, default=16)
@@ -304,15 +308,21 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     card = finder_card(args)
     notes = read_synthetic_annotations(args.data)
-    splits = {"val": args.views, "test": args.test_views}
+    parts = {
+        s: [x for x in notes if x.split == s][:n]
+        for s, n in (("val", args.views), ("test", args.test_views))
+    }
+    if args.held_out is not None:  # as lesion_eval measures a held-out style: its first N views
+        parts["held-out"] = read_synthetic_annotations(args.held_out)[: args.held_out_views]
     models = window_models(args, card)
     rows: list[ViewRow] = []
-    for split, n in splits.items():
-        chosen = [x for x in notes if x.split == split][:n]
+    for split, chosen in parts.items():
         for name, (windows, refine) in models.items():
             t0 = time.perf_counter()
             got = [scan_view(name, windows, x, card, refine) for x in chosen]
             got = [r for r in got if r is not None]
+            for r in got:
+                r.split = split  # the part it was scanned for (a held-out view has its own split)
             rows += got
             per_view = (time.perf_counter() - t0) / max(1, len(chosen))
             print(f"{split} {name}: {json.dumps(summary(got, card.refine_top))}", end="")

@@ -99,14 +99,25 @@ def test_a_run_writes_a_row_per_view_for_the_cnn_and_the_sgc(family, tmp_path, c
     out = tmp_path / "rows.json"
     sgc = ROOT / "sgc_core" / "models" / "sgc-lesion-mammo"
     argv = ["--data", str(family), "--sgc", str(sgc), "--sgc-set", "k_coarse=2"]
-    argv += ["--views", "2", "--test-views", "2"]
+    argv += [
+        "--views",
+        "2",
+        "--test-views",
+        "2",
+        "--held-out",
+        str(family),
+        "--held-out-views",
+        "1",
+    ]
     assert cs.main([*argv, "--steps", "3", "--threads", "1", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())
     printed = capsys.readouterr().out
     assert {(r["model"], r["split"]) for r in rows} == {
-        (m, s) for m in ("cnn", "sgc 0.2.0", "sgc 0.2.0 [k_coarse=2]") for s in ("val", "test")
+        (m, s)
+        for m in ("cnn", "sgc 0.2.0", "sgc 0.2.0 [k_coarse=2]")
+        for s in ("val", "test", "held-out")
     }
-    assert len(rows) == 12 and "top_finding_hits" in printed
+    assert len(rows) == 15 and "top_finding_hits" in printed
     for r in rows:
         assert r["windows"] >= 1 and np.isfinite(r["top_logit"])
         assert (r["top_hit"] is None) == (r["finding"] != "malignant")
