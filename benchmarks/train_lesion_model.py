@@ -47,6 +47,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="window and training crop in scan pixels (stride: half of it); 128 = 51 mm",
     )
     p.add_argument("--spacing", type=float, default=0.4, help="scan grid, mm per pixel")
+    p.add_argument(
+        "--background-crops",
+        type=int,
+        default=2,
+        help="normal crops per view, drawn from the breast away from every lesion",
+    )
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=5e-4)
@@ -119,13 +125,19 @@ def make_data(args) -> tuple[Path, Path]:
     return family, held
 
 
-def make_crops(folder: Path, workers: int, crop: int = 64, spacing: float = 0.4):
-    """The folder's crops for one window (cached beside it; the default window's cache keeps
-    its old name)."""
+def make_crops(
+    folder: Path, workers: int, crop: int = 64, spacing: float = 0.4, background: int = 2
+):
+    """The folder's crops for one window and number of normal crops per view (cached beside
+    it; the default recipe's cache keeps its old name)."""
     from sgc_core.datasets.crops import CropRecipe, CropSet, build_crops, read_synthetic_annotations
 
-    recipe = CropRecipe(spacing_mm=spacing, crop=crop, stride=crop // 2)
+    recipe = CropRecipe(
+        spacing_mm=spacing, crop=crop, stride=crop // 2, background_crops=background
+    )
     name = "crops.npz" if recipe == CropRecipe() else f"crops-{crop}px-{spacing:g}mm.npz"
+    if background != CropRecipe().background_crops:
+        name = name.replace(".npz", f"-bg{background}.npz")
     cache = folder / name
     if cache.is_file():
         return CropSet.load(cache)
@@ -152,6 +164,10 @@ def check_args(args) -> None:
         raise SystemExit(f"--crop {args.crop} must be a multiple of 16, --spacing positive")
     if (args.crop, args.spacing) != (64, 0.4) and (args.recalibrate or args.evaluate_only):
         raise SystemExit("--crop/--spacing are for training: a saved model keeps its own window")
+    if args.background_crops < 1:
+        raise SystemExit(
+            f"--background-crops must be >= 1 (the normal class), got {args.background_crops}"
+        )
 
 
 def main(argv=None) -> int:
@@ -167,7 +183,7 @@ def main(argv=None) -> int:
     from sgc_core.train import TrainConfig
 
     family, held = make_data(args)
-    crops = make_crops(family, args.workers, args.crop, args.spacing)
+    crops = make_crops(family, args.workers, args.crop, args.spacing, args.background_crops)
     notes = read_synthetic_annotations(family)
     if args.hard_negatives:
         crops = mine(args, crops, notes, family)

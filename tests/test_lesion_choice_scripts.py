@@ -60,6 +60,7 @@ def test_hard_negatives_without_a_finder_are_refused_before_any_data() -> None:
         (["--crop", "100"], "multiple of 16"),
         (["--spacing", "0"], "multiple of 16, --spacing positive"),
         (["--evaluate-only", "--crop", "128"], "a saved model keeps its own window"),
+        (["--background-crops", "0"], "background-crops must be >= 1"),
     ],
 )
 def test_training_options_are_checked_before_any_data(argv, says) -> None:
@@ -91,3 +92,20 @@ def test_a_wider_window_cuts_its_own_crops_beside_the_default_cache(tmp_path) ->
     assert (wide.recipe.crop, wide.recipe.stride) == (128, 64)
     assert (folder / "crops-128px-0.4mm.npz").is_file() and not (folder / "crops.npz").exists()
     assert make_crops(folder, 1).images.shape[1:] == (64, 64)
+
+
+def test_more_normal_crops_per_view_keep_the_lesion_crops_and_their_own_cache(tmp_path) -> None:
+    from benchmarks.train_lesion_model import make_crops
+    from sgc_core.datasets.crops import CROP_CLASSES
+    from sgc_core.synth import write_dataset
+
+    folder = tmp_path / "family"
+    write_dataset(folder, 2, seed=5, size="small", style="mixed", normal_fraction=0.0)
+    base = make_crops(folder, 1)
+    more = make_crops(folder, 1, background=6)
+    assert (folder / "crops.npz").is_file() and (folder / "crops-64px-0.4mm-bg6.npz").is_file()
+    normal = CROP_CLASSES.index("normal")
+    n_base, n_more = (int((c.labels == normal).sum()) for c in (base, more))
+    assert n_more == 3 * n_base and more.recipe.background_crops == 6
+    lesion = base.labels != normal
+    assert np.array_equal(base.images[lesion], more.images[more.labels != normal])
