@@ -316,7 +316,7 @@ def main(argv=None) -> int:
         parts["held-out"] = read_synthetic_annotations(args.held_out)[: args.held_out_views]
     models = window_models(args, card)
     rows: list[ViewRow] = []
-    for split, chosen in parts.items():
+    for split, chosen in ((s, c) for s, c in parts.items() if c):
         for name, (windows, refine) in models.items():
             t0 = time.perf_counter()
             got = [scan_view(name, windows, x, card, refine) for x in chosen]

@@ -140,3 +140,10 @@ def test_help(capsys) -> None:
 def test_bad_sgc_settings_are_refused_before_training(argv, says) -> None:
     with pytest.raises(SystemExit, match=says):
         cs.main(["--data", "/nonexistent/never-made", *argv])
+
+
+def test_a_part_without_views_prints_no_row(family, capsys) -> None:
+    argv = ["--data", str(family), "--views", "1", "--test-views", "0", "--steps", "2"]
+    assert cs.main([*argv, "--threads", "1"]) == 0
+    printed = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]
+    assert [line.split(":")[0] for line in printed] == ["val cnn"]
