@@ -64,6 +64,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="train on t ~ U[eps, T] only; the calibrated scan band then lies below T "
         "(1 = the whole diffusion, as 0.2.0 was trained)",
     )
+    p.add_argument(
+        "--ce-weight",
+        type=float,
+        default=0.0,
+        help="add this weight of the denoising scores' class cross-entropy to DSM "
+        "(sgc_core/train.py class_ce_loss; 0 = DSM alone)",
+    )
     _run_options(p)
     return p.parse_args(argv)
 
@@ -164,6 +171,8 @@ def check_args(args) -> None:
         raise SystemExit(f"--crop {args.crop} must be a multiple of 16, --spacing positive")
     if (args.crop, args.spacing) != (64, 0.4) and (args.recalibrate or args.evaluate_only):
         raise SystemExit("--crop/--spacing are for training: a saved model keeps its own window")
+    if args.ce_weight < 0:
+        raise SystemExit(f"--ce-weight must be >= 0, got {args.ce_weight}")
     if args.background_crops < 1:
         raise SystemExit(
             f"--background-crops must be >= 1 (the normal class), got {args.background_crops}"
@@ -202,6 +211,7 @@ def main(argv=None) -> int:
             checkpoint_every=250,
             init_weights=args.init,
             t_max=args.train_t_max,
+            ce_weight=args.ce_weight,
         )
         base = LesionCard(k_coarse=args.k_coarse, k_fine=args.k_fine)
         train_lesion_finder(

@@ -53,6 +53,11 @@ __all__ = [
 ]
 
 
+#: The classification term's lowest t: below it every class denoises alike (docs/model.md),
+#: so its gradient there is noise.
+CE_T_MIN = 0.01
+
+
 def _step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + step) % (2**63 - 1))
 
@@ -112,6 +117,31 @@ def dsm_loss(
     return (eps_hat - z).pow(2).mean()
 
 
+def class_ce_loss(
+    model: nn.Module,
+    sde,
+    x0: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    gen: torch.Generator,
+    t_range: tuple[float, float],
+) -> torch.Tensor:
+    """Cross-entropy of the class posterior softmax_y(-1/2 sum_pixels |eps_hat_y - z|^2),
+    one (t, z) per image shared by every class: the window score the finder classifies with
+    (sgc_core/denoise_map.py), so the term trains the decision the finder makes."""
+    b, lo, hi = x0.shape[0], *t_range
+    t = (lo + (hi - lo) * torch.rand(b, generator=gen, dtype=torch.float64)).float()
+    z = torch.randn(x0.shape, generator=gen).to(x0.device)
+    t = t.to(x0.device)
+    xt = perturb(sde, x0, t, z)
+    rep = (num_classes, *([1] * (x0.dim() - 1)))
+    yy = torch.arange(num_classes, device=x0.device).repeat_interleave(b)
+    tt = t.repeat(num_classes)
+    eps_hat = -sde.marginal_std(tt)[:, None, None, None] * model(xt.repeat(rep), tt, yy).float()
+    err = (eps_hat - z.repeat(rep)).pow(2).flatten(1).sum(1).view(num_classes, b).T
+    return nn.functional.cross_entropy(-0.5 * err, y)
+
+
 def train(
     config: TrainConfig,
     dataset: Dataset,
@@ -150,7 +180,7 @@ def train(
     while run.step < config.steps:
         gen = _step_generator(config.seed, run.step)
         x, y = _batch(cache, config, run.step, num_classes, gen, device)
-        loss = _optimise(run, config, sde, x, y, gen, sampler, use_amp)
+        loss = _optimise(run, config, sde, (x, y, num_classes), gen, sampler, use_amp)
         run.step += 1
         run.losses.append(loss)
         if on_step is not None:
@@ -221,16 +251,20 @@ def _optimise(
     run: RunState,
     config: TrainConfig,
     sde,
-    x: torch.Tensor,
-    y: torch.Tensor,
+    batch: tuple[torch.Tensor, torch.Tensor, int],
     gen: torch.Generator,
     sampler: LikelihoodTimeSampler | None,
     use_amp: bool,
 ) -> float:
-    """One optimiser step on the DSM loss and the EMA update; returns the loss."""
-    device_type = x.device.type
-    with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=use_amp):
+    """One optimiser step on the DSM loss (plus the weighted classification term) and the
+    EMA update; returns the loss."""
+    x, y, num_classes = batch
+    with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=use_amp):
         loss = dsm_loss(run.model, sde, x, y, gen, config.eps, sampler, config.t_max)
+        if config.ce_weight > 0:
+            band = (max(config.eps, CE_T_MIN), config.t_max)
+            ce = class_ce_loss(run.model, sde, x, y, num_classes, gen, band)
+            loss = loss + config.ce_weight * ce
     if not torch.isfinite(loss):
         raise FloatingPointError(f"training loss is {float(loss)} at step {run.step}; lower --lr")
     run.opt.zero_grad(set_to_none=True)

@@ -35,6 +35,12 @@ class TrainConfig:
     #: the whole-view ELBO needs; a lesion finder only ever scores a band below ~0.5 (its
     #: calibration picks it there), so a lower t_max spends every step where the classes differ.
     t_max: float = 1.0
+    #: Weight of a classification term added to DSM: the cross-entropy of the class posterior
+    #: that the denoising scores themselves give under one shared (t, z) per image (the
+    #: finder's window score). 0 trains the score network by DSM alone, a purely generative
+    #: model; > 0 fine-tunes the same class-conditional denoiser to rank the classes, still
+    #: classifying by comparing class-conditional denoising errors.
+    ce_weight: float = 0.0
     levels: int = 256
     dequantize: bool = True
     sde: dict = field(default_factory=lambda: {"kind": "vp", "beta_min": 0.1, "beta_max": 20.0})
@@ -55,6 +61,8 @@ class TrainConfig:
             raise ValueError(f"learning rate must be > 0, got {self.lr}")
         if not self.eps < self.t_max <= 1.0:
             raise ValueError(f"t_max must satisfy eps < t_max <= 1, got {self.t_max}")
+        if self.ce_weight < 0:
+            raise ValueError(f"ce_weight must be >= 0, got {self.ce_weight}")
         if self.likelihood_weighting and self.t_max < 1.0:
             raise ValueError("likelihood weighting samples t over [eps, 1]; it needs t_max = 1")
         lo, hi = self.input_range
