@@ -60,13 +60,16 @@ def _train(data: Path, out: Path, *extra: str):
 
 def test_tiny_training_writes_a_lesion_card(synth: Path, tmp_path: Path) -> None:
     crops = str(tmp_path / "crops.npz")
-    res = _train(synth, tmp_path / "m", "--crops", crops, "--train-t-max", "0.35")
+    res = _train(
+        synth, tmp_path / "m", "--crops", crops, "--train-t-max", "0.35", "--ce-weight", "0.5"
+    )
     assert res.exit_code == 0, res.output
     card = json.loads((tmp_path / "m.json").read_text())
     lesion = card["lesion"]
     assert card["classes"] == ["normal", "benign", "malignant"]
     # Trained on t <= 0.35 only, so the calibrated scan band lies inside it.
     assert card["training"]["config"]["t_max"] == 0.35
+    assert card["training"]["config"]["ce_weight"] == 0.5
     assert 0 < lesion["t_range"][0] < lesion["t_range"][1] <= 0.35
     assert lesion["temperature_coarse"] > 0 and 0 <= lesion["operating_point"] <= 1
     assert (tmp_path / "crops.npz").is_file()
@@ -89,9 +92,12 @@ def test_bad_labels_are_refused_in_one_line(synth, tmp_path, change, message) ->
     assert not (tmp_path / "m.json").exists()
 
 
-def test_a_training_band_outside_the_diffusion_is_refused_in_one_line(synth, tmp_path) -> None:
-    res = _train(synth, tmp_path / "m", "--train-t-max", "1.5")
-    assert res.exit_code == 1 and "t_max" in res.output
+@pytest.mark.parametrize(
+    ("option", "words"), [(("--train-t-max", "1.5"), "t_max"), (("--ce-weight", "-1"), "ce_weight")]
+)
+def test_a_bad_training_setting_is_refused_in_one_line(synth, tmp_path, option, words) -> None:
+    res = _train(synth, tmp_path / "m", *option)
+    assert res.exit_code == 1 and words in res.output
     assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "m.json").exists()
 
 
