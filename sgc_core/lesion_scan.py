@@ -52,6 +52,18 @@ def logit(p: float) -> float:
     return math.log(p / (1 - p))
 
 
+def distinct(cands: list[Candidate], apart: float) -> list[Candidate]:
+    """The candidates in order, without any that lies within ``apart`` of one kept before it.
+
+    Why: windows half a window apart can re-centre on the same evidence peak; a reader (and
+    FROC) would see one lesion marked two or three times, each a false finding but one."""
+    kept: list[Candidate] = []
+    for cand in cands:
+        if all(math.hypot(cand.row - k.row, cand.col - k.col) >= apart for k in kept):
+            kept.append(cand)
+    return kept
+
+
 def window_grid(mask: np.ndarray, crop: int, stride: int, min_fraction: float) -> np.ndarray:
     """(N, 2) window centres on a ``stride`` grid whose ``crop`` window holds at least
     ``min_fraction`` breast; one window at the breast's centre of mass if none does. A
@@ -177,7 +189,7 @@ class LesionScanner:
         for (r, c), p in zip(peaks, fine, strict=True):
             radius = self._radius(emap, r, c)
             out.append(Candidate(r, c, p, radius, logit(float(p[m]))))
-        return sorted(out, key=lambda cand: -cand.malignant_logit)
+        return distinct(sorted(out, key=lambda cand: -cand.malignant_logit), self.card.stride / 2)
 
     def _peak(self, emap: np.ndarray, centre: np.ndarray) -> np.ndarray:
         """The evidence maximum within a stride of a window centre (the window if flat)."""

@@ -143,3 +143,18 @@ def test_the_calibrated_noise_band_stays_inside_the_trained_one(scanner) -> None
     assert 0.0 < lo < hi <= 0.2
     with pytest.raises(ValueError, match="no noise band"):
         choose_t_range(scanner, images, labels, t_max=0.005)
+
+
+def test_candidates_that_recentre_on_one_peak_become_one_finding() -> None:
+    from sgc_core.lesion_scan import Candidate, distinct
+
+    post = np.array([0.1, 0.2, 0.7])
+    cands = [
+        Candidate(100.0, 100.0, post, 5.0, 2.0),
+        Candidate(104.0, 97.0, post, 5.0, 1.5),  # the same lesion, re-centred 5 px away
+        Candidate(160.0, 100.0, post, 5.0, 1.0),  # another place
+        Candidate(100.0, 110.0, post, 5.0, 0.5),
+    ]
+    kept = distinct(cands, apart=16)
+    assert [(c.row, c.col) for c in kept] == [(100.0, 100.0), (160.0, 100.0)]
+    assert distinct(cands, apart=1) == cands
