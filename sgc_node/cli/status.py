@@ -38,36 +38,12 @@ def _print_table(studies: list[dict], summary: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="sgc-node: recent studies", show_lines=True)
+    table = Table(title="sgc-node: recent studies")
     columns = ("study", "inst", "job", "view", "class", "P(malignant)", "findings", "OOD")
     for col in (*columns, "report/delivery"):
         table.add_column(col)
     for st in studies:
-        job = st["job"]
-        job_cell = "waiting (settling)" if job is None else f"r{job['revision']} {job['state']}"
-        if job and job["lost_attempts"]:
-            job_cell += f" (worker lost x{job['lost_attempts']})"
-        if job and job["error"]:
-            job_cell += f"\n{job['error'][:80]}"
-        preds = job["predictions"] if job else []
-        views = "\n".join(f"{p['laterality'] or '?'} {p['view'] or '?'}" for p in preds)
-        classes = "\n".join(str(p["predicted_class"] or p.get("error") or "-") for p in preds)
-        probs = "\n".join(_p_malignant(p) for p in preds)
-        ood = "\n".join("yes" if p["ood"] else "no" for p in preds)
-        # One line per view, findings of a view joined on it, so the columns stay aligned.
-        findings = "\n".join(_findings(p) for p in preds)
-        deliveries = [_delivery_line(r) for r in (job["reports"] if job else [])]
-        table.add_row(
-            st["study_uid"],
-            f"{st['instances']}",
-            job_cell,
-            views,
-            classes,
-            probs,
-            findings,
-            ood,
-            "\n".join(_counted(line for lines in deliveries for line in lines)),
-        )
+        _add_study(table, st)
     console = Console()
     console.print(table)
     jobs = ", ".join(f"{k} {v}" for k, v in summary["jobs"].items())
@@ -77,6 +53,40 @@ def _print_table(studies: list[dict], summary: dict) -> None:
         f"jobs: {jobs}   deliveries: {dels}   workers lost while classifying: "
         f"{lost['attempts']}, poison jobs: {lost['poison_jobs']}"
     )
+
+
+def _add_study(table, st: dict) -> None:
+    """One row per view, so a view's findings stay on its row however far they wrap; the
+    study, job and deliveries on its first row, and a rule under its last."""
+    job = st["job"]
+    job_cell = "waiting (settling)" if job is None else f"r{job['revision']} {job['state']}"
+    if job and job["lost_attempts"]:
+        job_cell += f" (worker lost x{job['lost_attempts']})"
+    if job and job["error"]:
+        job_cell += f"\n{job['error'][:80]}"
+    preds = (job["predictions"] if job else []) or [None]
+    deliveries = [_delivery_line(r) for r in (job["reports"] if job else [])]
+    head = [st["study_uid"], f"{st['instances']}", job_cell]
+    for i, p in enumerate(preds):
+        view = ["-"] * 5 if p is None else _view_cells(p)
+        first = i == 0
+        table.add_row(
+            *(head if first else ["", "", ""]),
+            *view,
+            "\n".join(_counted(line for lines in deliveries for line in lines)) if first else "",
+            end_section=i == len(preds) - 1,
+        )
+
+
+def _view_cells(p: dict) -> list[str]:
+    """view, class, P(malignant), findings, OOD of one prediction."""
+    return [
+        f"{p['laterality'] or '?'} {p['view'] or '?'}",
+        str(p["predicted_class"] or p.get("error") or "-"),
+        _p_malignant(p),
+        _findings(p),
+        "yes" if p["ood"] else "no",
+    ]
 
 
 #: The report form by the stored file's suffix (worker/classify.py names them so).
