@@ -138,3 +138,31 @@ def test_classify_prints_every_finding_and_writes_every_report_form(tmp_path: Pa
         for f in row["findings"]
     ]
     assert expected and sorted(shown) == sorted(expected)
+
+
+def test_status_keeps_a_views_wrapped_findings_on_its_own_row(monkeypatch, capsys) -> None:
+    """Many findings on one view wrap over several lines; the next view's row must start
+    after them, not beside them (the table once printed them on the next view's line)."""
+    from sgc_node.cli.status import _print_table
+
+    def pred(side: str, n: int) -> dict:
+        found = [
+            {"centre": [100 + i, 200 + i], "label": "malignant", "p_malignant": 0.5}
+            for i in range(n)
+        ]
+        return {
+            "laterality": side, "view": "CC", "predicted_class": "malignant",
+            "probabilities": {"malignant": 0.4}, "ood": False, "findings": found,
+        }  # fmt: skip
+
+    job = {"revision": 1, "state": "done", "lost_attempts": 0, "error": None, "reports": []}
+    job["predictions"] = [pred("L", 4), pred("R", 0)]
+    summary = {"jobs": {}, "deliveries": {}, "workers_lost": {"attempts": 0, "poison_jobs": 0}}
+    monkeypatch.setenv("COLUMNS", "110")
+    _print_table([{"study_uid": "1.2.3", "instances": 2, "job": job}], summary)
+    lines = capsys.readouterr().out.splitlines()
+    left = next(i for i, ln in enumerate(lines) if "L CC" in ln)
+    right = next(i for i, ln in enumerate(lines) if "R CC" in ln)
+    last_finding = max(i for i, ln in enumerate(lines) if "203) malignant" in ln)
+    assert left < last_finding < right
+    assert "malignant 50" not in lines[right]
