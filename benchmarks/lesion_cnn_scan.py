@@ -87,56 +87,50 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def train_window_cnn(args):
-    """The CNN on the draw's training crops; its temperature from validation crops."""
+    """The CNN of lesion_quality (its ``train_cnn``) on the draw's training crops; its logits
+    as a score function, with the temperature fitted on validation crops."""
+    from types import SimpleNamespace
+
     import torch
 
-    from benchmarks.lesion_quality import UNIFORM, validation_set
-    from sgc_core.baseline import BaselineConfig, predict_logits, train_baseline
+    from benchmarks.lesion_quality import UNIFORM, train_cnn, validation_set
     from sgc_core.calibration import fit_temperature
     from sgc_core.datasets.crops import CropSet
 
     crops = CropSet.load(args.crops or args.data / "crops.npz")
     train = crops.dataset("train")
-    cfg = BaselineConfig(
-        image_size=train.images.shape[-1],
-        width=args.width,
-        steps=args.steps,
-        batch_size=args.batch,
-        lr=args.lr,
-        seed=args.seed,
-        balanced=True,
-    )
+    peer = SimpleNamespace(
+        width=args.width, cnn_width=None, steps=args.steps, batch=args.batch,
+        cnn_lr=args.lr, seed=args.seed, device="cpu",
+    )  # fmt: skip
     t0 = time.perf_counter()
-    model = train_baseline(cfg, train).model.eval()
+    score, _ = train_cnn(train, peer)
     val = validation_set(crops, args.val_max, args.seed)
-    temperature = fit_temperature(
-        predict_logits(model, val.images).double(), torch.tensor(val.labels), UNIFORM
-    )
+    temperature = fit_temperature(score(val.images), torch.tensor(val.labels), UNIFORM)
     print(
         f"# CNN: {len(train.labels)} training crops, {args.steps} x {args.batch}, width "
         f"{args.width}, {time.perf_counter() - t0:.0f} s; temperature {temperature:.3f}",
         flush=True,
     )
-    return model, temperature
+    return score, temperature
 
 
 class CnnWindows:
     """The CNN as a window classifier on a view's scan grid."""
 
-    def __init__(self, model, temperature: float, card):
-        self.model, self.temperature, self.card = model, temperature, card
+    def __init__(self, score, temperature: float, card):
+        self.score, self.temperature, self.card = score, temperature, card
 
     def logp(self, image: np.ndarray, centres: np.ndarray) -> np.ndarray:
         import torch
 
         from benchmarks.lesion_quality import UNIFORM
-        from sgc_core.baseline import predict_logits
         from sgc_core.calibration import log_posterior
         from sgc_core.datasets.crops import cut
 
         crops = np.stack([cut(image, r, c, self.card.crop) for r, c in centres])
         with torch.inference_mode():
-            logits = predict_logits(self.model, torch.from_numpy(crops)[:, None]).double()
+            logits = self.score(torch.from_numpy(crops)[:, None])
         return log_posterior(logits, self.temperature, UNIFORM).numpy()
 
     def refine(self, image: np.ndarray, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -261,6 +255,23 @@ def summary(rows: list[ViewRow], refine_top: int) -> dict:
     return out
 
 
+def against_cnn(split: str, by_model: dict[str, dict]) -> list[str]:
+    """Each SGC row against the CNN's, measured in the same run: view AUC ratio and
+    difference, and the difference in how often the lesion's window is ranked first."""
+    cnn = by_model.get("cnn", {})
+    out = []
+    for name, row in by_model.items():
+        a, b = row.get("auc_rest_top_logit"), cnn.get("auc_rest_top_logit")
+        if name == "cnn" or a is None or b is None:
+            continue
+        line = f"{split} {name} vs cnn: view AUC {a:.3f} / {b:.3f} = {a / b:.2f}x ({a - b:+.3f})"
+        first, first_cnn = row.get("lesion_window_first"), cnn.get("lesion_window_first")
+        if first is not None and first_cnn is not None:
+            line += f"; lesion window first {first:.0%} vs {first_cnn:.0%}"
+        out.append(line)
+    return out
+
+
 def window_models(args, card) -> dict:
     """name -> (window classifier, whether it re-centres its candidates)."""
     out = {"cnn": (CnnWindows(*train_window_cnn(args), card), True)}
@@ -317,6 +328,7 @@ def main(argv=None) -> int:
     models = window_models(args, card)
     rows: list[ViewRow] = []
     for split, chosen in ((s, c) for s, c in parts.items() if c):
+        got_by_model: dict[str, dict] = {}
         for name, (windows, refine) in models.items():
             t0 = time.perf_counter()
             got = [scan_view(name, windows, x, card, refine) for x in chosen]
@@ -325,8 +337,11 @@ def main(argv=None) -> int:
                 r.split = split  # the part it was scanned for (a held-out view has its own split)
             rows += got
             per_view = (time.perf_counter() - t0) / max(1, len(chosen))
-            print(f"{split} {name}: {json.dumps(summary(got, card.refine_top))}", end="")
+            got_by_model[name] = summary(got, card.refine_top)
+            print(f"{split} {name}: {json.dumps(got_by_model[name])}", end="")
             print(f"  {per_view:.2f} s/view", flush=True)
+        for line in against_cnn(split, got_by_model):
+            print(line, flush=True)
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1) + "\n")
     return 0

@@ -147,3 +147,16 @@ def test_a_part_without_views_prints_no_row(family, capsys) -> None:
     assert cs.main([*argv, "--threads", "1"]) == 0
     printed = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]
     assert [line.split(":")[0] for line in printed] == ["val cnn"]
+
+
+def test_each_sgc_row_is_set_against_the_cnn_of_the_same_run() -> None:
+    by_model = {
+        "cnn": {"auc_rest_top_logit": 0.8, "lesion_window_first": 0.4},
+        "sgc 1": {"auc_rest_top_logit": 0.6, "lesion_window_first": 0.1},
+        "sgc 2": {"auc_rest_top_logit": None},
+    }
+    (line,) = cs.against_cnn("val", by_model)
+    assert (
+        line
+        == "val sgc 1 vs cnn: view AUC 0.600 / 0.800 = 0.75x (-0.200); lesion window first 10% vs 40%"
+    )
