@@ -8,8 +8,8 @@ test split; the test split and the fresh draws (benchmarks/lesion_redraw.py) the
 Each model scans the same first ``--views`` validation views of a ``sgc synth`` family with
 its card's open settings (every refined candidate kept), and the script prints per model the
 per-view AUC of malignant vs rest and of malignant vs benign lesion, the fraction of
-malignant lesions hit by the top finding and FROC sensitivities: the quantities the issue's
-goals name, on validation.
+malignant lesions hit by the top finding, FROC sensitivity and the calibration error of the
+card's P(malignant) per view: the quantities the issue's goals name, on validation.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ KEYS = (
     "auc_malignant_vs_benign_lesion",
     "top_finding_hit",
     "froc_sens_at_1_fp",
+    "ece",
 )
 
 

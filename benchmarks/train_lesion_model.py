@@ -80,6 +80,13 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k-coarse", type=int, default=1)
     p.add_argument("--k-fine", type=int, default=4)
     p.add_argument("--val-views", type=int, default=80, help="0 = every validation view")
+    p.add_argument(
+        "--val-skip",
+        type=int,
+        default=0,
+        help="calibrate on the validation views after the first N: those stay unfitted for "
+        "the choice between models (benchmarks/lesion_select.py --views N)",
+    )
     p.add_argument("--test-views", type=int, default=120, help="0 = every test view")
     p.add_argument("--held-out-views", type=int, default=80, help="0 = every held-out view")
     p.add_argument("--device", default="cpu")
@@ -99,6 +106,12 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--mine-views", type=int, default=0, help="mine only the first N training views")
     p.add_argument("--evaluate-only", action="store_true")
+    p.add_argument(
+        "--no-evaluate",
+        action="store_true",
+        help="train (or recalibrate) and stop: choose on validation (lesion_select) before "
+        "the test split is read",
+    )
     p.add_argument(
         "--recalibrate",
         action="store_true",
@@ -161,6 +174,8 @@ def check_args(args) -> None:
         raise SystemExit("--hard-negatives needs --init: the finder whose mistakes are mined")
     if args.recalibrate and not args.init:
         raise SystemExit("--recalibrate needs --init: the model whose weights are recalibrated")
+    if args.no_evaluate and args.evaluate_only:
+        raise SystemExit("--no-evaluate and --evaluate-only exclude each other")
     if args.set and not args.recalibrate:
         raise SystemExit("--set is for --recalibrate (a trained card's scan settings)")
     try:
@@ -197,7 +212,7 @@ def main(argv=None) -> int:
     if args.hard_negatives:
         crops = mine(args, crops, notes, family)
     if args.recalibrate:
-        recalibrate(args, crops, _cap_val(notes, args.val_views) if args.val_views else notes)
+        recalibrate(args, crops, _cap_val(notes, args.val_views, args.val_skip))
     elif not args.evaluate_only:
         config = TrainConfig(
             image_size=crops.recipe.crop,
@@ -216,7 +231,7 @@ def main(argv=None) -> int:
         base = LesionCard(k_coarse=args.k_coarse, k_fine=args.k_fine)
         train_lesion_finder(
             crops,
-            notes if not args.val_views else _cap_val(notes, args.val_views),
+            _cap_val(notes, args.val_views, args.val_skip),
             config,
             args.out,
             base=base,
@@ -225,6 +240,8 @@ def main(argv=None) -> int:
             data_description=_describe(args),
             resume=args.resume,
         )
+    if args.no_evaluate:
+        return 0
     held_notes = read_synthetic_annotations(held)
     report = evaluate_model(args, args.out, notes, held_notes, args.out.parent / "eval-lesion")
     print(json.dumps(report["summary"], indent=2))
@@ -279,10 +296,11 @@ def mine(args, crops, notes, family: Path):
     return out
 
 
-def _cap_val(notes, n: int):
-    """Only the first ``n`` validation views (a quicker calibration); other splits unchanged."""
-    val = [x for x in notes if x.split == "val"][:n]
-    return [x for x in notes if x.split != "val"] + val
+def _cap_val(notes, n: int, skip: int = 0):
+    """The validation views after the first ``skip`` (kept for the choice), at most ``n`` of
+    them (0 = all: a quicker calibration when small); other splits unchanged."""
+    val = [x for x in notes if x.split == "val"][skip:]
+    return [x for x in notes if x.split != "val"] + (val[:n] if n else val)
 
 
 def _describe(args) -> str:

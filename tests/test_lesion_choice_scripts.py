@@ -61,6 +61,7 @@ def test_hard_negatives_without_a_finder_are_refused_before_any_data() -> None:
         (["--spacing", "0"], "multiple of 16, --spacing positive"),
         (["--evaluate-only", "--crop", "128"], "a saved model keeps its own window"),
         (["--background-crops", "0"], "background-crops must be >= 1"),
+        (["--evaluate-only", "--no-evaluate"], "exclude each other"),
     ],
 )
 def test_training_options_are_checked_before_any_data(argv, says) -> None:
@@ -109,3 +110,17 @@ def test_more_normal_crops_per_view_keep_the_lesion_crops_and_their_own_cache(tm
     assert n_more == 3 * n_base and more.recipe.background_crops == 6
     lesion = base.labels != normal
     assert np.array_equal(base.images[lesion], more.images[more.labels != normal])
+
+
+def test_calibration_views_skip_the_choice_views_and_keep_other_splits() -> None:
+    """--val-skip N leaves the first N validation views (lesion_select's) out of the fit."""
+    from types import SimpleNamespace
+
+    from benchmarks.train_lesion_model import _cap_val
+
+    notes = [SimpleNamespace(split=s, i=i) for i, s in enumerate(["val"] * 6 + ["test", "train"])]
+    kept = _cap_val(notes, 0, skip=4)
+    assert [n.i for n in kept if n.split == "val"] == [4, 5]
+    assert {n.split for n in kept} == {"val", "test", "train"}
+    assert [n.i for n in _cap_val(notes, 3) if n.split == "val"] == [0, 1, 2]
+    assert [n.i for n in _cap_val(notes, 1, skip=2) if n.split == "val"] == [2]
