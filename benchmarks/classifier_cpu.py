@@ -4,7 +4,7 @@ Why: the worker's classify (and ``sgc evaluate``) spent as much system time as u
 CPU: memory churn, not arithmetic (issue 15). This script runs an older source tree of the
 node (``--before DIR``, e.g. ``git archive <commit> | tar -x -C DIR``) and the working tree,
 each in its own process, alternating, on the same synthetic 4-view studies written to disk
-once, for both bundled models:
+once, for both models (``--models DIR``; default the bundled ones):
 
 * ``lesion``: the default lesion finder, ``ViewModel.classify`` on DICOM views (the worker's
   call: preprocessing, scan, refine);
@@ -15,6 +15,8 @@ Each tree runs with its worker's default torch threads (before: torch's, one per
 after: ``SGC_TORCH_THREADS``) unless ``--threads`` sets both. Printed per run: views per second (wall clock), CPU ms per view (user and system), and
 whether every output equals the other tree's (probabilities, log-likelihoods, findings,
 evidence maps; exact equality, not a tolerance). The load average is printed around the runs.
+``--busy N`` keeps N busy-loop processes running meanwhile, as a node's SCP or a second worker
+would take a core.
 
     .venv/bin/python -m benchmarks.classifier_cpu --before /tmp/sgc-before --studies 2 --rounds 2
 """
@@ -34,6 +36,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "sgc_core" / "models"
+# Read before this process imports sgc_core, which sets a default for its own children.
+_USER_WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY")
 
 # Run a source tree in a child: drop the venv's editable finder (it would import the working
 # tree whatever sys.path says), put the tree first, then call this file's child().
@@ -41,21 +45,22 @@ _CHILD = """
 import runpy, sys
 sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")]
 sys.path.insert(0, sys.argv[2])
-runpy.run_path(sys.argv[1])["child"](*sys.argv[2:6])
+runpy.run_path(sys.argv[1])["child"](*sys.argv[2:7])
 """
 
 
-def child(tree: str, kind: str, folder: str, out: str) -> None:
-    """In the child process: classify every view in ``folder`` with ``tree``'s code."""
+def child(tree: str, kind: str, folder: str, out: str, models: str) -> None:
+    """In the child process: classify every view in ``folder`` with ``tree``'s code and the
+    model in ``models``. sgc_core comes before torch, as in the worker (it sets how torch's
+    threads wait)."""
+    from sgc_core.view_model import load_view_model  # isort: skip
     import torch
     from pydicom import dcmread
-
-    from sgc_core.view_model import load_view_model
 
     paths = sorted(Path(folder).glob("*.dcm"))
     datasets = [dcmread(p) for p in paths]
     name = "sgc-lesion-mammo" if kind == "lesion" else "sgc-demo-mammo"
-    model = load_view_model(MODELS / f"{name}.safetensors")
+    model = load_view_model(Path(models) / f"{name}.safetensors")
     if kind == "lesion":
 
         def run():
@@ -96,13 +101,16 @@ def write_views(folder: Path, studies: int) -> None:
             ds.save_as(folder / f"{s:03d}-{v}.dcm", enforce_file_format=True)
 
 
-def run_tree(tree: Path, kind: str, views: Path, scratch: Path, threads: int | None) -> dict:
-    out = scratch / f"{tree.name}-{kind}.json"
+def run_tree(tree: Path, kind: str, views: Path, args, threads: int | None) -> dict:
+    out = args.scratch / f"{tree.name}-{kind}.json"
     cmd = [sys.executable, "-c", _CHILD, __file__, str(tree), kind, str(views), str(out)]
-    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    cmd.append(str(args.models))
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
+    if _USER_WAIT_POLICY is not None:  # else each tree's own default (sgc_core sets it after)
+        env["OMP_WAIT_POLICY"] = _USER_WAIT_POLICY
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)  # torch's intra-op threads
-    subprocess.run(cmd, check=True, cwd=scratch, env=env)
+    subprocess.run(cmd, check=True, cwd=args.scratch, env=env)
     return json.loads(out.read_text())
 
 
@@ -123,16 +131,33 @@ def main() -> None:
         default=None,
         help="torch threads for both trees (default: each tree's worker default)",
     )
+    parser.add_argument(
+        "--models",
+        type=Path,
+        default=MODELS,
+        help="folder with sgc-lesion-mammo and sgc-demo-mammo (default: the bundled ones); "
+        "an older tree may not read a newer card",
+    )
+    parser.add_argument(
+        "--busy",
+        type=int,
+        default=0,
+        help="busy-loop processes kept running meanwhile (a core taken by the SCP or another "
+        "worker)",
+    )
     args = parser.parse_args()
-    scratch = Path(tempfile.mkdtemp(prefix="sgc-clf-cpu-"))
+    args.scratch = scratch = Path(tempfile.mkdtemp(prefix="sgc-clf-cpu-"))
     trees = {"before": args.before.resolve(), "after": ROOT}
     # Each tree's worker default: torch's own (one thread per core) before SGC_TORCH_THREADS.
     from sgc_config.settings import Settings
 
     defaults = {"before": None, "after": Settings.model_fields["torch_threads"].default or None}
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
     try:
         compare(args, trees, defaults, scratch)
     finally:
+        for p in busy:
+            p.kill()
         shutil.rmtree(scratch, ignore_errors=True)
 
 
@@ -140,7 +165,11 @@ def compare(args, trees: dict, defaults: dict, scratch: Path) -> None:
     """Write the views once, then alternate the trees per model and compare their outputs."""
     views = scratch / "views"
     write_views(views, args.studies)
-    print(f"{args.studies} synthetic 4-view studies; before: {args.before}; after: {ROOT}")
+    print(
+        f"{args.studies} synthetic 4-view studies; before: {args.before}; after: {ROOT}; "
+        f"models: {args.models}; busy processes: {args.busy}; OMP_WAIT_POLICY set by the user: "
+        f"{_USER_WAIT_POLICY or 'no'}"
+    )
     for kind in args.kinds:
         print(f"load average before {kind}: {load()}", flush=True)
         runs: dict[str, list[dict]] = {"before": [], "after": []}
@@ -148,7 +177,7 @@ def compare(args, trees: dict, defaults: dict, scratch: Path) -> None:
         for r in range(args.rounds):
             for name in ("before", "after") if r % 2 == 0 else ("after", "before"):
                 threads = args.threads if args.threads is not None else defaults[name]
-                got = run_tree(trees[name], kind, views, scratch, threads)
+                got = run_tree(trees[name], kind, views, args, threads)
                 t = got["timing"]
                 runs[name].append(t)
                 outputs.setdefault(name, got["results"])

@@ -260,12 +260,12 @@ class Settings(BaseSettings):
     )
     device: str = Field("auto", description="Torch device for classification: auto, cpu, cuda:N.")
     torch_threads: int = Field(
-        1,
+        0,
         ge=0,
         le=256,
         description="Torch CPU threads of a worker process (0: torch's default, one per core). "
-        "One, and a worker per core for more, because threads that spin-wait for each other "
-        "lose most of their time on a shared machine.",
+        "Its threads sleep while they wait (OMP_WAIT_POLICY=PASSIVE, set by sgc_core), so a "
+        "busy core slows a study no more than one thread would.",
     )
     classify_memory_mb: int = Field(
         512,

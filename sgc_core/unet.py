@@ -151,6 +151,29 @@ class SelfAttention(nn.Module):
         return x + self.proj(a.transpose(1, 2).reshape(n, c, h, w))
 
 
+def upsample_cat(h: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    """``cat([nearest-upsample(h), skip])`` along channels, written once into one tensor.
+
+    Why not ``F.interpolate`` then ``torch.cat``: on CPU, nearest upsampling by 2 ran 2-3x
+    slower than a broadcast copy, and the cat copies the upsampled maps again; this writes
+    each value once, and the values are the same bit for bit.
+    """
+    n, c, hh, ww = h.shape
+    size = skip.shape[-2:]
+    if (hh, ww) == tuple(size):
+        return torch.cat([h, skip], dim=1)
+    if tuple(size) != (2 * hh, 2 * ww):
+        return torch.cat([F.interpolate(h, size=size, mode="nearest"), skip], dim=1)
+    last = skip.is_contiguous(memory_format=torch.channels_last) and not skip.is_contiguous()
+    layout = torch.channels_last if last else torch.contiguous_format
+    out = torch.empty(
+        (n, c + skip.shape[1], *size), dtype=h.dtype, device=h.device, memory_format=layout
+    )
+    out[:, :c].unflatten(3, (ww, 2)).unflatten(2, (hh, 2)).copy_(h[:, :, :, None, :, None])
+    out[:, c:] = skip
+    return out
+
+
 class FiLMUNet(nn.Module):
     """Our default score network (see module docstring). Predicts eps; returns -eps / sigma."""
 
@@ -210,10 +233,7 @@ class FiLMUNet(nn.Module):
             h = down(h)
         h = self.mid2(self.attn(self.mid1(h, emb)), emb)
         for block in self.up_blocks:
-            skip = skips.pop()
-            if h.shape[-1] != skip.shape[-1]:
-                h = F.interpolate(h, size=skip.shape[-2:], mode="nearest")
-            h = block(torch.cat([h, skip], dim=1), emb)
+            h = block(upsample_cat(h, skips.pop()), emb)
         eps = self.out(F.silu(self.out_norm(h)))
         return -eps / self.sde.marginal_std(t)[:, None, None, None]
 

@@ -8,15 +8,20 @@ shared by every image of a batch, so a result does not depend on how rows are gr
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
 
 from sgc_core.batching import forward_rows, model_width, retain_freed_memory
 from sgc_core.inference import load_classifier
 from sgc_core.synth.study import generate_study
+from sgc_core.unet import upsample_cat
 from sgc_core.view_model import load_view_model
 from tests.helpers.lesion_model import write_lesion_model
 
@@ -77,3 +82,57 @@ def test_lesion_finder_results_do_not_depend_on_the_budget(tmp_path: Path) -> No
         assert fa.p_malignant == pytest.approx(fb.p_malignant, rel=1e-4, abs=1e-9)
         assert np.allclose(fa.centre, fb.centre, atol=1.0)
     assert np.allclose(a.evidence.values, b.evidence.values, rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize(
+    ("small", "large"), [((7, 9), (14, 18)), ((7, 9), (7, 9)), ((7, 9), (15, 18))]
+)
+def test_upsample_cat_equals_interpolate_then_cat(layout, small, large) -> None:
+    """The decoder's fused upsample-and-concatenate gives interpolate + cat bit for bit, in
+    both memory layouts, and for sizes that are not twice the input (the plain path)."""
+    g = torch.Generator().manual_seed(2)
+    h = torch.randn(3, 5, *small, generator=g).contiguous(memory_format=layout)
+    skip = torch.randn(3, 4, *large, generator=g).contiguous(memory_format=layout)
+    up = h if small == large else F.interpolate(h, size=large, mode="nearest")
+    assert torch.equal(upsample_cat(h, skip), torch.cat([up, skip], dim=1))
+
+
+# Records OMP_WAIT_POLICY at the moment torch is first imported, then runs the given code.
+_AT_TORCH_IMPORT = """
+import importlib.abc, os, sys
+seen = []
+class Spy(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" and not seen:
+            seen.append(os.environ.get("OMP_WAIT_POLICY"))
+        return None
+sys.meta_path.insert(0, Spy())
+exec(sys.argv[1])
+print(seen[0] if seen else "torch not imported")
+"""
+
+
+def _wait_policy_at_torch_import(code: str, policy: str | None) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if policy:
+        env["OMP_WAIT_POLICY"] = policy
+    cmd = [sys.executable, "-c", _AT_TORCH_IMPORT, code]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True, timeout=120)
+    return out.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        # `sgc worker` checks the device before Celery starts, then loads the model
+        "from worker.runtime import resolve_device; resolve_device('cpu')",
+        "from sgc_core.view_model import load_view_model",  # sgc classify, benchmarks
+    ],
+)
+def test_torch_threads_sleep_while_they_wait(code: str) -> None:
+    """Spinning OpenMP threads lost a core's worth of time to a busy neighbour (docs/
+    benchmarks.md, "CPU path"); OpenMP reads the policy once, when torch loads, so it must be
+    set before that in every process that classifies, and a user's own value must win."""
+    assert _wait_policy_at_torch_import(code, None) == "PASSIVE"
+    assert _wait_policy_at_torch_import(code, "ACTIVE") == "ACTIVE"

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session, sessionmaker
 
+import sgc_core  # noqa: F401  (first: it sets how torch's threads wait, before torch loads)
 from sgc_config.settings import Settings
 
 if TYPE_CHECKING:
