@@ -124,3 +124,28 @@ def test_calibration_views_skip_the_choice_views_and_keep_other_splits() -> None
     assert {n.split for n in kept} == {"val", "test", "train"}
     assert [n.i for n in _cap_val(notes, 3) if n.split == "val"] == [0, 1, 2]
     assert [n.i for n in _cap_val(notes, 1, skip=2) if n.split == "val"] == [2]
+
+
+def test_select_prints_every_column_for_each_model(tmp_path, capsys) -> None:
+    """A run on a small family's validation views: each model's row names every key of KEYS
+    (the OOD fraction included) with a number, and the JSON holds the same figures."""
+    import json
+    from pathlib import Path
+
+    from sgc_core.synth import write_dataset
+
+    family = tmp_path / "family"
+    write_dataset(
+        family, 4, seed=5, size="medium", difficulty=0.0, style="mixed",
+        malignant_fraction=0.5, splits=(0.5, 0.25, 0.25),
+    )  # fmt: skip
+    model = Path(__file__).resolve().parents[1] / "sgc_core" / "models" / "sgc-lesion-mammo"
+    out = tmp_path / "sel.json"
+    argv = ["--data", str(family), "--views", "4", "--threads", "1", "--model", str(model)]
+    assert lesion_select.main([*argv, "--json", str(out)]) == 0
+    (row,) = json.loads(out.read_text())
+    line = capsys.readouterr().out.splitlines()[-1]
+    for key in lesion_select.KEYS:
+        assert key in row and f"{key} " in line, key
+    assert 0.0 <= row["ood_flagged_fraction"] <= 1.0
+    assert f"ood_flagged_fraction {row['ood_flagged_fraction']:.3f}" in line
