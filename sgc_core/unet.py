@@ -166,8 +166,9 @@ def upsample_cat(h: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         return torch.cat([F.interpolate(h, size=size, mode="nearest"), skip], dim=1)
     last = skip.is_contiguous(memory_format=torch.channels_last) and not skip.is_contiguous()
     layout = torch.channels_last if last else torch.contiguous_format
+    dtype = torch.promote_types(h.dtype, skip.dtype)  # as torch.cat (mixed under autocast)
     out = torch.empty(
-        (n, c + skip.shape[1], *size), dtype=h.dtype, device=h.device, memory_format=layout
+        (n, c + skip.shape[1], *size), dtype=dtype, device=h.device, memory_format=layout
     )
     out[:, :c].unflatten(3, (ww, 2)).unflatten(2, (hh, 2)).copy_(h[:, :, :, None, :, None])
     out[:, c:] = skip

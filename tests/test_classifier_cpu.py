@@ -96,6 +96,10 @@ def test_upsample_cat_equals_interpolate_then_cat(layout, small, large) -> None:
     skip = torch.randn(3, 4, *large, generator=g).contiguous(memory_format=layout)
     up = h if small == large else F.interpolate(h, size=large, mode="nearest")
     assert torch.equal(upsample_cat(h, skip), torch.cat([up, skip], dim=1))
+    # Under autocast the two halves can differ in dtype; the result's is torch.cat's.
+    half = h.to(torch.bfloat16)
+    up = half if small == large else F.interpolate(half, size=large, mode="nearest")
+    assert torch.equal(upsample_cat(half, skip), torch.cat([up, skip], dim=1))
 
 
 # Records OMP_WAIT_POLICY at the moment torch is first imported, then runs the given code.
