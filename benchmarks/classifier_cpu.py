@@ -114,12 +114,21 @@ def run_tree(tree: Path, kind: str, views: Path, args, threads: int | None) -> d
     return json.loads(out.read_text())
 
 
+def check_models(folder: Path) -> None:
+    """Refuse, in one line and before any view is written, a folder without both models."""
+    names = ("sgc-lesion-mammo", "sgc-demo-mammo")
+    missing = [f"{n}{e}" for n in names for e in (".safetensors", ".json")]
+    missing = [m for m in missing if not (folder / m).is_file()]
+    if missing:
+        raise SystemExit(f"--models {folder}: missing {', '.join(missing)}")
+
+
 def load() -> str:
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", type=Path, required=True, help="older source tree")
     parser.add_argument("--studies", type=int, default=2, help="4-view studies to classify")
@@ -145,7 +154,8 @@ def main() -> None:
         help="busy-loop processes kept running meanwhile (a core taken by the SCP or another "
         "worker)",
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    check_models(args.models)
     args.scratch = scratch = Path(tempfile.mkdtemp(prefix="sgc-clf-cpu-"))
     trees = {"before": args.before.resolve(), "after": ROOT}
     # Each tree's worker default: torch's own (one thread per core) before SGC_TORCH_THREADS.

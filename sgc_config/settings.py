@@ -264,8 +264,9 @@ class Settings(BaseSettings):
         ge=0,
         le=256,
         description="Torch CPU threads of a worker process (0: torch's default, one per core). "
-        "Its threads sleep while they wait (OMP_WAIT_POLICY=PASSIVE, set by sgc_core), so a "
-        "busy core slows a study no more than one thread would.",
+        "Its threads sleep while they wait (OMP_WAIT_POLICY=PASSIVE, set by sgc_core), so "
+        "beside a busy core two threads ran about as fast as one (0.79 vs 0.83 views/s), "
+        "and 1.5x faster on a quiet 2-core machine.",
     )
     classify_memory_mb: int = Field(
         512,

@@ -131,7 +131,8 @@ def _wait_policy_at_torch_import(code: str, policy: str | None) -> str:
     [
         # `sgc worker` checks the device before Celery starts, then loads the model
         "from worker.runtime import resolve_device; resolve_device('cpu')",
-        "from sgc_core.view_model import load_view_model",  # sgc classify, benchmarks
+        "from worker.offline import classify_files",  # sgc classify
+        "from sgc_core.view_model import load_view_model",
     ],
 )
 def test_torch_threads_sleep_while_they_wait(code: str) -> None:
@@ -140,3 +141,11 @@ def test_torch_threads_sleep_while_they_wait(code: str) -> None:
     set before that in every process that classifies, and a user's own value must win."""
     assert _wait_policy_at_torch_import(code, None) == "PASSIVE"
     assert _wait_policy_at_torch_import(code, "ACTIVE") == "ACTIVE"
+
+
+def test_benchmark_refuses_a_models_folder_without_both_models(tmp_path: Path) -> None:
+    from benchmarks import classifier_cpu
+
+    argv = ["--before", str(tmp_path), "--models", str(tmp_path)]
+    with pytest.raises(SystemExit, match="missing sgc-lesion-mammo.safetensors"):
+        classifier_cpu.main(argv)
