@@ -10,6 +10,7 @@ every instance lands once and every study gets one job.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import signal
 import subprocess
@@ -321,3 +322,32 @@ def test_default_scp_processes_follow_the_cores(tmp_path: Path, monkeypatch) -> 
     monkeypatch.setattr(server.os, "sched_getaffinity", lambda _pid: set(range(64)))
     assert server.scp_processes(settings) == server.AUTO_PROCESSES_MAX == 8
     assert server.scp_processes(load_settings(data_dir=tmp_path, scp_processes=3)) == 3
+
+
+@pytest.mark.parametrize(("level", "bound"), [(logging.WARNING, False), (logging.INFO, True)])
+def test_pynetdicom_event_log_handlers_only_where_they_would_log(
+    tmp_path: Path, level: int, bound: bool
+) -> None:
+    """pynetdicom's default handlers build a log line for every PDU (an A-ASSOCIATE-RQ's
+    ~120 contexts by name); the node binds them only when pynetdicom's logger would emit
+    it, and an association works either way."""
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import Verification
+
+    logger = logging.getLogger("pynetdicom")
+    old = logger.level
+    logger.setLevel(level)
+    try:
+        settings = node_settings(tmp_path, f"sqlite:///{tmp_path / 'n.db'}")
+        with running_node(settings, sweeper=False) as node:
+            assert node.server is not None
+            handlers = node.server.get_handlers(evt.EVT_PDU_RECV)
+            ae = AE(ae_title="ECHOSCU")
+            ae.add_requested_context(Verification)
+            assoc = ae.associate(*node.address, ae_title="SGC_NODE")
+            assert assoc.is_established
+            assert assoc.send_c_echo().Status == 0
+            assoc.release()
+    finally:
+        logger.setLevel(old)
+    assert bool(handlers) is bound
