@@ -91,7 +91,8 @@ class SCPServer:
         # Receive C-STORE datasets into a spool file, not into memory (20-60 MB each).
         _config.STORE_RECV_CHUNKED_DATASET = True
         _config.LOG_HANDLER_LEVEL = pynetdicom_event_logging()
-        install_spool()  # a full disk while spooling answers 0xA700, never kills the link
+        # A full disk while spooling answers 0xA700, never kills the link.
+        install_spool(early_writeback=self.settings.fsync)
         if self.clean_start:
             self.storage.prepare()
         else:

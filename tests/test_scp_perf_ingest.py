@@ -91,6 +91,38 @@ def test_spool_file_is_renamed_into_place_with_our_meta(tmp_path: Path, chunk: i
     assert lookup(spool.name) is None
 
 
+@pytest.mark.parametrize("fsync", [True, False])
+def test_early_writeback_follows_the_fsync_setting(
+    tmp_path: Path, monkeypatch, fsync: bool
+) -> None:
+    """With fsync on, the spool starts the disk write every WRITEBACK_EVERY bytes (so the
+    fsync at acknowledgement finds little left); with fsync off it never does."""
+    from scp import spool as spool_module
+
+    calls: list[tuple[int, int]] = []
+    real = spool_module._sync_file_range
+    if real is None:
+        pytest.skip("no sync_file_range on this platform")
+
+    def spy(fd: int, offset: int, nbytes: int, flags: int) -> int:
+        calls.append((offset, nbytes))
+        return real(fd, offset, nbytes, flags)
+
+    monkeypatch.setattr(spool_module, "_sync_file_range", spy)
+    monkeypatch.setattr(SpoolFile, "writeback_every", SpoolFile.writeback_every)
+    spool_module.install(early_writeback=fsync)
+    source = write_mg(tmp_path / "sent.dcm", MGSpec(seed=2, rows=2048, cols=1536))  # 6 MB
+    spool = _spool_like_pynetdicom(tmp_path, source, 1 << 17)
+    spool.close()
+    if fsync:
+        assert calls and calls[0][0] == 0, "write-back starts at the file's first byte"
+        assert all(n >= spool_module.WRITEBACK_EVERY for _, n in calls)
+        ends = [a + n for a, n in calls[:-1]]
+        assert ends == [a for a, _ in calls[1:]], "contiguous ranges"
+    else:
+        assert calls == []
+
+
 def test_adopted_resends_are_unchanged_or_replaced(tmp_path: Path) -> None:
     storage = Storage(tmp_path / "store", fsync=True)
     storage.prepare()
