@@ -26,6 +26,7 @@ are pynetdicom's own, their class swapped for a subclass before the association 
 
 from __future__ import annotations
 
+import logging
 import queue
 import select
 import socket
@@ -43,6 +44,10 @@ from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAsso
 DUL_WAIT = 0.05
 _P_DATA_TF = 0x04
 _P_DATA_TF_EVENT = "Evt10"  # PS3.8 9.2: P-DATA-TF PDU received
+_CONNECTION_CLOSED = "Evt17"  # PS3.8 9.2: transport connection closed
+_INVALID_PDU = "Evt19"  # PS3.8 9.2: unrecognised or invalid PDU received
+_PDU_TYPES = frozenset(range(0x01, 0x08))  # PS3.8 9.3: A-ASSOCIATE-RQ ... A-ABORT
+LOGGER = logging.getLogger("pynetdicom.dul")  # where pynetdicom reports the same failures
 # Longest wait of the association reactor for a DIMSE message (release/abort checks).
 REACTOR_WAIT = 0.01
 
@@ -57,17 +62,21 @@ class BulkRecvSocket(AssociationSocket):
     def recv(self, nr_bytes: int) -> bytearray:
         """Read exactly ``nr_bytes``, or what arrived before the peer closed (like pynetdicom)."""
         buffer = bytearray(nr_bytes)
-        view = memoryview(buffer)
-        got = 0
+        got = self.recv_exactly(memoryview(buffer))
+        return buffer if got == nr_bytes else buffer[:got]
+
+    def recv_exactly(self, view: memoryview) -> int:
+        """Fill ``view``; returns how many bytes arrived (fewer: the peer closed)."""
+        got, wanted = 0, len(view)
         sock = self.socket
         assert sock is not None
-        while got < nr_bytes:
-            n = sock.recv_into(view[got:], nr_bytes - got)
-            if not n:  # connection closed: the caller sees a short read
-                del view
-                return buffer[:got]
+        while got < wanted:
+            n = sock.recv_into(view[got:], wanted - got)
+            if not n:
+                break
             got += n
-        return buffer
+        view.release()
+        return got
 
     def open_wake(self) -> None:
         """The socket pair :meth:`wake` writes to; closed with the connection."""
@@ -111,8 +120,52 @@ class BulkRecvSocket(AssociationSocket):
 
 
 class NodeDUL(DULServiceProvider):
-    """The DUL reactor, woken when a primitive is queued or it is told to stop, and decoding
-    P-DATA-TF PDUs without copying their data."""
+    """The DUL reactor, woken when a primitive is queued or it is told to stop, reading each
+    PDU into one buffer and decoding P-DATA-TF PDUs without copying their data."""
+
+    def _read_pdu_data(self) -> None:
+        """Read one PDU into a buffer of its final size and queue its event and PDU.
+
+        PS3.8 9.3.1: every PDU starts with its type, a reserved byte and a 4-byte length.
+        Why not pynetdicom's: it reads the body into a second buffer and appends that to
+        the header's, one more copy (and allocation) of every received byte. The events are
+        the same: Evt17 when the connection closes mid-PDU, Evt19 for an unknown type or a
+        PDU that does not decode.
+        """
+        sock = self.socket
+        if not isinstance(sock, BulkRecvSocket):
+            return super()._read_pdu_data()
+        try:
+            header = sock.recv(6)
+        except (OSError, TimeoutError):
+            header = b""
+        if len(header) < 6:
+            self.event_queue.put(_CONNECTION_CLOSED)
+            return None
+        if header[0] not in _PDU_TYPES:
+            LOGGER.error("Unknown PDU type received '0x%02X'", header[0])
+            self.event_queue.put(_INVALID_PDU)
+            return None
+        length = int.from_bytes(header[2:6], "big")
+        buffer = bytearray(6 + length)
+        buffer[:6] = header
+        try:
+            got = sock.recv_exactly(memoryview(buffer)[6:])
+        except (OSError, TimeoutError):
+            got = -1
+        if got != length:
+            LOGGER.error("The connection closed before the whole PDU was received")
+            self.event_queue.put(_CONNECTION_CLOSED)
+            return None
+        try:
+            pdu, event = self._decode_pdu(buffer)
+        except Exception:
+            LOGGER.exception("Unable to decode the received PDU")
+            self.event_queue.put(_INVALID_PDU)
+            return None
+        self.event_queue.put(event)
+        self._recv_pdu.put(pdu)
+        return None
 
     def _decode_pdu(self, bytestream: bytearray):  # noqa: ANN202 (pynetdicom's PDU union)
         """P-DATA-TF: each PDV's value is a view of the received buffer, not a copy.
