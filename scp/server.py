@@ -26,6 +26,7 @@ from scp.spool import install as install_spool
 from scp.storage import Storage
 from scp.sweeper import Sweeper
 from scp.transport import NodeRequestHandler, reuse_port_server
+from scp.uids import memoize_library_uid_checks
 from sgc_config.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ class SCPServer:
         _config.LOG_HANDLER_LEVEL = pynetdicom_event_logging()
         # A full disk while spooling answers 0xA700, never kills the link.
         install_spool(early_writeback=self.settings.fsync)
+        memoize_library_uid_checks()
         if self.clean_start:
             self.storage.prepare()
         else:

@@ -7,7 +7,13 @@ or collide, so it is rejected before any path is formed.
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
+from typing import Any
+
+from pydicom import valuerep as pydicom_valuerep
+from pynetdicom import _config as pynetdicom_config
 
 # Components are digits without a leading zero (except "0" itself), joined by single dots.
 _UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
@@ -36,3 +42,34 @@ def require_uid(keyword: str, value: object) -> str:
     if not is_valid_uid(text):
         raise InvalidUID(keyword, value)
     return text
+
+
+def _memoized(check: Callable[..., tuple[bool, str]]) -> Callable[..., tuple[bool, str]]:
+    """``check`` with its results kept for the last few thousand distinct arguments."""
+    cached = functools.lru_cache(maxsize=4096)(check)
+
+    def memoized(*args: Any) -> tuple[bool, str]:
+        try:
+            return cached(*args)
+        except TypeError:  # an unhashable value: check it afresh
+            return check(*args)
+
+    memoized.__wrapped__ = check  # type: ignore[attr-defined]
+    return memoized
+
+
+def memoize_library_uid_checks() -> None:
+    """Remember pydicom's and pynetdicom's UID validity checks (process-wide, idempotent).
+
+    Why: every association's A-ASSOCIATE-RQ names each proposed SOP class and transfer
+    syntax (about 500 UIDs from ``storescu``), and pynetdicom turns each into a pydicom
+    ``UID``, which matches it against a regular expression, twice; it was a tenth of the
+    SCP's Python time at 8 associations. The values repeat from one association to the
+    next and the checks are pure functions of them, so their results are kept. pynetdicom
+    documents ``_config.VALIDATORS`` for replacing its checks; pydicom's per-VR table is
+    the one its ``validate_value`` reads. The node's own gate (:func:`require_uid`) is
+    not touched.
+    """
+    for table in (pydicom_valuerep.VALIDATORS, pynetdicom_config.VALIDATORS):
+        if not hasattr(table["UI"], "__wrapped__"):
+            table["UI"] = _memoized(table["UI"])

@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydicom import dcmread
 from pydicom.uid import (
+    UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
@@ -30,7 +31,7 @@ from scp.storage import (
     file_meta,
     instance_relpath,
 )
-from scp.uids import InvalidUID, is_valid_uid, require_uid
+from scp.uids import InvalidUID, is_valid_uid, memoize_library_uid_checks, require_uid
 from tests.conftest import require_binary
 from tests.helpers.mg import MGSpec, mg_dataset, write_mg
 from tests.helpers.tls import self_signed
@@ -62,6 +63,33 @@ def test_a_path_is_only_ever_built_from_digits_and_dots(text: str) -> None:
 
 def test_uid_with_trailing_padding_is_accepted() -> None:
     assert require_uid("X", b"1.2.3\x00") == "1.2.3"
+
+
+@pytest.mark.parametrize("uid", ["1.2.840.10008.1.2.1", "1..2", "1.02", "1." + "2" * 63, "1.2 "])
+def test_memoized_library_uid_checks_answer_as_the_libraries_do(uid: str) -> None:
+    """pydicom's and pynetdicom's UID checks, memoized for association negotiation, give
+    the same verdict as the originals, the first time and from the cache; pydicom's RAISE
+    mode still raises; an unhashable value is checked afresh; installing twice does not
+    wrap twice."""
+    from pydicom import config
+    from pydicom import valuerep as pydicom_valuerep
+    from pynetdicom import _config as pynetdicom_config
+
+    memoize_library_uid_checks()
+    memoize_library_uid_checks()
+    ours = pydicom_valuerep.VALIDATORS["UI"]
+    theirs = ours.__wrapped__
+    assert not hasattr(theirs, "__wrapped__")
+    assert ours("UI", uid) == ours("UI", uid) == theirs("UI", uid)
+    assert ours("UI", [uid]) == theirs("UI", [uid])
+    net = pynetdicom_config.VALIDATORS["UI"]
+    assert net(uid) == net(uid) == net.__wrapped__(uid)
+    if theirs("UI", uid)[0]:
+        assert UID(uid, validation_mode=config.RAISE) == uid.strip()
+    else:
+        with pytest.raises(ValueError, match=r"for VR UI\b") as raised:
+            UID(uid, validation_mode=config.RAISE)
+        assert str(raised.value) == theirs("UI", uid)[1]
 
 
 def _part10(tmp_path: Path, ts: str, **spec: object) -> tuple[Path, int]:
