@@ -38,6 +38,7 @@ from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.pdu_items import PresentationDataValueItem
+from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
 # Longest wait of an idle DUL reactor in select (it wakes at once for data or a primitive).
@@ -119,6 +120,19 @@ class BulkRecvSocket(AssociationSocket):
                 end.close()
 
 
+class ViewPDataTF(P_DATA_TF):
+    """A received P-DATA-TF whose PDV values are views of its buffer (NodeDUL._decode_pdu)."""
+
+    def to_primitive(self) -> P_DATA:
+        """As pynetdicom's, without its per-call ``import`` (a tenth of the per-PDU path)."""
+        primitive = P_DATA()
+        primitive.presentation_data_value_list.extend(
+            (item.presentation_context_id, item.presentation_data_value)  # type: ignore[misc]
+            for item in self.presentation_data_value_items
+        )
+        return primitive
+
+
 class NodeDUL(DULServiceProvider):
     """The DUL reactor, woken when a primitive is queued or it is told to stop, reading each
     PDU into one buffer and decoding P-DATA-TF PDUs without copying their data."""
@@ -193,7 +207,7 @@ class NodeDUL(DULServiceProvider):
             offset += 4 + length
         if self.assoc.get_handlers(evt.EVT_DATA_RECV):
             evt.trigger(self.assoc, evt.EVT_DATA_RECV, {"data": bytes(bytestream)})
-        pdu = P_DATA_TF()
+        pdu = ViewPDataTF()
         pdu.presentation_data_value_items = items
         evt.trigger(self.assoc, evt.EVT_PDU_RECV, {"pdu": pdu})
         return pdu, _P_DATA_TF_EVENT

@@ -62,6 +62,10 @@ def test_a_whole_p_data_pdu_is_read_into_one_buffer() -> None:
         for i in theirs.presentation_data_value_items
     ]
     assert got == want
+    primitive = pdu.to_primitive()  # type: ignore[attr-defined]
+    assert [(c, bytes(d)) for c, d in primitive.presentation_data_value_list] == [
+        (c, d) for c, d in theirs.to_primitive().presentation_data_value_list
+    ]
 
 
 def test_other_pdus_are_read_too() -> None:
