@@ -1,5 +1,6 @@
-"""benchmarks/ingest.py's runs: each server stores every image it timed, and the
-'no-fsync' kind really is our SCP without fsync (the comparison that prices durability)."""
+"""benchmarks/ingest.py's runs: each server stores every image it timed, the 'no-fsync'
+kind really is our SCP without fsync (the comparison that prices durability), and the
+'dcmtk-sync' kind's clock includes a sync."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from benchmarks import ingest
 pytestmark = pytest.mark.skipif(shutil.which("storescu") is None, reason="needs dcmtk")
 
 
-@pytest.mark.parametrize("kind", ["ours", "no-fsync", "dcmtk"])
+@pytest.mark.parametrize("kind", ["ours", "no-fsync", "dcmtk", "dcmtk-sync"])
 def test_a_run_stores_every_image_and_reports_a_rate(tmp_path: Path, kind: str) -> None:
     files = ingest.make_images(tmp_path / "images", 2, 0.5)
     mbps, cpu_ms = ingest.run_once(kind, files, 2, tmp_path, processes=1)
@@ -43,3 +44,26 @@ def test_the_table_gives_median_and_best_ratios_to_dcmtk() -> None:
     rows = ingest.table_rows(8, summary)
     assert rows[0] == "| 8 | ours | 750 | 800 | 30 | 1.15 | 0.67 |"
     assert rows[1].endswith("| 1.00 | 1.00 |")
+
+
+def test_dcmtk_sync_adds_the_sync_to_dcmtks_clock(tmp_path: Path, monkeypatch) -> None:
+    files = ingest.make_images(tmp_path / "images", 2, 0.5)
+    monkeypatch.setattr(ingest, "timed_sync", lambda: 100.0)  # a sync of 100 s: visible
+    mbps, _ = ingest.run_once("dcmtk-sync", files, 1, tmp_path)
+    assert mbps < sum(f.stat().st_size for f in files) / 1e6 / 100.0
+
+
+def test_catalog_speed_times_new_and_unchanged_records_on_both_databases(capsys) -> None:
+    """Both paths of record_instance, this tree against a tree (here itself), on SQLite and
+    PostgreSQL; the child asserts every record came back 'new', then 'unchanged'."""
+    from benchmarks import catalog_speed
+    from tests.helpers.services import PG_ADMIN_URL
+
+    root = Path(__file__).resolve().parents[1]
+    argv = ["--before", str(root), "--count", "8", "--rounds", "1", "--postgres", PG_ADMIN_URL]
+    catalog_speed.main(argv)
+    lines = capsys.readouterr().out.splitlines()
+    for kind in ("sqlite", "postgresql"):
+        for path in ("new", "unchanged"):
+            (line,) = [x for x in lines if x.startswith(f"{kind} {path} ")]
+            assert "CPU ms per record: this tree" in line and "x); wall ms" in line
