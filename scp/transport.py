@@ -95,14 +95,22 @@ class BulkRecvSocket(AssociationSocket):
 
     @property
     def ready(self) -> bool:
-        """Like pynetdicom's, but wait up to :data:`DUL_WAIT` for data or a wake-up."""
+        """Like pynetdicom's, but wait up to :data:`DUL_WAIT` for data or a wake-up, unless
+        the DUL has events still to handle.
+
+        Why not always wait: the reactor handles one event per turn, and an event can be
+        queued behind another (the A-ASSOCIATE-RQ behind the connection's own Evt5); a wait
+        here would hold it back until data came or DUL_WAIT ran out, and the peer sends
+        nothing while it waits for the answer: each association took DUL_WAIT to accept.
+        """
         sock = self.socket
         if sock is None or self._is_connected is False or self._wake_r is None:
             return super().ready
         if isinstance(sock, ssl.SSLSocket) and sock.pending():
             return True
+        wait = 0.0 if self.event_queue.qsize() else DUL_WAIT
         try:
-            ready, _, _ = select.select([sock, self._wake_r], [], [], DUL_WAIT)
+            ready, _, _ = select.select([sock, self._wake_r], [], [], wait)
         except (OSError, ValueError):
             return super().ready  # pynetdicom's own check reports the closed connection
         if self._wake_r in ready:

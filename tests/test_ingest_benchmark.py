@@ -67,3 +67,12 @@ def test_catalog_speed_times_new_and_unchanged_records_on_both_databases(capsys)
         for path in ("new", "unchanged"):
             (line,) = [x for x in lines if x.startswith(f"{kind} {path} ")]
             assert "CPU ms per record: this tree" in line and "x); wall ms" in line
+
+
+def test_associations_benchmark_times_both_servers(capsys) -> None:
+    from benchmarks import associations
+
+    associations.main(["--quick"])
+    out = capsys.readouterr().out
+    assert out.count("round 1") == 2
+    assert "| ours |" in out and "| dcmtk |" in out and "dcmtk / ours:" in out

@@ -1,9 +1,10 @@
-"""The node's PDU read (scp/transport.py, NodeDUL._read_pdu_data): one buffer per PDU.
+"""The node's DUL (scp/transport.py): the PDU read and the readiness wait.
 
 What must hold: a whole PDU gives pynetdicom's event and a PDU equal to pynetdicom's
 decode; every way a read can fail gives the event pynetdicom's own read gives (Evt17: the
 connection closed mid-PDU; Evt19: an unknown type or a PDU that does not decode), and
-nothing half-read reaches the state machine.
+nothing half-read reaches the state machine. The wait for data never holds back an event
+already queued: an association is accepted without waiting out DUL_WAIT.
 """
 
 from __future__ import annotations
@@ -88,3 +89,27 @@ def test_failed_reads_give_pynetdicoms_events_and_no_pdu(sent: bytes, event: str
     events, pdus = _read(sent)
     assert events == [event]
     assert pdus == []
+
+
+def test_an_association_is_accepted_without_waiting_out_the_dul_wait(tmp_path) -> None:
+    """The A-ASSOCIATE-RQ is queued behind the connection's own event; a DUL that waited
+    for more data first took DUL_WAIT (50 ms) to accept every association."""
+    import time
+
+    from pynetdicom.sop_class import Verification
+
+    from scp.transport import DUL_WAIT
+    from tests.helpers.scpnode import node_settings, running_node
+
+    settings = node_settings(tmp_path, f"sqlite:///{tmp_path / 'n.db'}")
+    with running_node(settings, sweeper=False) as node:
+        ae = AE(ae_title="ECHOSCU")
+        ae.add_requested_context(Verification)
+        took = []
+        for _ in range(11):
+            start = time.perf_counter()
+            assoc = ae.associate(*node.address, ae_title="SGC_NODE")
+            took.append(time.perf_counter() - start)
+            assert assoc.is_established
+            assoc.release()
+    assert sum(took[1:]) < 10 * DUL_WAIT / 2, f"10 associations took {sum(took[1:]):.2f} s"
