@@ -91,25 +91,48 @@ def test_failed_reads_give_pynetdicoms_events_and_no_pdu(sent: bytes, event: str
     assert pdus == []
 
 
-def test_an_association_is_accepted_without_waiting_out_the_dul_wait(tmp_path) -> None:
+def test_associations_are_accepted_and_released_without_waiting_out_a_poll(tmp_path) -> None:
     """The A-ASSOCIATE-RQ is queued behind the connection's own event; a DUL that waited
-    for more data first took DUL_WAIT (50 ms) to accept every association."""
+    for more data first took DUL_WAIT (50 ms) to accept every association. A release
+    request must wake the association reactor, not wait for its next look (REACTOR_WAIT):
+    timed in the node, from the A-RELEASE-RQ's arrival to the A-RELEASE-RP's departure."""
+    import statistics
     import time
 
+    from pynetdicom import evt
+    from pynetdicom.pdu import A_RELEASE_RP
     from pynetdicom.sop_class import Verification
 
-    from scp.transport import DUL_WAIT
+    from scp.transport import DUL_WAIT, REACTOR_WAIT
     from tests.helpers.scpnode import node_settings, running_node
+
+    arrived: dict[object, float] = {}  # keyed by the association itself: ids get reused
+    answered: dict[object, float] = {}
+
+    def on_recv(event) -> None:  # noqa: ANN001
+        if isinstance(event.pdu, A_RELEASE_RQ):
+            arrived[event.assoc] = time.perf_counter()
+
+    def on_sent(event) -> None:  # noqa: ANN001
+        if isinstance(event.pdu, A_RELEASE_RP):
+            answered[event.assoc] = time.perf_counter()
 
     settings = node_settings(tmp_path, f"sqlite:///{tmp_path / 'n.db'}")
     with running_node(settings, sweeper=False) as node:
+        assert node.server is not None
+        node.server.bind(evt.EVT_PDU_RECV, on_recv)
+        node.server.bind(evt.EVT_PDU_SENT, on_sent)
         ae = AE(ae_title="ECHOSCU")
         ae.add_requested_context(Verification)
-        took = []
+        accepts = []
         for _ in range(11):
             start = time.perf_counter()
             assoc = ae.associate(*node.address, ae_title="SGC_NODE")
-            took.append(time.perf_counter() - start)
+            accepts.append(time.perf_counter() - start)
             assert assoc.is_established
             assoc.release()
-    assert sum(took[1:]) < 10 * DUL_WAIT / 2, f"10 associations took {sum(took[1:]):.2f} s"
+            assert assoc.is_released
+    assert sum(accepts[1:]) < 10 * DUL_WAIT / 2, f"10 accepts took {sum(accepts[1:]):.3f} s"
+    releases = [answered[k] - arrived[k] for k in arrived]
+    assert len(releases) == 11
+    assert statistics.median(releases) < REACTOR_WAIT / 2, f"releases took {releases}"
