@@ -2,7 +2,7 @@
 an older one, on SQLite (the embedded default) and PostgreSQL.
 
     .venv/bin/python -m benchmarks.catalog_speed --before /tmp/sgc-before
-    .venv/bin/python -m benchmarks.catalog_speed --before DIR --postgres postgresql://...
+    .venv/bin/python -m benchmarks.catalog_speed --before DIR --postgres
 
 Why: the SCP commits one catalog transaction per C-STORE before it answers, on the receive
 thread, so its Python time is part of the ingest's CPU per image (docs/benchmarks.md,
@@ -17,13 +17,17 @@ rounds) and wall ms, and the ratio before / this tree.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import subprocess
 import sys
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+
+from tests.helpers.services import postgres_database
 
 # Runs in a child process: times one tree (its path first on sys.path) on one database.
 _CHILD = """
@@ -68,45 +72,36 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--before", type=Path, required=True, help="an older source tree")
     p.add_argument("--count", type=int, default=400, help="new instances per run")
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--postgres", default=None, help="an admin URL: also run on PostgreSQL")
+    p.add_argument(
+        "--postgres", action="store_true", help="also run on PostgreSQL (SGC_TEST_PG_ADMIN)"
+    )
     return p.parse_args(argv)
 
 
-def fresh_database(kind: str, admin_url: str | None, scratch: Path) -> str:
-    """An empty database URL: a SQLite file, or a new PostgreSQL database."""
-    if kind == "sqlite":
-        return f"sqlite:///{scratch / f'{uuid.uuid4().hex}.db'}"
-    import psycopg
-
-    name = f"sgc_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-    return f"{base}/{name}"
-
-
-def drop_database(url: str, admin_url: str | None) -> None:
-    """Remove a run's database: the file, or the PostgreSQL database."""
-    if url.startswith("sqlite"):
-        Path(url.split("///", 1)[1]).unlink(missing_ok=True)
+@contextlib.contextmanager
+def fresh_database(kind: str, scratch: Path) -> Iterator[str]:
+    """An empty database for one run, removed afterwards: a SQLite file, or a PostgreSQL
+    database from the tests' and benchmarks' shared helper (``SGC_TEST_PG_ADMIN``)."""
+    if kind == "postgresql":
+        with postgres_database("sgc_bench_") as url:
+            yield url
         return
-    import psycopg
-
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}"')
-
-
-def run_tree(tree: Path, url: str, count: int, admin_url: str | None) -> dict:
-    """One run of ``tree`` on the fresh database ``url``, which is dropped afterwards."""
+    path = scratch / f"{uuid.uuid4().hex}.db"
     try:
+        yield f"sqlite:///{path}"
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def run_tree(tree: Path, kind: str, count: int, scratch: Path) -> dict:
+    """One run of ``tree`` on a fresh database of ``kind``."""
+    with fresh_database(kind, scratch) as url:
         out = subprocess.run(
             [sys.executable, "-c", _CHILD, str(tree), url, str(count)],
             check=True,
             capture_output=True,
             text=True,
         )
-    finally:
-        drop_database(url, admin_url)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -123,8 +118,7 @@ def main(argv=None) -> None:
         runs: dict[str, list[dict]] = {name: [] for name in trees}
         for r in range(args.rounds):
             for name in list(trees)[:: 1 if r % 2 == 0 else -1]:
-                url = fresh_database(kind, args.postgres, scratch)
-                runs[name].append(run_tree(trees[name], url, args.count, args.postgres))
+                runs[name].append(run_tree(trees[name], kind, args.count, scratch))
                 cpu, wall = runs[name][-1]["new"]
                 print(f"  {kind} round {r + 1} {name:9s} new: {cpu:.3f} ms CPU, {wall:.3f} ms wall")
         for path in ("new", "unchanged"):

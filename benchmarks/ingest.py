@@ -319,10 +319,11 @@ def run_setting(args, senders: int, files, warmup, scratch: Path) -> dict[str, l
 def summarise(runs: dict[str, list[tuple[float, float]]]) -> dict[str, dict[str, float]]:
     """Per server: median and best MB/s, median CPU ms per image.
 
-    Why the best too: on these hosts dcmtk's runs are bimodal (one run at ~13 ms of CPU per
-    image, the next at ~40, alternating even when only dcmtk runs; the page cache's state
-    left by the previous run, not measured further), so a median of 3-7 rounds lands in
-    either mode. The best of the rounds compares each server at its fastest."""
+    Why the best too: on these hosts dcmtk's runs are bimodal (one run at ~13-16 ms of CPU
+    per image, the next at ~45, alternating even when only dcmtk runs), so a median of 3-7
+    rounds lands in either mode. The best of the rounds compares each server at its
+    fastest. In its fast runs none of dcmtk's data reaches the disk before its clock stops;
+    ``dcmtk-sync`` (see :func:`timed_sync`) is dcmtk with its data on disk."""
     return {
         k: {
             "median": statistics.median(x[0] for x in v),
