@@ -71,6 +71,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="add this weight of the denoising scores' class cross-entropy to DSM "
         "(sgc_core/train.py class_ce_loss; 0 = DSM alone)",
     )
+    p.add_argument(
+        "--ce-t-max",
+        type=float,
+        default=None,
+        help="train the classification term on t <= this only (default: --train-t-max)",
+    )
     _run_options(p)
     return p.parse_args(argv)
 
@@ -227,6 +233,7 @@ def main(argv=None) -> int:
             init_weights=args.init,
             t_max=args.train_t_max,
             ce_weight=args.ce_weight,
+            ce_t_max=args.ce_t_max,
         )
         base = LesionCard(k_coarse=args.k_coarse, k_fine=args.k_fine)
         train_lesion_finder(

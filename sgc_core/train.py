@@ -25,7 +25,7 @@ from torch import nn
 
 from sgc_core.checkpoint import load_model
 from sgc_core.datasets.base import Dataset, stratified_split
-from sgc_core.losses import CE_T_MIN, class_ce_loss, dsm_loss
+from sgc_core.losses import class_ce_loss, dsm_loss
 from sgc_core.scaling import to_model_space
 from sgc_core.sde import LikelihoodTimeSampler, sde_from_dict
 from sgc_core.train_config import TrainConfig, TrainResult
@@ -211,8 +211,7 @@ def _optimise(
     with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=use_amp):
         loss = dsm_loss(run.model, sde, x, y, gen, config.eps, sampler, config.t_max)
         if config.ce_weight > 0:
-            band = (max(config.eps, CE_T_MIN), config.t_max)
-            ce = class_ce_loss(run.model, sde, x, y, num_classes, gen, band)
+            ce = class_ce_loss(run.model, sde, x, y, num_classes, gen, config.ce_band())
             loss = loss + config.ce_weight * ce
     if not torch.isfinite(loss):
         raise FloatingPointError(f"training loss is {float(loss)} at step {run.step}; lower --lr")

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from sgc_core.losses import CE_T_MIN
+
 
 @dataclass
 class TrainConfig:
@@ -41,6 +43,10 @@ class TrainConfig:
     #: model; > 0 fine-tunes the same class-conditional denoiser to rank the classes, still
     #: classifying by comparing class-conditional denoising errors.
     ce_weight: float = 0.0
+    #: Top of the classification term's noise band (None = ``t_max``): the term can be
+    #: trained only where the finder's calibrated scan band reads, instead of over all of
+    #: [0.01, t_max] of DSM.
+    ce_t_max: float | None = None
     levels: int = 256
     dequantize: bool = True
     sde: dict = field(default_factory=lambda: {"kind": "vp", "beta_min": 0.1, "beta_max": 20.0})
@@ -50,6 +56,12 @@ class TrainConfig:
     #: Warm start: a saved model (weights + card) whose weights start the network and its EMA.
     #: A fresh run otherwise starts from seeded random weights; the architecture must match.
     init_weights: str | None = None
+
+    def ce_band(self) -> tuple[float, float]:
+        """The classification term's t range: from CE_T_MIN (below it every class denoises
+        alike) to ``ce_t_max``, or DSM's ``t_max`` when that is unset."""
+        hi = self.t_max if self.ce_t_max is None else self.ce_t_max
+        return (max(self.eps, CE_T_MIN), hi)
 
     def validate(self) -> None:
         if self.arch not in ("seed", "default"):
@@ -63,6 +75,10 @@ class TrainConfig:
             raise ValueError(f"t_max must satisfy eps < t_max <= 1, got {self.t_max}")
         if self.ce_weight < 0:
             raise ValueError(f"ce_weight must be >= 0, got {self.ce_weight}")
+        if self.ce_t_max is not None and not CE_T_MIN < self.ce_t_max <= self.t_max:
+            raise ValueError(
+                f"ce_t_max must satisfy {CE_T_MIN} < ce_t_max <= t_max, got {self.ce_t_max}"
+            )
         if self.likelihood_weighting and self.t_max < 1.0:
             raise ValueError("likelihood weighting samples t over [eps, 1]; it needs t_max = 1")
         lo, hi = self.input_range

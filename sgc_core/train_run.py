@@ -47,8 +47,9 @@ def resume_run(run: RunState, state_path: Path | None, config: TrainConfig, devi
     if state_path is None or not state_path.is_file():
         raise ValueError(f"--resume: no training state at {state_path}")
     state = torch.load(state_path, map_location=device, weights_only=False)
-    # A state saved before t_max existed trained the whole diffusion, before ce_weight by DSM.
-    saved = {"t_max": 1.0, "ce_weight": 0.0, **state["config"]}
+    # A state saved before t_max existed trained the whole diffusion, before ce_weight by DSM,
+    # before ce_t_max the term over DSM's band.
+    saved = {"t_max": 1.0, "ce_weight": 0.0, "ce_t_max": None, **state["config"]}
     if saved != comparable(config):
         raise ValueError(
             f"--resume: the saved run's settings differ from these: saved {saved}, now {comparable(config)}"

@@ -96,11 +96,18 @@ def test_a_training_noise_band_draws_t_only_below_its_top() -> None:
         ({"t_max": 1.5}, "t_max"),
         ({"t_max": 0.5, "likelihood_weighting": True}, "likelihood"),
         ({"ce_weight": -0.1}, "ce_weight"),
+        ({"ce_t_max": 0.6, "t_max": 0.5}, "ce_t_max"),
+        ({"ce_t_max": 0.01}, "ce_t_max"),
     ],
 )
 def test_a_training_noise_band_outside_the_diffusion_is_refused(change, words) -> None:
     with pytest.raises(ValueError, match=words):
         tiny_config(**change).validate()
+
+
+def test_the_classification_term_band_defaults_to_dsm_band_and_can_be_narrowed() -> None:
+    assert tiny_config(t_max=0.5).ce_band() == (0.01, 0.5)
+    assert tiny_config(t_max=0.5, ce_t_max=0.05).ce_band() == (0.01, 0.05)
 
 
 def test_same_seed_same_weights_and_resume_continues_the_same_run(tmp_path: Path) -> None:
@@ -141,11 +148,14 @@ def test_resume_reads_a_state_saved_before_the_training_band_and_refuses_another
     state = torch.load(tmp_path / STATE_FILE, weights_only=False)
     del state["config"]["t_max"]  # as written before the band existed: the whole diffusion
     del state["config"]["ce_weight"]  # and before the classification term: DSM alone
+    del state["config"]["ce_t_max"]  # and before its own band: the term over DSM's
     torch.save(state, tmp_path / STATE_FILE)
     with pytest.raises(ValueError, match="settings differ"):
         train(tiny_config(steps=4, t_max=0.5), ds, tmp_path, resume=True, progress=False)
     with pytest.raises(ValueError, match="settings differ"):
         train(tiny_config(steps=4, ce_weight=1.0), ds, tmp_path, resume=True, progress=False)
+    with pytest.raises(ValueError, match="settings differ"):
+        train(tiny_config(steps=4, ce_t_max=0.05), ds, tmp_path, resume=True, progress=False)
     assert train(tiny_config(steps=4), ds, tmp_path, resume=True, progress=False).step == 4
 
 

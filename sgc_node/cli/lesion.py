@@ -46,6 +46,12 @@ import click
     help="Add this weight of the denoising scores' class cross-entropy to DSM (the bundled "
     "finder's last 600 steps used 1; 0 trains by DSM alone).",
 )
+@click.option(
+    "--ce-t-max",
+    type=float,
+    default=None,
+    help="Train the cross-entropy term on noise levels t <= this only [default: --train-t-max].",
+)
 @click.option("--k-coarse", type=int, default=1, show_default=True)
 @click.option("--k-fine", type=int, default=8, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
@@ -85,6 +91,7 @@ def train_lesion_cmd(data: Path, out: Path, crops: Path | None, fmt: str, **o) -
             balanced=True,
             t_max=o["train_t_max"],
             ce_weight=o["ce_weight"],
+            ce_t_max=o["ce_t_max"],
         )
         config.validate()
         weights, card_path = train_lesion_finder(
