@@ -194,6 +194,8 @@ def check_args(args) -> None:
         raise SystemExit("--crop/--spacing are for training: a saved model keeps its own window")
     if args.ce_weight < 0:
         raise SystemExit(f"--ce-weight must be >= 0, got {args.ce_weight}")
+    if args.ce_t_max is not None and not 0.01 < args.ce_t_max <= args.train_t_max:
+        raise SystemExit(f"--ce-t-max must lie in (0.01, --train-t-max], got {args.ce_t_max}")
     if args.background_crops < 1:
         raise SystemExit(
             f"--background-crops must be >= 1 (the normal class), got {args.background_crops}"

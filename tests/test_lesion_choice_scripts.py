@@ -62,6 +62,8 @@ def test_hard_negatives_without_a_finder_are_refused_before_any_data() -> None:
         (["--evaluate-only", "--crop", "128"], "a saved model keeps its own window"),
         (["--background-crops", "0"], "background-crops must be >= 1"),
         (["--evaluate-only", "--no-evaluate"], "exclude each other"),
+        (["--ce-t-max", "0.7"], "ce-t-max must lie in"),  # above --train-t-max 0.5
+        (["--ce-t-max", "0.01"], "ce-t-max must lie in"),
     ],
 )
 def test_training_options_are_checked_before_any_data(argv, says) -> None:

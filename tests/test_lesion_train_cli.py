@@ -61,7 +61,16 @@ def _train(data: Path, out: Path, *extra: str):
 def test_tiny_training_writes_a_lesion_card(synth: Path, tmp_path: Path) -> None:
     crops = str(tmp_path / "crops.npz")
     res = _train(
-        synth, tmp_path / "m", "--crops", crops, "--train-t-max", "0.35", "--ce-weight", "0.5"
+        synth,
+        tmp_path / "m",
+        "--crops",
+        crops,
+        "--train-t-max",
+        "0.35",
+        "--ce-weight",
+        "0.5",
+        "--ce-t-max",
+        "0.1",
     )
     assert res.exit_code == 0, res.output
     card = json.loads((tmp_path / "m.json").read_text())
@@ -70,6 +79,7 @@ def test_tiny_training_writes_a_lesion_card(synth: Path, tmp_path: Path) -> None
     # Trained on t <= 0.35 only, so the calibrated scan band lies inside it.
     assert card["training"]["config"]["t_max"] == 0.35
     assert card["training"]["config"]["ce_weight"] == 0.5
+    assert card["training"]["config"]["ce_t_max"] == 0.1
     assert 0 < lesion["t_range"][0] < lesion["t_range"][1] <= 0.35
     assert lesion["temperature_coarse"] > 0 and 0 <= lesion["operating_point"] <= 1
     assert (tmp_path / "crops.npz").is_file()
@@ -93,7 +103,12 @@ def test_bad_labels_are_refused_in_one_line(synth, tmp_path, change, message) ->
 
 
 @pytest.mark.parametrize(
-    ("option", "words"), [(("--train-t-max", "1.5"), "t_max"), (("--ce-weight", "-1"), "ce_weight")]
+    ("option", "words"),
+    [
+        (("--train-t-max", "1.5"), "t_max"),
+        (("--ce-weight", "-1"), "ce_weight"),
+        (("--ce-t-max", "0.9"), "ce_t_max"),  # above the default --train-t-max 0.5
+    ],
 )
 def test_a_bad_training_setting_is_refused_in_one_line(synth, tmp_path, option, words) -> None:
     res = _train(synth, tmp_path / "m", *option)
