@@ -124,8 +124,10 @@ def test_classify_prints_every_finding_and_writes_every_report_form(tmp_path: Pa
     ]
     for path in data["reports"]:
         assert dciodvfy_errors(Path(path)) == [], path
-    human = _sgc(*args, env=env)
+    human = _sgc(*args, env=dict(env, COLUMNS="200"))
     assert human.returncode == 0, human.stderr
+    # Each finding shows its class and P(malignant), not its class's probability: say so.
+    assert "findings (row, col: class, P(malignant))" in human.stdout
     shown = re.findall(r"\((\d+), (\d+)\): (benign|malignant) (\d+) %", human.stdout)
     expected = [
         (

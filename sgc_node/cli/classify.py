@@ -118,7 +118,14 @@ def _table(rows: list[dict]) -> None:
     from rich.table import Table
 
     table = Table(title="sgc classify")
-    for col in ("file", "view", "class", "P(malignant)", "findings (row, col: class P)", "OOD"):
+    for col in (
+        "file",
+        "view",
+        "class",
+        "P(malignant)",
+        "findings (row, col: class, P(malignant))",
+        "OOD",
+    ):
         table.add_column(col)
     for r in rows:
         p = r["p_malignant"]
