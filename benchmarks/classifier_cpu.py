@@ -1,7 +1,7 @@
 """The classifier's CPU path, before and after, on the same weights and the same views.
 
 Why: the worker's classify (and ``sgc evaluate``) spent as much system time as user time on a
-CPU: memory churn, not arithmetic (issue 15). This script runs an older source tree of the
+CPU: memory churn, not arithmetic. This script runs an older source tree of the
 node (``--before DIR``, e.g. ``git archive <commit> | tar -x -C DIR``) and the working tree,
 each in its own process, alternating, on the same synthetic 4-view studies written to disk
 once, for both models (``--models DIR``; default the bundled ones):

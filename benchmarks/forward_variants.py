@@ -3,7 +3,7 @@
     python -m benchmarks.forward_variants --threads 1 --rows 96 [--compile]
 
 Why: after the memory-budget work (docs/benchmarks.md, "CPU path") the classifier's CPU
-time is the network's arithmetic, so the remaining question of issue 15's 3x goal is whether
+time is the network's arithmetic, so the remaining question of the 3x goal is whether
 PyTorch can run the same network faster here: channels-last tensors (oneDNN's preferred
 layout), TorchScript trace + freeze, ``optimize_for_inference``, and ``torch.compile``
 (inductor; its compile time is printed). Each variant runs the same (x, t, y) rows; printed:

@@ -1,4 +1,4 @@
-"""GPU figures in one prepared run (issue 15 item 5): per 4-view study and per training step.
+"""GPU figures in one prepared run: per 4-view study and per training step.
 
 What it measures on ``--device`` (``cuda`` where a GPU is lent; ``cpu`` runs the same code):
 
@@ -15,7 +15,7 @@ What it measures on ``--device`` (``cuda`` where a GPU is lent; ``cpu`` runs the
 4. training steps per second (DSM loss, Adam, batch ``--batch``, bf16 autocast on CUDA as
    ``sgc train`` does) for the bundled, native-resolution and paper-size networks.
 
-Goal (issue 15): at least 1,000 4-view studies per hour per GPU for the node's model.
+Goal: at least 1,000 4-view studies per hour per GPU for the node's model.
 
     .venv/bin/python -m benchmarks.gpu --device cuda --json gpu.json
     .venv/bin/python -m benchmarks.gpu --device cpu --tiny      # smoke run: small sizes, 1 view

@@ -14,7 +14,7 @@ a mass sees its body, not its outline. Fields, each ``CROP@SPACING`` (pixels at 
 - ``64@0.4``: the bundled finder's;
 - ``128@0.4``: twice the field at the same resolution (4 times the pixels per window);
 - ``64@0.8``: the same wider field in the same pixels as 64@0.4 (a control: field without
-  the pixel count; coarser than the 0.4 mm the issue asks the finder to see).
+  the pixel count; coarser than the 0.4 mm the finder is meant to see).
 
 Every field cuts its crops from the same views of one synth folder (its train / val / test
 splits by patient; the held-out style, if present, is left out), with the lesion jitter at a

@@ -11,7 +11,7 @@ Cost at the defaults (estimated from per-step costs measured here, not yet a rec
 about 2 CPU-hours, almost all of it the SGC (0.7 CPU-s per training step, 0.4 per scored
 crop at K = 8) against the CNN's 0.06 per step. Where a GPU is lent, add ``--device cuda``.
 
-Issue 11 item 4 on crops (``model_quality.py`` is the whole-view version). Data: 64 px tissue
+The finder's data-efficiency question on crops (``model_quality.py`` is the whole-view version). Data: 64 px tissue
 crops at 0.4 mm/px labelled normal/benign/malignant (:mod:`sgc_core.datasets.crops`) from
 ``--crops`` (a ``CropSet.save`` file) or cut from the ``--data`` synth folder (then saved to
 ``--crops``). The folder must hold the held-out style: ``sgc synth --hold-out none``.

@@ -9,7 +9,7 @@ Each model scans the same first ``--views`` validation views of a ``sgc synth`` 
 its card's open settings (every refined candidate kept), and the script prints per model the
 per-view AUC of malignant vs rest and of malignant vs benign lesion, the fraction of
 malignant lesions hit by the top finding, FROC sensitivity and the calibration error of the
-card's P(malignant) per view and the fraction of views flagged out of distribution: the quantities the issue's goals name, on validation.
+card's P(malignant) per view and the fraction of views flagged out of distribution: the quantities the finder's goals name, on validation.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ senders do not share a GIL with each other or with the node. Studies are 4-view 
 exams (LCC, RCC, LMLO, RMLO), ``--per-association`` images per association.
 
     .venv/bin/python -m benchmarks.load                   # 8 x 50, 2 MB images (this 2-core box)
-    .venv/bin/python -m benchmarks.load --megabytes 17    # the issue's full-field size
+    .venv/bin/python -m benchmarks.load --megabytes 17    # a full-field mammogram's size
     .venv/bin/python -m benchmarks.load --quick           # 2 x 8 x 0.5 MB smoke run
 """
 

@@ -1,4 +1,4 @@
-"""The bad-input corpus: every malformed sender case of issue 7 gets one defined outcome.
+"""The bad-input corpus: every malformed sender case gets one defined outcome.
 
 Each case is sent through the real SCP over loopback (pynetdicom sending the bytes as they
 are, or dcmtk storescu) and must get either the one DIMSE status that names its cause, or be

@@ -1,4 +1,4 @@
-"""One success set for both C-STORE users (issue 13): `sgc send` and SR delivery count the same
+"""One success set for both C-STORE users: `sgc send` and SR delivery count the same
 statuses as stored, against a real pynetdicom SCP that answers each status in turn."""
 
 from __future__ import annotations

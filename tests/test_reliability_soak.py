@@ -3,7 +3,7 @@
 Every study sent must get exactly one SR, no job may fail, and the SCP must never stop
 (tests/helpers/soak.py runs the node and the kills; benchmarks/soak.py is the same run as a
 script with figures, recorded for an hour in docs/reliability.md). The default run is short
-and on the embedded default; the ``long`` variant is the issue's soak: 200 studies with a
+and on the embedded default; the ``long`` variant is the full soak: 200 studies with a
 kill about every 20 s, on the embedded default and on Redis + PostgreSQL.
 """
 
