@@ -30,7 +30,8 @@ from pathlib import Path
 
 from pydicom import dcmread
 
-from benchmarks.ingest import free_port, make_warmup, start_dcmtk, start_ours, tree_cpu
+from benchmarks.host_cpu import tree_cpu
+from benchmarks.ingest import free_port, make_warmup, start_dcmtk, start_ours
 from benchmarks.ingest import wait_listening as wait_port
 
 

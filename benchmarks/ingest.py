@@ -10,7 +10,8 @@ table comes from one run. ``--dcmtk-sync-too`` also runs dcmtk with a ``sync`` b
 clock stops (``dcmtk-sync``): dcmtk never fsyncs, so this is the time until its data is on
 disk, as ours is at each acknowledgement. Printed: wall-clock MB/s and CPU ms per image (the server's whole
 process tree, children included) per run, the medians and best runs and their ratios to
-dcmtk, for 1, 4 and 8 concurrent associations by default.
+dcmtk, for 1, 4 and 8 concurrent associations by default; beside them the storescu senders'
+CPU ms per image and how busy the whole machine was, since the senders share its cores.
 
     .venv/bin/python -m benchmarks.ingest --count 16 --rounds 3 --before /tmp/sgc-before
     .venv/bin/python -m benchmarks.ingest --quick      # 4 images, 2 rounds: a smoke run
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import signal
 import socket
@@ -33,7 +33,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
+from benchmarks.host_cpu import children_cpu, load, machine, machine_ticks, tree_cpu
 from tests.helpers.mg import MGSpec, write_mg
 
 
@@ -110,6 +112,16 @@ main()
 """
 
 
+class Run(NamedTuple):
+    """One timed run: wall-clock MB/s; CPU ms per image of the server's process tree and of
+    the storescu senders; the fraction of the machine's CPU time busy while it ran."""
+
+    mbps: float
+    cpu: float
+    sender_cpu: float
+    busy: float
+
+
 def start_dcmtk(workdir: Path, port: int, *_: object) -> subprocess.Popen:
     out = workdir / "storescp-out"
     out.mkdir(parents=True)
@@ -147,26 +159,6 @@ def make_warmup(folder: Path, count: int = 8) -> list[Path]:
     return paths
 
 
-def tree_cpu(pid: int) -> float:
-    """CPU seconds of ``pid`` and its descendants, including reaped children (``--fork``)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    todo = [pid]
-    while todo:
-        current = todo.pop()
-        try:
-            with open(f"/proc/{current}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            with open(f"/proc/{current}/task/{current}/children") as f:
-                todo += [int(c) for c in f.read().split()]
-        except OSError:  # exited meanwhile: its time is in its parent's reaped-children count
-            continue
-        total += int(fields[11]) + int(fields[12])
-        if current == pid:
-            total += int(fields[13]) + int(fields[14])
-    return total / tick
-
-
 def timed_sync() -> float:
     """Seconds that ``sync`` takes: the write-back a server left to the kernel.
 
@@ -188,8 +180,8 @@ def run_once(
     processes: int | None = None,
     warmup: list[Path] | None = None,
     source: Path | None = None,
-) -> tuple[float, float]:
-    """One timed run into a fresh server; returns (wall-clock MB/s, CPU ms per image).
+) -> Run:
+    """One timed run into a fresh server.
 
     ``kind`` is ``dcmtk``, ``dcmtk-sync`` (dcmtk, its clock stopped only once ``sync``
     has put what it wrote on disk), ``no-fsync`` (our node without fsync) or a name for our
@@ -214,18 +206,22 @@ def run_once(
         for i in range(0, len(warmup), 4):
             send(port, [[f] for f in warmup[i : i + 4]])
         batches = [files[i::senders] for i in range(senders)]
-        cpu = tree_cpu(proc.pid)
+        cpu, senders_cpu, ticks = tree_cpu(proc.pid), children_cpu(), machine_ticks()
         seconds = send(port, batches)
         if kind == "dcmtk-sync":
             seconds += timed_sync()
         cpu = tree_cpu(proc.pid) - cpu
+        senders_cpu = children_cpu() - senders_cpu
+        busy = [b - a for a, b in zip(ticks, machine_ticks(), strict=True)]
         if not dcmtk:
             stored = list((workdir / "sgc-data" / "storage").rglob("*.dcm"))
         else:
             stored = list((workdir / "storescp-out").iterdir())
         if len(stored) != len(files) + len(warmup):
             raise RuntimeError(f"{kind}: {len(stored)} of {len(files) + len(warmup)} stored")
-        return sum(f.stat().st_size for f in files) / 1e6 / seconds, 1000 * cpu / len(files)
+        mbps = sum(f.stat().st_size for f in files) / 1e6 / seconds
+        per_image = 1000 / len(files)
+        return Run(mbps, cpu * per_image, senders_cpu * per_image, busy[0] / max(busy[1], 1))
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -233,22 +229,6 @@ def run_once(
         except subprocess.TimeoutExpired:
             proc.kill()
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
-
-
-def load() -> str:
-    """The 1, 5 and 15 minute load averages: how busy the shared machine was."""
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
 
 
 def parse_args() -> argparse.Namespace:
@@ -303,21 +283,24 @@ def run_setting(args, senders: int, files, warmup, scratch: Path) -> dict[str, l
     kinds = ["ours", "dcmtk"] + (["before"] if args.before else [])
     kinds += ["no-fsync"] if args.no_fsync_too else []
     kinds += ["dcmtk-sync"] if args.dcmtk_sync_too else []
-    results: dict[str, list[tuple[float, float]]] = {k: [] for k in kinds}
+    results: dict[str, list[Run]] = {k: [] for k in kinds}
     for r in range(args.rounds):
         for kind in kinds[r % len(kinds) :] + kinds[: r % len(kinds)]:
             source = args.before if kind == "before" else None
-            mbps, cpu = run_once(kind, files, senders, scratch, args.processes, warmup, source)
-            results[kind].append((mbps, cpu))
+            run = run_once(kind, files, senders, scratch, args.processes, warmup, source)
+            results[kind].append(run)
             print(
-                f"  {senders} assoc round {r + 1} {kind:10s} {mbps:7.1f} MB/s {cpu:6.1f} ms CPU/image",
+                f"  {senders} assoc round {r + 1} {kind:10s} {run.mbps:7.1f} MB/s "
+                f"{run.cpu:6.1f} ms CPU/image, senders {run.sender_cpu:5.1f} ms, "
+                f"machine {100 * run.busy:3.0f} % busy",
                 flush=True,
             )
     return results
 
 
-def summarise(runs: dict[str, list[tuple[float, float]]]) -> dict[str, dict[str, float]]:
-    """Per server: median and best MB/s, median CPU ms per image.
+def summarise(runs: dict[str, list[Run]]) -> dict[str, dict[str, float]]:
+    """Per server: median and best MB/s; medians of the CPU ms per image (server, senders)
+    and of the machine's busy fraction.
 
     Why the best too: on these hosts dcmtk's runs are bimodal (one run at ~13-16 ms of CPU
     per image, the next at ~45, alternating even when only dcmtk runs), so a median of 3-7
@@ -326,9 +309,11 @@ def summarise(runs: dict[str, list[tuple[float, float]]]) -> dict[str, dict[str,
     ``dcmtk-sync`` (see :func:`timed_sync`) is dcmtk with its data on disk."""
     return {
         k: {
-            "median": statistics.median(x[0] for x in v),
-            "best": max(x[0] for x in v),
-            "cpu": statistics.median(x[1] for x in v),
+            "median": statistics.median(x.mbps for x in v),
+            "best": max(x.mbps for x in v),
+            "cpu": statistics.median(x.cpu for x in v),
+            "sender_cpu": statistics.median(x.sender_cpu for x in v),
+            "busy": statistics.median(x.busy for x in v),
         }
         for k, v in runs.items()
     }
@@ -339,6 +324,7 @@ def table_rows(senders: int, summary: dict[str, dict[str, float]]) -> list[str]:
     ref = summary["dcmtk"]
     return [
         f"| {senders} | {kind} | {s['median']:.0f} | {s['best']:.0f} | {s['cpu']:.0f} | "
+        f"{s['sender_cpu']:.0f} | {100 * s['busy']:.0f} % | "
         f"{s['median'] / ref['median']:.2f} | {s['best'] / ref['best']:.2f} |"
         for kind, s in summary.items()
     ]
@@ -368,12 +354,13 @@ def main() -> None:
             runs = run_setting(args, senders, files, warmup, scratch)
             print(f"load average after: {load()}", flush=True)
             table += table_rows(senders, summarise(runs))
-        print(f"\n{args.rounds} rounds: MB/s wall clock (median, best), median CPU ms per image")
+        print(f"\n{args.rounds} rounds: MB/s wall clock (median, best), medians of the rest")
         print(
             "| associations | server | MB/s median | MB/s best | CPU ms/image "
+            "| senders' CPU ms/image | machine busy "
             "| ratio to dcmtk, medians | ratio to dcmtk, bests |"
         )
-        print("|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|")
         print("\n".join(table))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
