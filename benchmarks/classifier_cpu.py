@@ -34,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.host_cpu import load
+
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "sgc_core" / "models"
 # Read before this process imports sgc_core, which sets a default for its own children.
@@ -121,11 +123,6 @@ def check_models(folder: Path) -> None:
     missing = [m for m in missing if not (folder / m).is_file()]
     if missing:
         raise SystemExit(f"--models {folder}: missing {', '.join(missing)}")
-
-
-def load() -> str:
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
 
 
 def main(argv=None) -> None:

@@ -35,6 +35,7 @@ from collections.abc import Iterator
 from datetime import UTC
 from pathlib import Path
 
+from benchmarks.host_cpu import load
 from tests.helpers.mg import write_study
 from tests.helpers.nodeproc import NodeProcesses
 from tests.helpers.orthanc import orthanc_server
@@ -271,11 +272,6 @@ def study_uid(files: list[Path]) -> str:
     from pydicom import dcmread
 
     return str(dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
-
-
-def load() -> str:
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
 
 
 def main() -> None:
