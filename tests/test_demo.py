@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from sgc_node.orthanc import OrthancServer
-from tests.helpers.ohif import ARTIFACTS, chromium_path
+from tests.helpers.ohif import ARTIFACTS, chromium_path, dismiss_popups
 
 SGC = [sys.executable, "-m", "sgc_node"]
 URL_LINE = re.compile(r"with its report in OHIF: (http://127\.0\.0\.1:(\d+)/viewer\?\S+)")
@@ -108,6 +108,7 @@ def _report_text(url: str, screenshot: Path) -> str:
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
             page.goto(url)
             page.get_by_text("Probability of cancer").first.wait_for(timeout=150_000)
+            dismiss_popups(page)
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(screenshot))
             return page.inner_text("body")

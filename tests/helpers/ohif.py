@@ -69,11 +69,16 @@ def browser_page() -> Iterator:
 
 def open_study(page, viewer_url: str, study_uid: str, series_description: str) -> None:
     """Open the study and wait for ``series_description``'s thumbnail; dismiss the tour."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
     page.goto(f"{viewer_url}/viewer?StudyInstanceUIDs={study_uid}")
     page.get_by_text(series_description).first.wait_for(timeout=LOAD_TIMEOUT_MS)
-    # The first-visit tour and the investigational-use banner appear a moment later.
+    dismiss_popups(page)
+
+
+def dismiss_popups(page) -> None:
+    """Close OHIF's first-visit tour and its investigational-use banner, which appear a moment
+    after the study and would otherwise cover the image in a screenshot."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     for label in ("Skip all", "Confirm and hide"):
         with suppress(PlaywrightTimeout):
             page.get_by_text(label).first.click(timeout=15_000)
