@@ -154,6 +154,7 @@ def report(folder: Path) -> dict:
         if hits:  # rows written before the field existed have none
             summary[name]["top_finding_hit"] = f"{sum(hits)}/{len(hits)}"
             print(f"  top finding on the malignant lesion: {sum(hits)} of {len(hits)}")
+        summary[name]["by_finding"] = by_finding(rows)
         for key, f in features(rows).items():
             auc = float(roc_auc_score(mal, f))
             mb = float(roc_auc_score(mal[lesion], f[lesion]))
@@ -161,6 +162,36 @@ def report(folder: Path) -> dict:
             summary[name][key] = {"auc": auc, "auc_se": se, "auc_malignant_vs_benign": mb}
             print(f"  {key:28s} AUC {auc:.3f} (se {se:.3f})   malignant vs benign {mb:.3f}")
     return summary
+
+
+def by_finding(rows: list[dict]) -> dict:
+    """Per finding: mean P(malignant), and the medians of the top refined log-odds, of the
+    view's most and of its median malignant-looking coarse window.
+
+    Why: a style that reads high can shift the whole texture (the median window rises) or
+    put a few lesion-like spots in normal tissue (only the most malignant window rises); a
+    texture-level check could see the first, not the second."""
+    out = {}
+    for finding in ("normal", "benign", "malignant"):
+        got = [r for r in rows if r["finding"] == finding]
+        if not got:
+            continue
+        out[finding] = {
+            "views": len(got),
+            "mean_p": float(np.mean([r["p"] for r in got])),
+            "median_top": float(np.median([r["top"] for r in got])),
+            "median_window_max": float(np.median([max(r["coarse_mal_logit"]) for r in got])),
+            "median_window_median": float(
+                np.median([np.median(r["coarse_mal_logit"]) for r in got])
+            ),
+        }
+        row = out[finding]
+        print(
+            f"  {finding:9s} {len(got):3d} views: mean P {row['mean_p']:.2f}; medians of the top "
+            f"refined log-odds {row['median_top']:+.2f}, of the most malignant coarse window "
+            f"{row['median_window_max']:+.2f}, of the median window {row['median_window_median']:+.2f}"
+        )
+    return out
 
 
 def _auc_se(a: float, n_pos: int, n_neg: int) -> float:

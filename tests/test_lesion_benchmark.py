@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -209,7 +210,8 @@ def test_redraw_features_compare_each_view_with_the_other_breast(tmp_path):
 
     def row(study, name, top, windows, finding):
         path = f"/d/images/{study}/{name}.dcm"
-        return {"path": path, "finding": finding, "top": top, "coarse_mal_logit": windows}
+        row = {"path": path, "finding": finding, "top": top, "coarse_mal_logit": windows}
+        return row | {"p": 1 / (1 + math.exp(-top))}
 
     rows = [
         row("S1", "L_CC", 2.0, [0.0, 1.0, 5.0], "malignant"),
@@ -225,6 +227,9 @@ def test_redraw_features_compare_each_view_with_the_other_breast(tmp_path):
         (tmp_path / f"rows-{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     summary = report(tmp_path)
     assert summary["held"]["contra"]["auc"] == 1.0
+    normal = summary["held"]["by_finding"]["normal"]  # the one normal row, R_CC of S1
+    assert normal["views"] == 1 and normal["mean_p"] == pytest.approx(0.622, abs=0.001)
+    assert (normal["median_window_max"], normal["median_window_median"]) == (0.0, -1.0)
     assert "top_finding_hit" not in summary["held"]  # rows from before the field: no count
     rows[0]["top_hit"] = True
     (tmp_path / "rows-held.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
