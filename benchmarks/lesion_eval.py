@@ -122,6 +122,7 @@ def evaluate_model(args, model_path: Path, notes, held_notes, out_dir: Path) -> 
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = [_row(v, "test") for v in scored] + [_row(v, "held-out") for v in held]
+    summary["intervals"] = _intervals(rows)
     (out_dir / "views.json").write_text(json.dumps(rows) + "\n")
     report = {
         "model": {k: getattr(model.card, k) for k in ("name", "version", "sha256")},
@@ -145,8 +146,20 @@ def _goals(m: dict, ood_non_mammo: float) -> dict:
     }
 
 
+def _intervals(rows: list[dict]) -> dict:
+    """Patient-resampled 5 / 50 / 95 % of the goal figures, per part (lesion_intervals)."""
+    from benchmarks.lesion_intervals import intervals
+
+    return {
+        part: intervals([r for r in rows if r["part"] == part]) for part in ("test", "held-out")
+    }
+
+
 def _row(v, part: str) -> dict:
+    from sgc_core.lesion_fit import is_hit
+
     r = v.result
+    malignant = v.note.finding == "malignant"
     return {
         "part": part,
         "path": str(Path(v.note.path).name),
@@ -158,4 +171,5 @@ def _row(v, part: str) -> dict:
         "ood": r.ood,
         "ood_score": r.ood_score,
         "findings": [f.to_dict() for f in r.findings],
+        "top_hit": bool(r.findings) and is_hit(v, r.findings[0].centre) if malignant else None,
     }

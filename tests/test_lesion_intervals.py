@@ -1,0 +1,101 @@
+"""benchmarks/lesion_intervals: goal figures with intervals that resample patients, and the
+per-view rows of benchmarks/lesion_eval that they read (the top finding's hit is recorded)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from benchmarks.lesion_eval import _row
+from benchmarks.lesion_intervals import (
+    goal_figures,
+    intervals,
+    main,
+    paired_intervals,
+    patient_resamples,
+)
+from sgc_core.datasets.crops import LesionAnnotation
+from sgc_core.lesion_fit import ScoredView
+from sgc_core.results import Finding, ViewResult
+
+
+def _rows(p_by_finding: dict[str, list[float]], views_per_patient: int = 4) -> list[dict]:
+    rows, i = [], 0
+    for finding, ps in p_by_finding.items():
+        for p in ps:
+            rows.append(
+                {"part": "test", "patient": f"P{i // views_per_patient}", "path": f"v{i}.dcm",
+                 "finding": finding, "p_malignant": p,
+                 "top_hit": (p > 0.5) if finding == "malignant" else None}
+            )  # fmt: skip
+            i += 1
+    return rows
+
+
+def test_resamples_take_whole_patients() -> None:
+    rows = _rows({"normal": [0.1] * 12})  # 3 patients of 4 views
+    for idx in patient_resamples(rows, 50, seed=1):
+        assert len(idx) == 12
+        groups = [idx[k : k + 4] for k in range(0, 12, 4)]
+        assert all(g == list(range(g[0], g[0] + 4)) and g[0] % 4 == 0 for g in groups)
+    patients = {tuple(sorted(set(i // 4 for i in idx))) for idx in patient_resamples(rows, 50, 1)}
+    assert len(patients) > 1  # the draws differ
+
+
+def test_a_perfect_ranking_has_a_closed_interval_and_a_weak_one_an_open_one() -> None:
+    perfect = _rows({"normal": [0.1] * 8, "benign": [0.2] * 8, "malignant": [0.9] * 8})
+    table = intervals(perfect, n=200)
+    assert table["auc_malignant_vs_rest"]["q05"] == 1.0
+    assert table["top_finding_hit"]["value"] == 1.0
+    rng = np.random.default_rng(0)
+    noisy = _rows({f: list(rng.uniform(size=40)) for f in ("normal", "benign", "malignant")})
+    table = intervals(noisy, n=300)
+    auc = table["auc_malignant_vs_rest"]
+    assert auc["q05"] < auc["value"] < auc["q95"] and auc["q95"] - auc["q05"] > 0.1
+
+
+def test_rows_without_the_top_hit_give_no_top_finding_rate() -> None:
+    rows = _rows({"normal": [0.1] * 4, "malignant": [0.9] * 4})
+    for r in rows:
+        r.pop("top_hit")
+    assert math.isnan(goal_figures(rows)["top_finding_hit"])
+
+
+def test_a_finder_against_itself_differs_by_nothing_and_a_better_one_by_more() -> None:
+    rng = np.random.default_rng(2)
+    base = _rows(
+        {"normal": list(rng.uniform(0, 0.6, 40)), "malignant": list(rng.uniform(0.3, 1, 40))}
+    )
+    same = paired_intervals(base, base, n=100)
+    assert same["auc_malignant_vs_rest"]["q95"] == 0.0
+    better = [dict(r, p_malignant=float(r["finding"] == "malignant")) for r in base]
+    gain = paired_intervals(better, base, n=100)["auc_malignant_vs_rest"]
+    assert gain["q05"] > 0 and gain["fraction_at_or_below_0"] == 0.0
+
+
+def test_the_command_prints_each_part_and_the_paired_difference(tmp_path, capsys) -> None:
+    rows = _rows({"normal": [0.2, 0.3, 0.1, 0.4], "malignant": [0.8, 0.35, 0.9, 0.7]})
+    rows += [dict(r, part="held-out") for r in rows]
+    path = tmp_path / "views.json"
+    path.write_text(json.dumps(rows))
+    assert main(["--views", str(path), "--paired", str(path), "--resamples", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "test: 8 views, 2 patients" in out and "held-out: 8 views, 2 patients" in out
+    assert out.count("minus") == 2 and "auc_malignant_vs_rest" in out
+
+
+@pytest.mark.parametrize("centre, hit", [((100.0, 200.0), True), ((100.0, 260.0), False)])
+def test_an_evaluation_row_records_whether_the_top_finding_hit(centre, hit) -> None:
+    note = LesionAnnotation("R_CC.dcm", "malignant", "test", 100.0, 205.0, 20.0, "gauss", "P1")
+    top = Finding("malignant", 0.9, 0.9, 0.95, centre, 5.0, (0, 0, 1, 1), ())
+    other = Finding("benign", 0.8, 0.3, 0.9, (100.0, 205.0), 5.0, (0, 0, 1, 1), ())
+    result = ViewResult(
+        0.8, "malignant", (top, other), None, False, (), -1.0, "R", "CC", (0, 0, 9, 9), "scan"
+    )
+    row = _row(ScoredView(note, result, 0.1), "test")
+    assert row["top_hit"] is hit  # only the first finding counts, as in the top-finding rate
+    normal = LesionAnnotation("L_CC.dcm", "normal", "test", patient_id="P1")
+    assert _row(ScoredView(normal, result, 0.1), "test")["top_hit"] is None
