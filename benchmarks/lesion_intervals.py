@@ -23,7 +23,7 @@ import numpy as np
 QUANTILES = (0.05, 0.5, 0.95)
 
 
-def _auc(y: np.ndarray, s: np.ndarray) -> float:
+def auc(y: np.ndarray, s: np.ndarray) -> float:
     from sklearn.metrics import roc_auc_score
 
     return float(roc_auc_score(y, s)) if 0 < y.sum() < len(y) else float("nan")
@@ -43,8 +43,8 @@ def goal_figures(rows: Sequence[dict]) -> dict[str, float]:
     hits = [r.get("top_hit") for r in rows if r["finding"] == "malignant"]
     known = [h for h in hits if h is not None]
     return {
-        "auc_malignant_vs_rest": _auc(mal, p),
-        "auc_malignant_vs_benign_lesion": _auc(mal[lesion], p[lesion]),
+        "auc_malignant_vs_rest": auc(mal, p),
+        "auc_malignant_vs_benign_lesion": auc(mal[lesion], p[lesion]),
         "top_finding_hit": float(np.mean(known)) if hits and len(known) == len(hits) else np.nan,
         "ece": expected_calibration_error(np.stack([1 - p, p], 1), mal.astype(int)),
     }

@@ -99,3 +99,26 @@ def test_an_evaluation_row_records_whether_the_top_finding_hit(centre, hit) -> N
     assert row["top_hit"] is hit  # only the first finding counts, as in the top-finding rate
     normal = LesionAnnotation("L_CC.dcm", "normal", "test", patient_id="P1")
     assert _row(ScoredView(normal, result, 0.1), "test")["top_hit"] is None
+
+
+def test_readings_per_lesion_type_name_the_type_graded_as_benign(tmp_path, capsys) -> None:
+    from benchmarks.lesion_by_type import main as by_type_main
+
+    kinds = [("mass_spiculated", "malignant", 0.9), ("distortion", "malignant", 0.2),
+             ("mass_round", "benign", 0.3), ("", "normal", 0.1)]  # fmt: skip
+    rows, lines = [], ["patient_id,path,lesion_type"]
+    for i in range(12):
+        lesion_type, finding, p = kinds[i % 4]
+        rows.append({"part": "test", "patient": f"P{i}", "path": "R_CC.dcm", "finding": finding,
+                     "p_malignant": p + 0.01 * i, "top_hit": lesion_type == "mass_spiculated" if finding == "malignant" else None})  # fmt: skip
+        lines.append(f"P{i},images/P{i}/R_CC.dcm,{lesion_type}")
+    (tmp_path / "views.json").write_text(json.dumps(rows))
+    (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
+    argv = ["--views", str(tmp_path / "views.json"), "--labels", f"test={tmp_path / 'labels.csv'}"]
+    assert by_type_main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    spiculated = next(x for x in out if "type mass_spiculated" in x)
+    distortion = next(x for x in out if "type distortion" in x)
+    assert "auc_vs_benign 1.000" in spiculated and "top_hit 1.000" in spiculated
+    assert "auc_vs_benign 0.000" in distortion and "top_hit 0.000" in distortion
+    assert any("type normal" in x and "views 3" in x for x in out)
