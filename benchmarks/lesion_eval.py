@@ -121,7 +121,7 @@ def evaluate_model(args, model_path: Path, notes, held_notes, out_dir: Path) -> 
         "goals": _goals(test_m, flagged),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = [_row(v, "test") for v in scored] + [_row(v, "held-out") for v in held]
+    rows = [view_row(v, "test") for v in scored] + [view_row(v, "held-out") for v in held]
     summary["intervals"] = _intervals(rows)
     (out_dir / "views.json").write_text(json.dumps(rows) + "\n")
     report = {
@@ -155,7 +155,7 @@ def _intervals(rows: list[dict]) -> dict:
     }
 
 
-def _row(v, part: str) -> dict:
+def view_row(v, part: str) -> dict:
     from sgc_core.lesion_fit import is_hit
 
     r = v.result

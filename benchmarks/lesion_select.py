@@ -10,6 +10,9 @@ its card's open settings (every refined candidate kept), and the script prints p
 per-view AUC of malignant vs rest and of malignant vs benign lesion, the fraction of
 malignant lesions hit by the top finding, FROC sensitivity and the calibration error of the
 card's P(malignant) per view and the fraction of views flagged out of distribution: the quantities the finder's goals name, on validation.
+With more than one run, each later run's difference from the first on the same views follows,
+with its 5-95 % over resampled patients (benchmarks/lesion_intervals.py); the JSON keeps the
+per-view rows.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ def validation_metrics(model_path: Path, notes, change: str = "") -> dict:
     """Scan ``notes`` with the model's open card (``KEY=VALUE[,KEY=VALUE]`` scan settings
     changed, if given: the weights stay, so a scan choice is made on validation like a
     model's); the per-view metrics of lesion_eval."""
-    from benchmarks.lesion_eval import view_metrics
+    from benchmarks.lesion_eval import view_metrics, view_row
     from sgc_core.lesion_fit import score_views
     from sgc_core.lesion_scan import LesionScanner
     from sgc_core.view_model import load_view_model
@@ -69,7 +72,21 @@ def validation_metrics(model_path: Path, notes, change: str = "") -> dict:
     name = f"{ident.name} {ident.version}" + (f" [{change}]" if change else "")
     out.update(model=name, sha256=ident.sha256[:16], path=str(model_path))
     out["seconds_per_view"] = round((time.perf_counter() - t0) / max(1, len(notes)), 2)
+    out["views"] = [view_row(v, "val") for v in scored]
     return out
+
+
+def print_paired(rows: list[dict], resamples: int = 2000) -> None:
+    """Each later run minus the first on the same views, patients resampled (5-95 %): the
+    margin a choice between close finders has to be read against."""
+    from benchmarks.lesion_intervals import paired_intervals
+
+    for row in rows[1:]:
+        table = paired_intervals(row["views"], rows[0]["views"], n=resamples)
+        cells = "  ".join(
+            f"{k} {s['value']:+.3f} ({s['q05']:+.3f} to {s['q95']:+.3f})" for k, s in table.items()
+        )
+        print(f"{row['model']} minus {rows[0]['model']}, 5-95 % over patients: {cells}")
 
 
 def check_scan_changes(changes: list[str]) -> None:
@@ -101,6 +118,7 @@ def main(argv=None) -> int:
         rows.append(row)
         cells = "  ".join(f"{k} {row[k]:.3f}" if row.get(k) is not None else f"{k} -" for k in KEYS)
         print(f"{row['model']} ({row['sha256']}): {cells}  {row['seconds_per_view']} s/view")
+    print_paired(rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
     return 0

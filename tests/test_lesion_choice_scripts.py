@@ -151,3 +151,27 @@ def test_select_prints_every_column_for_each_model(tmp_path, capsys) -> None:
         assert key in row and f"{key} " in line, key
     assert 0.0 <= row["ood_flagged_fraction"] <= 1.0
     assert f"ood_flagged_fraction {row['ood_flagged_fraction']:.3f}" in line
+    assert len(row["views"]) == 4 and {"patient", "p_malignant", "top_hit"} <= set(row["views"][0])
+
+
+def test_a_second_run_is_read_as_a_paired_difference_from_the_first(tmp_path, capsys) -> None:
+    """The same weights scanned twice with the same settings differ by exactly nothing, and
+    the paired line names every figure with its interval."""
+    from pathlib import Path
+
+    from sgc_core.synth import write_dataset
+
+    family = tmp_path / "family"
+    write_dataset(
+        family, 4, seed=6, size="medium", difficulty=0.0, style="mixed",
+        malignant_fraction=0.5, splits=(0.5, 0.25, 0.25),
+    )  # fmt: skip
+    model = Path(__file__).resolve().parents[1] / "sgc_core" / "models" / "sgc-lesion-mammo"
+    argv = ["--data", str(family), "--views", "4", "--threads", "1", "--model", str(model)]
+    assert lesion_select.main([*argv, "--scan", "seed=0"]) == 0
+    paired = [x for x in capsys.readouterr().out.splitlines() if " minus " in x]
+    assert len(paired) == 1 and "[seed=0] minus" in paired[0]
+    for key in ("auc_malignant_vs_rest", "auc_malignant_vs_benign_lesion"):
+        assert f"{key} +" in paired[0]  # NaN where the views hold one class (this family)
+    for key in ("top_finding_hit", "ece"):
+        assert f"{key} +0.000 (+0.000 to +0.000)" in paired[0]

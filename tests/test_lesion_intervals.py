@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from benchmarks.lesion_eval import _row
+from benchmarks.lesion_eval import view_row
 from benchmarks.lesion_intervals import (
     goal_figures,
     intervals,
@@ -95,10 +95,10 @@ def test_an_evaluation_row_records_whether_the_top_finding_hit(centre, hit) -> N
     result = ViewResult(
         0.8, "malignant", (top, other), None, False, (), -1.0, "R", "CC", (0, 0, 9, 9), "scan"
     )
-    row = _row(ScoredView(note, result, 0.1), "test")
+    row = view_row(ScoredView(note, result, 0.1), "test")
     assert row["top_hit"] is hit  # only the first finding counts, as in the top-finding rate
     normal = LesionAnnotation("L_CC.dcm", "normal", "test", patient_id="P1")
-    assert _row(ScoredView(normal, result, 0.1), "test")["top_hit"] is None
+    assert view_row(ScoredView(normal, result, 0.1), "test")["top_hit"] is None
 
 
 def test_readings_per_lesion_type_name_the_type_graded_as_benign(tmp_path, capsys) -> None:
