@@ -128,22 +128,28 @@ def test_calibration_views_skip_the_choice_views_and_keep_other_splits() -> None
     assert [n.i for n in _cap_val(notes, 1, skip=2) if n.split == "val"] == [2]
 
 
-def test_select_prints_every_column_for_each_model(tmp_path, capsys) -> None:
-    """A run on a small family's validation views: each model's row names every key of KEYS
-    (the OOD fraction included) with a number, and the JSON holds the same figures."""
-    import json
+def _select_argv(tmp_path, seed: int) -> list[str]:
+    """lesion_select's options for the bundled finder on 4 validation views of a tiny family."""
     from pathlib import Path
 
     from sgc_core.synth import write_dataset
 
     family = tmp_path / "family"
     write_dataset(
-        family, 4, seed=5, size="medium", difficulty=0.0, style="mixed",
+        family, 4, seed=seed, size="medium", difficulty=0.0, style="mixed",
         malignant_fraction=0.5, splits=(0.5, 0.25, 0.25),
     )  # fmt: skip
     model = Path(__file__).resolve().parents[1] / "sgc_core" / "models" / "sgc-lesion-mammo"
+    return ["--data", str(family), "--views", "4", "--threads", "1", "--model", str(model)]
+
+
+def test_select_prints_every_column_for_each_model(tmp_path, capsys) -> None:
+    """A run on a small family's validation views: each model's row names every key of KEYS
+    (the OOD fraction included) with a number, and the JSON holds the same figures."""
+    import json
+
     out = tmp_path / "sel.json"
-    argv = ["--data", str(family), "--views", "4", "--threads", "1", "--model", str(model)]
+    argv = _select_argv(tmp_path, seed=5)
     assert lesion_select.main([*argv, "--json", str(out)]) == 0
     (row,) = json.loads(out.read_text())
     line = capsys.readouterr().out.splitlines()[-1]
@@ -157,17 +163,7 @@ def test_select_prints_every_column_for_each_model(tmp_path, capsys) -> None:
 def test_a_second_run_is_read_as_a_paired_difference_from_the_first(tmp_path, capsys) -> None:
     """The same weights scanned twice with the same settings differ by exactly nothing, and
     the paired line names every figure with its interval."""
-    from pathlib import Path
-
-    from sgc_core.synth import write_dataset
-
-    family = tmp_path / "family"
-    write_dataset(
-        family, 4, seed=6, size="medium", difficulty=0.0, style="mixed",
-        malignant_fraction=0.5, splits=(0.5, 0.25, 0.25),
-    )  # fmt: skip
-    model = Path(__file__).resolve().parents[1] / "sgc_core" / "models" / "sgc-lesion-mammo"
-    argv = ["--data", str(family), "--views", "4", "--threads", "1", "--model", str(model)]
+    argv = _select_argv(tmp_path, seed=6)
     assert lesion_select.main([*argv, "--scan", "seed=0"]) == 0
     paired = [x for x in capsys.readouterr().out.splitlines() if " minus " in x]
     assert len(paired) == 1 and "[seed=0] minus" in paired[0]
