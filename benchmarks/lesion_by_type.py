@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.lesion_intervals import auc
+from benchmarks.lesion_intervals import auc, read_rows
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -38,6 +37,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def lesion_types(labels: Path) -> dict[tuple[str, str], str]:
     """(patient, view file) -> lesion type ('normal' for a view without a lesion)."""
+    if not labels.is_file():
+        raise SystemExit(f"{labels}: not found")
     with labels.open(newline="") as fh:
         reader = csv.DictReader(fh)
         if "lesion_type" not in (reader.fieldnames or []):
@@ -78,7 +79,7 @@ def _rank(finding: np.ndarray, kind: list[str], t: str) -> int:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    rows = json.loads(args.views.read_text())
+    rows = read_rows(args.views)
     for spec in args.labels:
         part, sep, path = spec.partition("=")
         if not sep or not path:

@@ -86,6 +86,17 @@ def paired_intervals(a: Sequence[dict], b: Sequence[dict], n: int = 2000, seed: 
     return intervals(rows, n, seed, lambda sub: difference([r["pair"] for r in sub]))
 
 
+def read_rows(path: Path) -> list[dict]:
+    """The per-view rows of an evaluation, or a one-line refusal naming the file and why."""
+    try:
+        rows = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"{path}: not a readable views.json ({exc.__class__.__name__})") from None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and "part" in r for r in rows):
+        raise SystemExit(f"{path}: expected a list of per-view rows (lesion_eval's views.json)")
+    return rows
+
+
 def _summary(value: float, draws: Sequence[float]) -> dict:
     finite = np.array([d for d in draws if np.isfinite(d)])
     q = np.quantile(finite, QUANTILES).tolist() if finite.size else [np.nan] * len(QUANTILES)
@@ -110,8 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--resamples", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    rows = json.loads(args.views.read_text())
-    other = json.loads(args.paired.read_text()) if args.paired else None
+    rows = read_rows(args.views)
+    other = read_rows(args.paired) if args.paired else None
     for part in sorted({r["part"] for r in rows}):
         mine = [r for r in rows if r["part"] == part]
         patients = len({r["patient"] for r in mine})

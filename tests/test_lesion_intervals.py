@@ -122,3 +122,29 @@ def test_readings_per_lesion_type_name_the_type_graded_as_benign(tmp_path, capsy
     assert "auc_vs_benign 1.000" in spiculated and "top_hit 1.000" in spiculated
     assert "auc_vs_benign 0.000" in distortion and "top_hit 0.000" in distortion
     assert any("type normal" in x and "views 3" in x for x in out)
+
+
+@pytest.mark.parametrize(
+    "views, labels, says",
+    [
+        ("missing.json", "test=labels.csv", "not a readable views.json"),
+        ("notrows.json", "test=labels.csv", "expected a list of per-view rows"),
+        ("views.json", "labels.csv", "expected PART=LABELS_CSV"),
+        ("views.json", "test=nolabels.csv", "nolabels.csv: not found"),
+        ("views.json", "test=notypes.csv", "no lesion_type column"),
+    ],
+)
+def test_bad_inputs_are_refused_in_one_line(tmp_path, views, labels, says) -> None:
+    from benchmarks.lesion_by_type import main as by_type_main
+
+    (tmp_path / "views.json").write_text(json.dumps(_rows({"normal": [0.1]})))
+    (tmp_path / "notrows.json").write_text('{"test": 1}')
+    (tmp_path / "labels.csv").write_text("patient_id,path,lesion_type\nP0,v0.dcm,\n")
+    (tmp_path / "notypes.csv").write_text("patient_id,path\nP0,v0.dcm\n")
+    part, sep, name = labels.partition("=")
+    spec = f"{part}={tmp_path / name}" if sep else str(tmp_path / labels)
+    with pytest.raises(SystemExit, match=says):
+        by_type_main(["--views", str(tmp_path / views), "--labels", spec])
+    if views != "views.json":
+        with pytest.raises(SystemExit, match=says):
+            main(["--views", str(tmp_path / views)])
