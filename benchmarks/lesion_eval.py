@@ -168,6 +168,7 @@ def view_row(v, part: str) -> dict:
         "finding": v.note.finding,
         "lesion": [v.note.row, v.note.col, v.note.radius],
         "p_malignant": r.p_malignant,
+        "top_malignant_logit": r.extra.get("top_malignant_logit"),
         "ood": r.ood,
         "ood_score": r.ood_score,
         "findings": [f.to_dict() for f in r.findings],

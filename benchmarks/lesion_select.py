@@ -36,7 +36,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", type=Path, required=True, help="a `sgc synth` family folder")
     p.add_argument("--model", type=Path, action="append", required=True, help="repeatable")
-    p.add_argument("--views", type=int, default=80, help="first N validation views (0 = all)")
+    p.add_argument("--views", type=int, default=80, help="first N views of --split (0 = all)")
+    p.add_argument(
+        "--split",
+        action="append",
+        choices=("val", "train"),
+        default=None,
+        help="the draw's split(s) to read, each its first --views (default val; train only "
+        "of a draw the models never trained on); repeatable",
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     p.add_argument(
@@ -72,7 +80,7 @@ def validation_metrics(model_path: Path, notes, change: str = "") -> dict:
     name = f"{ident.name} {ident.version}" + (f" [{change}]" if change else "")
     out.update(model=name, sha256=ident.sha256[:16], path=str(model_path))
     out["seconds_per_view"] = round((time.perf_counter() - t0) / max(1, len(notes)), 2)
-    out["views"] = [view_row(v, "val") for v in scored]
+    out["views"] = [view_row(v, v.note.split) for v in scored]
     return out
 
 
@@ -107,10 +115,14 @@ def main(argv=None) -> int:
     from sgc_core.datasets.crops import read_synthetic_annotations
 
     torch.set_num_threads(args.threads)
-    val = [n for n in read_synthetic_annotations(args.data) if n.split == "val"]
-    val = val[: args.views] if args.views else val
+    notes = read_synthetic_annotations(args.data)
+    val = []
+    for split in args.split or ["val"]:
+        part = [n for n in notes if n.split == split]
+        val += part[: args.views] if args.views else part
     malignant = sum(n.finding == "malignant" for n in val)
-    print(f"# {len(val)} validation views of {args.data} ({malignant} malignant)", flush=True)
+    where = "+".join(args.split or ["val"])
+    print(f"# {len(val)} {where} views of {args.data} ({malignant} malignant)", flush=True)
     rows = []
     runs = [(path, change) for path in args.model for change in ["", *args.scan]]
     for path, change in runs:

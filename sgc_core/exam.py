@@ -1,7 +1,8 @@
 """Per breast and per study: the exam-level result a screening reader gives.
 
 A breast is as suspicious as its most suspicious view, a study as its most suspicious breast:
-the feature is the maximum of the views' top malignant log-odds, mapped to a probability by
+the feature is the maximum of the views' features (each view's top malignant log-odds, or,
+for a card reading views in pairs, its mean with the other projection), mapped to a probability by
 the card's Platt maps, which were fitted on validation breasts and studies (so the exam's
 probability is calibrated on exams, not borrowed from views).
 """
@@ -13,12 +14,13 @@ from collections.abc import Sequence
 from sgc_core.lesion_card import LesionCard
 from sgc_core.lesion_scan import platt
 from sgc_core.results import BreastResult, ExamResult, ViewResult
+from sgc_core.view_pairs import FEATURE, own_feature
 
 
 def view_feature(view: ViewResult) -> float | None:
-    if view.p_malignant is None:
-        return None
-    return float(view.extra.get("top_malignant_logit", -20.0))
+    """The feature the card's maps read: the pair feature where one was set, else its own."""
+    own = own_feature(view)
+    return None if own is None else float(view.extra.get(FEATURE, own))
 
 
 def exam_result(views: Sequence[ViewResult], card: LesionCard) -> ExamResult:

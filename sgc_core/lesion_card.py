@@ -33,7 +33,10 @@ class LesionCard:
         and the candidates are chosen among them, so a lesion's window is not lost to one
         noisy draw at a fraction of the cost of more pairs for every window.
     finding_threshold: a candidate is reported when its P(benign or malignant) reaches it.
-    view, breast, study: Platt maps from the top candidate's malignant log-odds to P(malignant).
+    view_feature: what the view map reads: "alone", the view's top candidate's malignant
+        log-odds; "pair", their mean with the other projection of the same breast
+        (sgc_core/view_pairs.py), which a breast's feature then is too.
+    view, breast, study: Platt maps from that feature to P(malignant).
     operating_point: threshold on a view's P(malignant) (90 % sensitivity on validation);
         exam_operating_point the same on a study's.
     ood_low / ood_high: the per-pixel denoising-error band of validation mammograms.
@@ -56,6 +59,7 @@ class LesionCard:
     temperature_fine: float = 1.0
     priors: tuple[float, ...] = (0.5, 0.25, 0.25)
     finding_threshold: float = 0.5
+    view_feature: str = "alone"
     view: Platt = field(default_factory=Platt)
     breast: Platt = field(default_factory=Platt)
     study: Platt = field(default_factory=Platt)
@@ -78,6 +82,8 @@ class LesionCard:
             raise ValueError("spacing_mm, k_coarse and k_fine must be positive")
         if self.middle_windows < 0 or self.k_middle < 1:
             raise ValueError("middle_windows must be >= 0 and k_middle >= 1")
+        if self.view_feature not in ("alone", "pair"):
+            raise ValueError(f"view_feature is 'alone' or 'pair', got {self.view_feature!r}")
 
     @property
     def malignant(self) -> int:

@@ -8,6 +8,7 @@ the OOD band come from validation views scored by the finder itself.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from sgc_core.lesion_scan import LesionScanner
 from sgc_core.results import ViewResult
 from sgc_core.scaling import to_model_space
 from sgc_core.scan_geometry import scan_dataset
+from sgc_core.view_pairs import read_in_pairs
 
 #: A finding hits a lesion when its centre lies within the lesion's radius, or this many mm of
 #: its centre for a lesion smaller than that (a calcification cluster's annotated extent).
@@ -58,12 +60,14 @@ def window_temperature(
 
 
 def score_views(scanner: LesionScanner, notes: Sequence[LesionAnnotation]) -> list[ScoredView]:
+    """Each view scanned, then read with its study's other views as the card says."""
     out = []
     for note in notes:
         ds = pydicom.dcmread(note.path)
         scan = scan_dataset(ds, scanner.card.spacing_mm)
         out.append(ScoredView(note, scanner.scan(scan), scan.spacing_mm / scan.geometry.step[0]))
-    return out
+    paired = read_in_pairs([v.result for v in out], [v.note.patient_id for v in out], scanner.card)
+    return [dataclasses.replace(v, result=r) for v, r in zip(out, paired, strict=True)]
 
 
 def fit_platt(features: np.ndarray, labels: np.ndarray) -> Platt:
@@ -103,8 +107,26 @@ def fit_from_views(
     scored = [v for v in views if v.result.p_malignant is not None]
     feats = np.array([view_feature(v.result) for v in scored])
     mal = np.array([v.note.finding == "malignant" for v in scored])
-    view = fit_platt(feats, mal)
     breasts, studies = exam_features(scored)
+    ood = np.array([v.result.ood_score for v in scored])
+    return fit_maps(card, feats, mal, breasts, studies, target_sensitivity).replace(
+        finding_threshold=finding_threshold(scored, fp_per_image),
+        ood_low=float(np.quantile(ood, 0.005)),
+        ood_high=float(np.quantile(ood, 0.995)),
+    )
+
+
+def fit_maps(
+    card: LesionCard,
+    feats: np.ndarray,
+    mal: np.ndarray,
+    breasts: dict,
+    studies: dict,
+    target_sensitivity: float = 0.9,
+) -> LesionCard:
+    """The card with its view/breast/study Platt maps and operating points fitted on view
+    features and (feature, malignant) per breast and per study (``exam_features``)."""
+    view = fit_platt(feats, mal)
     bf, bm = (np.array(a) for a in zip(*breasts.values(), strict=True))
     sf, sm = (np.array(a) for a in zip(*studies.values(), strict=True))
     # A validation split with malignant breasts only (tiny sets) keeps the view map.
@@ -112,7 +134,6 @@ def fit_from_views(
     study = fit_platt(sf, sm) if 0 < sm.sum() < len(sm) else view
     p_view = 1 / (1 + np.exp(-(view.a * feats + view.b)))
     p_study = 1 / (1 + np.exp(-(study.a * sf + study.b)))
-    ood = np.array([v.result.ood_score for v in scored])
     return card.replace(
         view=view,
         breast=breast,
@@ -121,9 +142,6 @@ def fit_from_views(
         exam_operating_point=threshold_for_sensitivity(p_study, sm, target_sensitivity)
         if sm.any()
         else 0.5,
-        finding_threshold=finding_threshold(scored, fp_per_image),
-        ood_low=float(np.quantile(ood, 0.005)),
-        ood_high=float(np.quantile(ood, 0.995)),
     )
 
 

@@ -27,6 +27,7 @@ from sgc_core.preprocess import PreprocessConfig, PreprocessError, preprocess_da
 from sgc_core.results import ExamResult, ViewResult
 from sgc_core.scan_geometry import scan_dataset
 from sgc_core.sde import sde_from_dict
+from sgc_core.view_pairs import read_in_pairs
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ class LesionFinder:
         self.identity = _identity(self.card)
 
     def classify(self, datasets: Sequence[Dataset]) -> list[ViewResult | str]:
+        """Each view scanned alone, then read with its partner views of the same study
+        (where the card says so); a view that cannot be read gets its error message."""
         out: list[ViewResult | str] = []
         for ds in datasets:
             try:
@@ -79,6 +82,11 @@ class LesionFinder:
                 out.append(str(exc))
                 continue
             out.append(self.scanner.scan(scan))
+        done = [i for i, r in enumerate(out) if not isinstance(r, str)]
+        studies = [str(datasets[i].get("StudyInstanceUID", "")) for i in done]
+        paired = read_in_pairs([out[i] for i in done], studies, self.lesion)
+        for i, r in zip(done, paired, strict=True):
+            out[i] = r
         return out
 
     def exam(self, results: Sequence[ViewResult]) -> ExamResult | None:

@@ -97,6 +97,7 @@ def test_findings_land_on_the_lesion_in_both_encodings(finder, study) -> None:
     mono1 = finder.classify([as_monochrome1(ds) for ds in study.datasets])
     hits = [m <= 1.0 for m in _misses(study.datasets, study.truth, mono2)]
     assert sum(hits) >= 3, hits
+    assert all(r.method.endswith("+pair") for r in mono2), "the bundled card reads in pairs"
     for a, b in zip(mono2, mono1, strict=True):
         assert a.p_malignant == pytest.approx(b.p_malignant, abs=1e-3)
         assert len(a.findings) == len(b.findings)
