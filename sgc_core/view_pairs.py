@@ -20,6 +20,7 @@ from sgc_core.results import ViewResult
 
 OWN = "top_malignant_logit"
 FEATURE = "view_feature"
+PAIRED = "read_with_partner"
 
 
 def own_feature(view: ViewResult) -> float | None:
@@ -29,10 +30,9 @@ def own_feature(view: ViewResult) -> float | None:
     return float(view.extra.get(OWN, -20.0))
 
 
-def pair_feature(view: ViewResult, others: Sequence[ViewResult]) -> float | None:
-    """Mean of the view's own feature and the best other projection of its breast."""
-    own = own_feature(view)
-    if own is None:
+def partner_feature(view: ViewResult, others: Sequence[ViewResult]) -> float | None:
+    """The best own feature among the other projections of the view's breast (None: none)."""
+    if view.view is None:
         return None
     partners = [
         f
@@ -40,7 +40,16 @@ def pair_feature(view: ViewResult, others: Sequence[ViewResult]) -> float | None
         if o is not view and o.laterality == view.laterality and o.view != view.view
         if (f := own_feature(o)) is not None
     ]
-    return own if not partners or view.view is None else 0.5 * (own + max(partners))
+    return max(partners, default=None)
+
+
+def pair_feature(view: ViewResult, others: Sequence[ViewResult]) -> float | None:
+    """Mean of the view's own feature and its partner's; its own without a partner."""
+    own = own_feature(view)
+    if own is None:
+        return None
+    partner = partner_feature(view, others)
+    return own if partner is None else 0.5 * (own + partner)
 
 
 def read_in_pairs(
@@ -63,8 +72,12 @@ def read_in_pairs(
                 result,
                 p_malignant=p,
                 predicted_class="malignant" if p >= card.operating_point else "not malignant",
-                method=f"{result.method}+pair",
-                extra={**result.extra, FEATURE: f},
+                method=f"{result.method}+pair",  # the card's reading, partner or not
+                extra={
+                    **result.extra,
+                    FEATURE: f,
+                    PAIRED: partner_feature(result, same) is not None,
+                },
             )
         )
     return out

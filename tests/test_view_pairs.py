@@ -18,7 +18,7 @@ from sgc_core.results import ViewResult
 from sgc_core.sde import VPSDE
 from sgc_core.unet import architecture_spec, build_score_model
 from sgc_core.view_model import LesionFinder
-from sgc_core.view_pairs import FEATURE, pair_feature, read_in_pairs
+from sgc_core.view_pairs import FEATURE, PAIRED, pair_feature, read_in_pairs
 from tests.test_lesion_geometry import _breast_with_dot
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,6 +57,7 @@ def test_pairs_never_cross_studies_and_an_alone_card_changes_nothing() -> None:
     assert paired[0].p_malignant == pytest.approx(platt(PAIR.view, 1.0))
     assert paired[0].method == "scan+pair" and paired[0].predicted_class == "malignant"
     assert paired[2].predicted_class == "not malignant"
+    assert [v.extra[PAIRED] for v in paired] == [True, True, False], "s2's MLO: read alone"
 
 
 def test_the_exam_reads_the_pair_feature_so_a_breast_is_its_two_views_mean() -> None:

@@ -154,3 +154,28 @@ def test_a_view_that_cannot_be_classified_is_named_in_every_valid_report(
             text = path.read_bytes()
             assert f"image {broken.SOPInstanceUID} (R CC) not classified".encode() in text
             assert b"pixel data" in text
+
+
+def test_a_pair_card_reads_each_breast_as_one_and_names_a_view_read_alone(
+    tmp_path: Path, database_url: str
+) -> None:
+    """L CC, R CC, L MLO: the left views share one feature and so one probability, R CC has
+    no partner and the SR says it was read alone."""
+    model = write_lesion_model(tmp_path / "pair", view_feature="pair")
+    settings = make_settings(tmp_path, database_url, model, [])
+    job_id = ingest_study(settings, n=3)
+    result = run_job(settings, job_id)
+    assert result is not None and result.report_id is not None
+    with sessions_for(settings)() as session:
+        preds = session.scalars(select(Prediction).where(Prediction.job_id == job_id)).all()
+        by_view = {(p.extra["laterality"], p.extra["view"]): p for p in preds}
+        left = [by_view[("L", "CC")], by_view[("L", "MLO")]]
+        assert left[0].probabilities["malignant"] == left[1].probabilities["malignant"]
+        assert all(p.extra["method"].endswith("+pair") for p in preds)
+        alone = by_view[("R", "CC")].instance.sop_instance_uid
+        path = settings.resolved_storage_dir / session.get(Report, result.report_id).path
+    text = path.read_bytes()
+    assert (
+        f"image {alone} (R CC) read without the other projection".encode() in text
+    )
+    assert text.count(b"read without the other projection") == 1

@@ -17,6 +17,7 @@ from pydicom import Dataset
 from sgc_core.results import ExamResult, ViewResult
 from sgc_core.view_meta import view_position
 from sgc_core.view_model import ViewModel
+from sgc_core.view_pairs import PAIRED
 from worker import reports as srmod
 from worker.reports.formats import ReportObject, StudyReportInput, build_objects
 
@@ -126,7 +127,7 @@ def report_input(
         revision=revision,
         complete=len(classified) == len(outcomes),
         exam=summary,
-        notes=tuple(missing_notes(outcomes)),
+        notes=tuple(missing_notes(outcomes) + alone_notes(outcomes)),
     )
 
 
@@ -140,6 +141,21 @@ def missing_notes(outcomes: Sequence[ViewOutcome]) -> list[str]:
         name = f"{o.laterality or '?'} {o.view or 'view'}".strip()
         uid = o.sop_instance_uid or o.path.name
         notes.append(f"image {uid} ({name}) not classified: {reason or 'no result'}")
+    return notes
+
+
+def alone_notes(outcomes: Sequence[ViewOutcome]) -> list[str]:
+    """One sentence per view that a card reading in pairs had to read without the other
+    projection of its breast (its probability is then its own view's alone)."""
+    notes = []
+    for o in outcomes:
+        if o.result is not None and o.result.extra.get(PAIRED) is False:
+            name = f"{o.laterality or '?'} {o.view or 'view'}".strip()
+            uid = o.sop_instance_uid or o.path.name
+            notes.append(
+                f"image {uid} ({name}) read without the other projection of its breast: "
+                "its probability is its own view's"
+            )
     return notes
 
 

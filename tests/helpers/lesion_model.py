@@ -17,8 +17,9 @@ from sgc_core.sde import VPSDE
 from sgc_core.unet import architecture_spec, build_score_model
 
 
-def write_lesion_model(folder: Path, seed: int = 0) -> Path:
-    """Write the model into ``folder``; return its .safetensors path."""
+def write_lesion_model(folder: Path, seed: int = 0, view_feature: str = "alone") -> Path:
+    """Write the model into ``folder``; return its .safetensors path (``view_feature``
+    "pair": a card that reads each view with the other projection of its breast)."""
     torch.manual_seed(seed)
     arch = architecture_spec("default", 3, 1, 64, 8)
     model = build_score_model(arch, VPSDE())
@@ -34,7 +35,7 @@ def write_lesion_model(folder: Path, seed: int = 0) -> Path:
         "channels": 1,
         "sde": VPSDE().to_dict(),
         "architecture": arch,
-        "lesion": LesionCard(k_fine=2, finding_threshold=0.0).to_dict(),
+        "lesion": LesionCard(k_fine=2, finding_threshold=0.0, view_feature=view_feature).to_dict(),
     }
     out = folder / "lesion"
     save_model(out, model, card)
