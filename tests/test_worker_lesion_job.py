@@ -175,7 +175,5 @@ def test_a_pair_card_reads_each_breast_as_one_and_names_a_view_read_alone(
         alone = by_view[("R", "CC")].instance.sop_instance_uid
         path = settings.resolved_storage_dir / session.get(Report, result.report_id).path
     text = path.read_bytes()
-    assert (
-        f"image {alone} (R CC) read without the other projection".encode() in text
-    )
+    assert f"image {alone} (R CC) read without the other projection".encode() in text
     assert text.count(b"read without the other projection") == 1
