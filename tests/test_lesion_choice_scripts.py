@@ -171,3 +171,19 @@ def test_a_second_run_is_read_as_a_paired_difference_from_the_first(tmp_path, ca
         assert f"{key} +" in paired[0]  # NaN where the views hold one class (this family)
     for key in ("top_finding_hit", "ece"):
         assert f"{key} +0.000 (+0.000 to +0.000)" in paired[0]
+
+
+def test_select_reads_the_splits_it_is_given_and_refuses_others(tmp_path, capsys) -> None:
+    """``--split train`` reads the draw's training views (each row says its split); a split
+    that is not val or train is refused before any scan."""
+    import json
+
+    out = tmp_path / "sel.json"
+    argv = _select_argv(tmp_path, seed=7)
+    argv[argv.index("--views") + 1] = "2"
+    assert lesion_select.main([*argv, "--split", "train", "--json", str(out)]) == 0
+    assert "# 2 train views" in capsys.readouterr().out
+    (row,) = json.loads(out.read_text())
+    assert [v["part"] for v in row["views"]] == ["train", "train"]
+    with pytest.raises(SystemExit):
+        lesion_select.main([*argv, "--split", "test"])
