@@ -25,7 +25,7 @@ import numpy as np
 
 from benchmarks.lesion_intervals import auc, paired_intervals, read_rows
 from sgc_core.lesion_card import LesionCard
-from sgc_core.lesion_fit import fit_maps
+from sgc_core.lesion_fit import fit_maps, pool_exams
 from sgc_core.lesion_scan import platt
 from sgc_core.results import ViewResult
 from sgc_core.view_pairs import OWN, own_feature, pair_feature
@@ -99,19 +99,12 @@ def with_pairs(rows: list[dict], card: dict) -> list[dict]:
 
 
 def breasts(rows: list[dict], key: str) -> tuple[dict, dict]:
-    """(patient, side) -> (max feature, malignant) and patient -> the same, as exam_features."""
-    per_breast: dict = {}
-    for r in rows:
-        if r[key] is None:
-            continue
-        k = (r["patient"], r["side"])
-        old = per_breast.get(k, (-math.inf, False))
-        per_breast[k] = (max(old[0], r[key]), old[1] or r["finding"] == "malignant")
-    studies: dict = {}
-    for (pid, _), (f, m) in per_breast.items():
-        old = studies.get(pid, (-math.inf, False))
-        studies[pid] = (max(old[0], f), old[1] or m)
-    return per_breast, studies
+    """(patient, side) -> (max feature, malignant) and patient -> the same, as the exam."""
+    return pool_exams(
+        (r["patient"], r["side"], r[key], r["finding"] == "malignant")
+        for r in rows
+        if r[key] is not None
+    )
 
 
 def fitted(rows: list[dict], lesion: dict) -> LesionCard:

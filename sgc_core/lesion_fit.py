@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,14 +82,20 @@ def fit_platt(features: np.ndarray, labels: np.ndarray) -> Platt:
 
 def exam_features(views: Sequence[ScoredView]) -> tuple[dict, dict]:
     """(breast key -> (feature, malignant)), (study key -> (feature, malignant))."""
+    return pool_exams(
+        (v.note.patient_id, v.result.laterality or "U", f, v.note.finding == "malignant")
+        for v in views
+        if (f := view_feature(v.result)) is not None
+    )
+
+
+def pool_exams(views: Iterable[tuple[str, str, float, bool]]) -> tuple[dict, dict]:
+    """From (patient, side, view feature, malignant) per view: each breast's and each study's
+    maximum feature and whether it holds a malignant view, as the exam reads them."""
     breasts: dict = {}
-    for v in views:
-        f = view_feature(v.result)
-        if f is None:
-            continue
-        key = (v.note.patient_id, v.result.laterality or "U")
-        old = breasts.get(key, (-math.inf, False))
-        breasts[key] = (max(old[0], f), old[1] or v.note.finding == "malignant")
+    for pid, side, f, malignant in views:
+        old = breasts.get((pid, side), (-math.inf, False))
+        breasts[(pid, side)] = (max(old[0], f), old[1] or malignant)
     studies: dict = {}
     for (pid, _), (f, mal) in breasts.items():
         old = studies.get(pid, (-math.inf, False))
