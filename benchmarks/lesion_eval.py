@@ -173,4 +173,5 @@ def view_row(v, part: str) -> dict:
         "ood_score": r.ood_score,
         "findings": [f.to_dict() for f in r.findings],
         "top_hit": bool(r.findings) and is_hit(v, r.findings[0].centre) if malignant else None,
+        "hits": [is_hit(v, f.centre) for f in r.findings] if malignant else None,
     }

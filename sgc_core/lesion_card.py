@@ -36,6 +36,9 @@ class LesionCard:
     view_feature: what the view map reads: "alone", the view's top candidate's malignant
         log-odds; "pair", their mean with the other projection of the same breast
         (sgc_core/view_pairs.py), which a breast's feature then is too.
+    finding_order: which finding comes first: "alone", by its P(lesion); "pair", by its
+        P(lesion) + ``pair_weight`` x the best P(lesion) of a finding of the other projection
+        of the breast within ``pair_depth_mm`` of its distance from the nipple.
     view, breast, study: Platt maps from that feature to P(malignant).
     operating_point: threshold on a view's P(malignant) (90 % sensitivity on validation);
         exam_operating_point the same on a study's.
@@ -60,6 +63,9 @@ class LesionCard:
     priors: tuple[float, ...] = (0.5, 0.25, 0.25)
     finding_threshold: float = 0.5
     view_feature: str = "alone"
+    finding_order: str = "alone"
+    pair_depth_mm: float = 10.0
+    pair_weight: float = 0.5
     view: Platt = field(default_factory=Platt)
     breast: Platt = field(default_factory=Platt)
     study: Platt = field(default_factory=Platt)
@@ -84,6 +90,10 @@ class LesionCard:
             raise ValueError("middle_windows must be >= 0 and k_middle >= 1")
         if self.view_feature not in ("alone", "pair"):
             raise ValueError(f"view_feature is 'alone' or 'pair', got {self.view_feature!r}")
+        if self.finding_order not in ("alone", "pair"):
+            raise ValueError(f"finding_order is 'alone' or 'pair', got {self.finding_order!r}")
+        if self.pair_depth_mm <= 0 or self.pair_weight < 0:
+            raise ValueError("pair_depth_mm must be positive and pair_weight >= 0")
 
     @property
     def malignant(self) -> int:

@@ -64,6 +64,19 @@ def distinct(cands: list[Candidate], apart: float) -> list[Candidate]:
     return kept
 
 
+def nipple_distance_mm(scan: ScanImage, col: float) -> float:
+    """How far behind the nipple a scan column lies along the chest wall-nipple axis (mm).
+
+    Why along the axis: a lesion keeps its depth behind the nipple in the CC and the MLO (the
+    MLO turns the breast about that axis), so this is the number that matches a finding with
+    its partner in the other projection. The nipple is the breast's deepest scan column
+    (column 0 is the chest wall); 0 for a point at or beyond it.
+    """
+    cols = np.flatnonzero(scan.mask.any(axis=0))
+    deepest = float(cols.max()) if len(cols) else 0.0
+    return max(deepest - float(col), 0.0) * scan.spacing_mm
+
+
 def window_grid(mask: np.ndarray, crop: int, stride: int, min_fraction: float) -> np.ndarray:
     """(N, 2) window centres on a ``stride`` grid whose ``crop`` window holds at least
     ``min_fraction`` breast; one window at the breast's centre of mass if none does. A
@@ -285,6 +298,7 @@ class LesionScanner:
             radius=rad,
             box=box,
             outline=outline,
+            nipple_distance_mm=nipple_distance_mm(scan, cand.col),
         )
 
     def _stored_map(self, scan: ScanImage, emap: np.ndarray) -> EvidenceMap:

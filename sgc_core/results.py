@@ -23,6 +23,10 @@ class Finding:
     posteriors, temperature-calibrated on validation crops); ``centre`` is
     (row, col), ``radius`` in source pixels, ``box`` (row0, col0, row1, col1) half-open and
     clipped to the image, ``outline`` a closed polygon of (row, col) points.
+    ``nipple_distance_mm`` is how far behind the nipple it lies along the chest wall-nipple
+    axis (None: not measured), the depth a reader matches between the CC and the MLO;
+    ``in_partner_view`` whether the other projection of the breast has a finding at that
+    depth (None: the view was not read with a partner).
     """
 
     label: str
@@ -33,6 +37,8 @@ class Finding:
     radius: float
     box: tuple[int, int, int, int]
     outline: tuple[tuple[float, float], ...]
+    nipple_distance_mm: float | None = None
+    in_partner_view: bool | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -44,7 +50,25 @@ class Finding:
             "radius": round(self.radius, 1),
             "box": list(self.box),
             "outline": [[round(r, 1), round(c, 1)] for r, c in self.outline],
+            "nipple_distance_mm": _rounded(self.nipple_distance_mm),
+            "in_partner_view": self.in_partner_view,
         }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Finding:
+        """A finding back from :meth:`to_dict` (recorded rows are re-read by benchmarks)."""
+        return cls(
+            label=d["label"],
+            probability=d["probability"],
+            p_malignant=d["p_malignant"],
+            p_lesion=d["p_lesion"],
+            centre=tuple(d["centre"]),
+            radius=d["radius"],
+            box=tuple(d["box"]),
+            outline=tuple(tuple(p) for p in d["outline"]),
+            nipple_distance_mm=d.get("nipple_distance_mm"),
+            in_partner_view=d.get("in_partner_view"),
+        )
 
 
 @dataclass(frozen=True)
@@ -158,3 +182,7 @@ class ExamResult:
 
 def _finite(value: float) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)

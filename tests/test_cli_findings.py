@@ -127,7 +127,7 @@ def test_classify_prints_every_finding_and_writes_every_report_form(tmp_path: Pa
     human = _sgc(*args, env=dict(env, COLUMNS="200"))
     assert human.returncode == 0, human.stderr
     # Each finding shows its class and P(malignant), not its class's probability: say so.
-    assert "findings (row, col: class, P(malignant))" in human.stdout
+    assert "findings (row, col: class, P(malignant), depth)" in human.stdout
     shown = re.findall(r"\((\d+), (\d+)\): (benign|malignant) (\d+) %", human.stdout)
     expected = [
         (
@@ -140,6 +140,10 @@ def test_classify_prints_every_finding_and_writes_every_report_form(tmp_path: Pa
         for f in row["findings"]
     ]
     assert expected and sorted(shown) == sorted(expected)
+    depths = [f["nipple_distance_mm"] for row in data["images"] for f in row["findings"]]
+    assert all(d >= 0 for d in depths), "every finding's depth behind the nipple, in mm"
+    assert len(re.findall(r"% *, \d+ mm from nipple", human.stdout)) == len(depths)
+    assert "both views" not in human.stdout, "an L and an R view: no finding has a partner"
 
 
 def test_status_keeps_a_views_wrapped_findings_on_its_own_row(monkeypatch, capsys) -> None:

@@ -52,11 +52,14 @@ def test_job_stores_located_findings_and_draws_them(
                 n_findings += 1
                 r0, c0, r1, c1 = f["box"]
                 assert 0 <= r0 < r1 <= 256 and 0 <= c0 < c1 <= 192
+                assert f["nipple_distance_mm"] >= 0.0
         assert n_findings >= 4
         path = settings.resolved_storage_dir / session.get(Report, result.report_id).path
     doc = hd.sr.srread(path)
     groups = doc.content.get_planar_roi_measurement_groups()
     assert len(groups) == 4 + n_findings
+    depth = hd.sr.CodedConcept("121242", "DCM", "Distance from nipple")
+    assert sum(len(g.get_measurements(name=depth)) for g in groups) == n_findings
 
 
 ALL_FORMATS = "tid1500,seg,mammo-cad"
@@ -172,6 +175,9 @@ def test_a_pair_card_reads_each_breast_as_one_and_names_a_view_read_alone(
         left = [by_view[("L", "CC")], by_view[("L", "MLO")]]
         assert left[0].probabilities["malignant"] == left[1].probabilities["malignant"]
         assert all(p.extra["method"].endswith("+pair") for p in preds)
+        marks = {k: {f["in_partner_view"] for f in p.extra["findings"]} for k, p in by_view.items()}
+        paired = marks[("L", "CC")] | marks[("L", "MLO")]
+        assert marks[("R", "CC")] <= {None} and paired and paired <= {True, False}
         alone = by_view[("R", "CC")].instance.sop_instance_uid
         path = settings.resolved_storage_dir / session.get(Report, result.report_id).path
     text = path.read_bytes()

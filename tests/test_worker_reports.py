@@ -73,7 +73,7 @@ def _views(sources, finding_at=(120.0, 70.0)) -> list[ViewResult]:
         "CC",
         0.81,
         (5, 0, 250, 160),
-        findings=(FindingRoi("malignant", 0.77, _ring(*finding_at), finding_at, 15.0),),
+        findings=(FindingRoi("malignant", 0.77, _ring(*finding_at), finding_at, 15.0, 42.46),),
         evidence=_blob_map(a, *finding_at),
     )
     right = ViewResult(b.SOPInstanceUID, "R", "CC", 0.12, (5, 30, 250, 192))
@@ -220,7 +220,9 @@ def test_source_without_pixel_spacing_still_validates_and_sizes_are_missing(
     assert [m.name.meaning for m in finding.get_measurements()] == ["Probability of cancer"]
 
 
-def test_finding_size_is_reported_where_the_image_states_its_spacing(tmp_path: Path) -> None:
+def test_finding_size_and_depth_are_reported_where_the_image_states_its_spacing(
+    tmp_path: Path,
+) -> None:
     sources = _sources()
     written = _write_all(
         tmp_path, StudyReportInput(tuple(sources), tuple(_views(sources)), ALGO, 1)
@@ -230,6 +232,8 @@ def test_finding_size_is_reported_where_the_image_states_its_spacing(tmp_path: P
     (diameter,) = finding.get_measurements(name=hd.sr.CodedConcept("81827009", "SCT", "Diameter"))
     assert float(diameter.value) == pytest.approx(3.0)  # 2 x 15 px x 0.1 mm
     assert diameter.unit.value == "mm"
+    (depth,) = finding.get_measurements(name=hd.sr.CodedConcept("121242", "DCM", "Distance from nipple"))  # fmt: skip
+    assert float(depth.value) == pytest.approx(42.5) and depth.unit.value == "mm"
 
 
 def test_view_not_classified_is_named_in_every_report(tmp_path: Path) -> None:

@@ -187,7 +187,12 @@ def report_view(o: ViewOutcome) -> srmod.ViewResult:
         ood=bool(r.ood),
         findings=tuple(
             srmod.FindingRoi(
-                f.label, float(f.p_malignant), f.outline, tuple(f.centre), float(f.radius)
+                f.label,
+                float(f.p_malignant),
+                f.outline,
+                tuple(f.centre),
+                float(f.radius),
+                f.nipple_distance_mm,
             )
             for f in r.findings
         ),

@@ -123,7 +123,7 @@ def _table(rows: list[dict]) -> None:
         "view",
         "class",
         "P(malignant)",
-        "findings (row, col: class, P(malignant))",
+        "findings (row, col: class, P(malignant), depth)",
         "OOD",
     ):
         table.add_column(col)
@@ -142,7 +142,18 @@ def _table(rows: list[dict]) -> None:
 
 def _finding_text(f: dict) -> str:
     row, col = f["centre"]
-    return f"({row:.0f}, {col:.0f}): {f['label']} {100 * f['p_malignant']:.0f} %"
+    return f"({row:.0f}, {col:.0f}): {f['label']} {100 * f['p_malignant']:.0f} %{depth_text(f)}"
+
+
+def depth_text(finding: dict) -> str:
+    """The finding's depth as the CLI writes it, e.g. ", 42 mm from nipple, both views" (a
+    reader matches a CC mark with an MLO mark by it); empty where the finding has no measured
+    distance (predictions stored before it was)."""
+    mm = finding.get("nipple_distance_mm")
+    if mm is None:
+        return ""
+    both = ", both views" if finding.get("in_partner_view") else ""
+    return f", {mm:.0f} mm from nipple{both}"
 
 
 COMMANDS = [classify_cmd]

@@ -7,6 +7,7 @@ import json
 import click
 
 from sgc_node.cli import Context, pass_ctx
+from sgc_node.cli.classify import depth_text
 
 
 @click.command("status")
@@ -115,11 +116,13 @@ def _counted(lines) -> list[str]:
 
 
 def _findings(pred: dict) -> str:
-    """A view's located findings: (row, col) in source pixels, class and P(malignant)."""
+    """A view's located findings: (row, col) in source pixels, class, P(malignant), depth."""
     parts = []
     for f in pred.get("findings") or []:
         row, col = f["centre"]
-        parts.append(f"({row:.0f}, {col:.0f}) {f['label']} {100 * f['p_malignant']:.0f} %")
+        parts.append(
+            f"({row:.0f}, {col:.0f}) {f['label']} {100 * f['p_malignant']:.0f} %{depth_text(f)}"
+        )
     return "; ".join(parts) or "-"
 
 

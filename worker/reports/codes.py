@@ -24,6 +24,7 @@ PROBABILITY_OF_CANCER = hd.sr.CodedConcept("111047", "DCM", "Probability of canc
 PERCENT = hd.sr.CodedConcept("%", "UCUM", "Percent")
 MILLIMETER = hd.sr.CodedConcept("mm", "UCUM", "millimeter")
 DIAMETER = hd.sr.CodedConcept("81827009", "SCT", "Diameter")
+DISTANCE_FROM_NIPPLE = hd.sr.CodedConcept("121242", "DCM", "Distance from nipple")
 FINDING = hd.sr.CodedConcept("121071", "DCM", "Finding")
 MALIGNANT = hd.sr.CodedConcept("21594007", "SCT", "Malignant")
 BENIGN = hd.sr.CodedConcept("30807003", "SCT", "Benign")

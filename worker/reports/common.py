@@ -57,13 +57,15 @@ class Algorithm:
 class FindingRoi:
     """A located finding as the reports draw it: a closed outline of (row, col) points in the
     source image's pixels, its class (benign or malignant), the region's P(malignant), and
-    (when the finder gives them) its centre (row, col) and radius in source pixels."""
+    (when the finder gives them) its centre (row, col) and radius in source pixels and its
+    distance behind the nipple in mm."""
 
     label: str
     probability: float
     outline: tuple[tuple[float, float], ...]
     centre: tuple[float, float] | None = None
     radius: float | None = None
+    nipple_distance_mm: float | None = None
 
 
 @dataclass(frozen=True)

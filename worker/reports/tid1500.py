@@ -173,13 +173,22 @@ def _finding_group(
     report_uid: str,
 ) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
     """One TID 1410 group per located finding: its outline, class, P(malignant) and, where the
-    image states its pixel spacing, its diameter in mm."""
+    image states its pixel spacing (else both would rest on an assumed one), its diameter and
+    its distance behind the nipple in mm."""
     measurements = [_probability(finding.probability)]
     spacing = pixel_spacing(source)
     if spacing is not None and finding.radius is not None:
         mm = 2.0 * finding.radius * float(np.mean(spacing))
         measurements.append(
             hd.sr.Measurement(name=c.DIAMETER, value=round(mm, 2), unit=c.MILLIMETER)
+        )
+    if spacing is not None and finding.nipple_distance_mm is not None:
+        measurements.append(
+            hd.sr.Measurement(
+                name=c.DISTANCE_FROM_NIPPLE,
+                value=round(finding.nipple_distance_mm, 1),
+                unit=c.MILLIMETER,
+            )
         )
     return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
