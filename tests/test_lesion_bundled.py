@@ -68,6 +68,7 @@ def test_bundled_card_is_a_calibrated_lesion_finder() -> None:
     lesion = card["lesion"]
     assert lesion["spacing_mm"] <= 0.4 and card["classes"] == ["normal", "benign", "malignant"]
     assert lesion["temperature_fine"] > 0 and 0 < lesion["operating_point"] < 1
+    assert lesion["view_feature"] == lesion["finding_order"] == "pair"
     report = BUNDLED_MODELS / "eval-lesion" / "report.json"
     assert report.is_file()
 
@@ -98,6 +99,7 @@ def test_findings_land_on_the_lesion_in_both_encodings(finder, study) -> None:
     hits = [m <= 1.0 for m in _misses(study.datasets, study.truth, mono2)]
     assert sum(hits) >= 3, hits
     assert all(r.method.endswith("+pair") for r in mono2), "the bundled card reads in pairs"
+    assert all(f.in_partner_view is not None for r in mono2 for f in r.findings), "matched"
     for a, b in zip(mono2, mono1, strict=True):
         assert a.p_malignant == pytest.approx(b.p_malignant, abs=1e-3)
         assert len(a.findings) == len(b.findings)
