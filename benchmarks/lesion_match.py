@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 
 from benchmarks.lesion_intervals import paired_intervals
-from benchmarks.lesion_pair import load_rows
+from benchmarks.lesion_pair import load_rows, write_card
 from sgc_core.lesion_card import LesionCard
 from sgc_core.results import Finding, ViewResult
 from sgc_core.view_pairs import order_findings
@@ -120,10 +120,8 @@ def main(argv=None) -> int:
     for part in sorted({r["part"] for r in rows}):
         report(part, [r for r in rows if r["part"] == part], args.resamples)
     if args.write_card:
-        out = dict(card, lesion=dataclasses.asdict(lesion.replace(finding_order="pair")))
-        if args.version:
-            out["version"] = args.version
-        args.write_card.write_text(json.dumps(out, indent=2, sort_keys=True))
+        ordering = lesion.replace(finding_order="pair")
+        write_card(args.write_card, card, args.version, lesion=dataclasses.asdict(ordering))
         print(f"wrote {args.write_card}: findings ordered in pairs")
     return 0
 

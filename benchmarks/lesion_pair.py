@@ -177,12 +177,19 @@ def main(argv=None) -> int:
         patients = len({r["patient"] for r in rows})
         calibration = dict(card.get("calibration", {}))
         calibration["pair_maps_fitted_on"] = f"{len(rows)} views of {patients} patients"
-        out = dict(card, lesion=fit.to_dict(), calibration=calibration)
-        if args.version:
-            out["version"] = args.version
-        args.write_card.write_text(json.dumps(out, indent=2, sort_keys=True))
+        write_card(
+            args.write_card, card, args.version, lesion=fit.to_dict(), calibration=calibration
+        )
         print(f"wrote {args.write_card}: view map a={fit.view.a:.3f} b={fit.view.b:.3f}")
     return 0
+
+
+def write_card(path: Path, card: dict, version: str | None, **changes) -> None:
+    """``card`` with ``changes`` (and a new ``version``, if given) written to ``path``."""
+    out = dict(card, **changes)
+    if version:
+        out["version"] = version
+    path.write_text(json.dumps(out, indent=2, sort_keys=True))
 
 
 if __name__ == "__main__":
