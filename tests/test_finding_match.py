@@ -111,6 +111,11 @@ def test_the_judging_script_counts_views_moved_onto_the_lesion_and_writes_the_ca
     assert "moved onto the lesion 6, off it 0" in text
     written = json.loads(out.read_text())
     assert written["lesion"]["finding_order"] == "pair" and written["version"] == "9.9.9"
+    rows[0]["hits"] = None
+    (tmp_path / "rows.json").write_text(json.dumps(rows))
+    with pytest.raises(SystemExit, match="malignant row without its hits"):
+        match_main(argv)
+    rows[0]["hits"] = [0, 1]
     rows[0]["findings"][0]["nipple_distance_mm"] = None
     (tmp_path / "rows.json").write_text(json.dumps(rows))
     with pytest.raises(SystemExit, match="without a nipple distance"):
