@@ -32,6 +32,10 @@ class LesionCard:
         ``middle_windows`` least-normal windows of the coarse pass get ``k_middle`` more pairs,
         and the candidates are chosen among them, so a lesion's window is not lost to one
         noisy draw at a fraction of the cost of more pairs for every window.
+    locate_sigma: where a refined candidate is placed: 0, at its peak on the coarse evidence
+        map (one pair per window); above 0, at the peak of its own window's fine-pass
+        evidence (``k_fine`` pairs) for its most likely lesion class, smoothed with a Gaussian
+        of this many scan pixels (sgc_core/lesion_locate.py). Its probabilities do not change.
     finding_threshold: a candidate is reported when its P(benign or malignant) reaches it.
     view_feature: what the view map reads: "alone", the view's top candidate's malignant
         log-odds; "pair", their mean with the other projection of the same breast
@@ -62,6 +66,7 @@ class LesionCard:
     temperature_fine: float = 1.0
     priors: tuple[float, ...] = (0.5, 0.25, 0.25)
     finding_threshold: float = 0.5
+    locate_sigma: float = 0.0
     view_feature: str = "alone"
     finding_order: str = "alone"
     pair_depth_mm: float = 10.0
@@ -92,6 +97,8 @@ class LesionCard:
             raise ValueError(f"view_feature is 'alone' or 'pair', got {self.view_feature!r}")
         if self.finding_order not in ("alone", "pair"):
             raise ValueError(f"finding_order is 'alone' or 'pair', got {self.finding_order!r}")
+        if self.locate_sigma < 0:
+            raise ValueError(f"locate_sigma must be >= 0, got {self.locate_sigma}")
         if self.pair_depth_mm <= 0 or self.pair_weight < 0:
             raise ValueError("pair_depth_mm must be positive and pair_weight >= 0")
 

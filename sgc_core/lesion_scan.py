@@ -23,6 +23,7 @@ from sgc_core.calibration import log_posterior
 from sgc_core.datasets.crops import cut
 from sgc_core.denoise_map import NoisePlan, class_errors, evidence, noise_plan, window_scores
 from sgc_core.lesion_card import LesionCard, Platt
+from sgc_core.lesion_locate import blob_radius, fine_location
 from sgc_core.results import EvidenceMap, Finding, ViewResult
 from sgc_core.scaling import to_model_space
 from sgc_core.scan_geometry import ScanImage
@@ -30,6 +31,9 @@ from sgc_core.sde import SDE
 
 #: The evidence map is stored at this fraction of the scan grid's resolution (1.6 mm / px).
 EVIDENCE_DOWNSAMPLE = 4
+
+#: A window's outermost pixels (scan px) where a fine-pass peak is not looked for.
+LOCATE_MARGIN = 4
 
 
 @dataclass(frozen=True)
@@ -199,8 +203,8 @@ class LesionScanner:
         fine = self.posterior(window_scores(err), self.card.temperature_fine)
         m = self.card.malignant
         out = []
-        for (r, c), p in zip(peaks, fine, strict=True):
-            radius = self._radius(emap, r, c)
+        for centre, e, p in zip(peaks, err, fine, strict=True):
+            r, c, radius = self._locate(scan, emap, e, p, centre)
             out.append(Candidate(r, c, p, radius, logit(float(p[m]))))
         return distinct(sorted(out, key=lambda cand: -cand.malignant_logit), self.card.stride / 2)
 
@@ -215,20 +219,21 @@ class LesionScanner:
         i, j = np.unravel_index(int(np.argmax(patch)), patch.shape)
         return np.array([r0 + i, c0 + j], dtype=np.float64)
 
-    def _radius(self, emap: np.ndarray, r: float, c: float) -> float:
-        """Radius of the half-maximum evidence blob around a peak (scan px, 3 to crop/2)."""
+    def _locate(
+        self, scan: ScanImage, emap: np.ndarray, err: torch.Tensor, post: np.ndarray, centre
+    ) -> tuple[float, float, float]:
+        """(row, col, radius) of a refined candidate on the scan grid: on the coarse map, or,
+        with ``locate_sigma`` set, on the peak of the fine pass's evidence for its most likely
+        lesion class in its own window (``k_fine`` pairs instead of one)."""
+        r, c = float(centre[0]), float(centre[1])
         half = self.card.crop // 2
-        r0, c0 = max(int(r) - half, 0), max(int(c) - half, 0)
-        patch = emap[r0 : int(r) + half, c0 : int(c) + half]
-        peak = emap[int(r), int(c)] if 0 <= int(r) < emap.shape[0] else 0.0
-        if patch.size == 0 or peak <= 0:
-            return half / 2
-        labels, _ = ndimage.label(patch >= 0.5 * peak)
-        blob = (
-            labels
-            == labels[min(int(r) - r0, patch.shape[0] - 1), min(int(c) - c0, patch.shape[1] - 1)]
-        )
-        return float(np.clip(math.sqrt(blob.sum() / math.pi), 3.0, half))
+        if self.card.locate_sigma <= 0:
+            return r, c, blob_radius(emap, r, c, half)
+        lesion_class = 1 + int(np.argmax(post[1:]))
+        ev = evidence(err[None], lesion_class, 0)[0].numpy()
+        breast = cut(scan.mask.astype(np.float32), r, c, self.card.crop)
+        fine = fine_location(ev, breast, (r, c), self.card.locate_sigma, LOCATE_MARGIN)
+        return fine if fine is not None else (r, c, blob_radius(emap, r, c, half))
 
     # -- the result ---------------------------------------------------------------------------
     def _result(

@@ -1,0 +1,91 @@
+"""Placing a finding on its window's fine evidence (card ``locate_sigma``).
+
+What is tested is the geometry (a peak inside the window's breast and margin, a blob's
+radius, the window's origin undone) and, with an untrained network, that relocating a
+candidate can change where it is reported, never its probabilities or its windows. That the
+bundled model's findings land on lesions is tests/test_lesion_bundled.py's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sgc_core.datasets.crops import cut
+from sgc_core.lesion_card import LesionCard
+from sgc_core.lesion_locate import blob_radius, fine_location, smoothed, window_peak
+from sgc_core.lesion_scan import LesionScanner
+from sgc_core.scan_geometry import scan_dataset
+from sgc_core.sde import VPSDE
+from sgc_core.unet import architecture_spec, build_score_model
+from tests.test_lesion_geometry import _breast_with_dot
+
+
+def _disc(size: int, r: float, c: float, radius: float) -> np.ndarray:
+    yy, xx = np.mgrid[:size, :size]
+    return (np.hypot(yy - r, xx - c) <= radius).astype(np.float64)
+
+
+def test_the_peak_is_the_blob_inside_breast_and_margin() -> None:
+    ev = _disc(64, 40, 22, 6) - 0.2
+    ev[1, 1] = 50.0  # a spike at the window's edge: border, not tissue
+    breast = np.ones((64, 64))
+    peak = window_peak(smoothed(ev, breast, 2.0), margin=4)
+    assert peak is not None and np.hypot(peak[0] - 40, peak[1] - 22) <= 1.5
+    breast[:, 16:30] = 0.0  # the blob off the breast: the peak cannot sit there
+    off = window_peak(smoothed(ev, breast, 2.0), margin=4)
+    assert off is None or not 16 <= off[1] < 30
+
+
+def test_no_positive_evidence_gives_no_peak() -> None:
+    assert window_peak(smoothed(-np.ones((64, 64)), np.ones((64, 64)), 2.0), 4) is None
+    assert window_peak(np.ones((6, 6)), margin=4) is None
+
+
+@pytest.mark.parametrize("radius", [4.0, 9.0, 14.0])
+def test_blob_radius_measures_a_disc(radius: float) -> None:
+    emap = smoothed(_disc(96, 48, 48, radius), np.ones((96, 96)), 0.5)
+    assert blob_radius(emap, 48, 48, 32) == pytest.approx(radius, abs=1.0)
+    assert blob_radius(-emap, 48, 48, 32) == 16.0  # nothing positive: half of half
+
+
+@pytest.mark.parametrize("lesion,centre", [((150, 90), (140, 100)), ((20, 15), (10, 10))])
+def test_a_window_peak_is_placed_back_on_the_scan_grid(lesion, centre) -> None:
+    """A blob of evidence at a known scan pixel, seen in a window cut around another (at the
+    image's corner too, where the window hangs over the edge), is placed on that pixel."""
+    scan_ev = _disc(200, *lesion, 7.0) - 0.1
+    mask = np.ones((200, 200), dtype=np.float32)
+    ev, breast = cut(scan_ev, *centre, 64), cut(mask, *centre, 64)
+    row, col, radius = fine_location(ev, breast, centre, sigma=1.5, margin=4)
+    assert np.hypot(row - lesion[0], col - lesion[1]) <= 1.0
+    assert radius == pytest.approx(7.0, abs=1.5)
+    assert fine_location(-np.abs(ev), breast, centre, 1.5, 4) is None
+
+
+def test_a_negative_sigma_is_refused() -> None:
+    with pytest.raises(ValueError, match="locate_sigma"):
+        LesionCard(locate_sigma=-1.0)
+
+
+@pytest.mark.parametrize(
+    "side,view,photometric", [("R", "MLO", "MONOCHROME1"), ("L", "CC", "MONOCHROME2")]
+)
+def test_relocating_moves_findings_within_their_window_only(side, view, photometric) -> None:
+    torch.manual_seed(0)
+    model = build_score_model(architecture_spec("default", 3, 1, 64, 8), VPSDE())
+    card = LesionCard(finding_threshold=0.0, k_fine=2)
+    scan = scan_dataset(_breast_with_dot(side, view, photometric, (520, 400), 0.1), 0.4)
+    coarse = LesionScanner(model, VPSDE(), card).scan(scan)
+    fine = LesionScanner(model, VPSDE(), card.replace(locate_sigma=2.0)).scan(scan)
+    assert fine.p_malignant == coarse.p_malignant and fine.windows == coarse.windows
+    key = lambda f: (f.p_lesion, f.p_malignant)  # noqa: E731
+    assert {key(f) for f in fine.findings} <= {key(f) for f in coarse.findings}
+    reach = scan.geometry.length_to_source(card.crop / 2 * 2**0.5)
+    for f in fine.findings:
+        # A flat phantom gives identical windows identical scores: any twin will do.
+        twins = [g.centre for g in coarse.findings if key(g) == key(f)]
+        assert min(np.hypot(f.centre[0] - r, f.centre[1] - c) for r, c in twins) <= reach
+        r0, c0, r1, c1 = f.box
+        assert r0 <= f.centre[0] <= r1 and c0 <= f.centre[1] <= c1
+        assert f.centre[1] >= scan.geometry.box[1] and f.centre[1] < scan.geometry.box[3]
