@@ -8,10 +8,14 @@ bundled model's findings land on lesions is tests/test_lesion_bundled.py's.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
+from benchmarks.lesion_locate import main as locate_main
 from sgc_core.datasets.crops import cut
 from sgc_core.lesion_card import LesionCard
 from sgc_core.lesion_locate import blob_radius, fine_location, smoothed, window_peak
@@ -19,7 +23,10 @@ from sgc_core.lesion_scan import LesionScanner
 from sgc_core.scan_geometry import scan_dataset
 from sgc_core.sde import VPSDE
 from sgc_core.unet import architecture_spec, build_score_model
+from tests.test_finding_match import _finding
 from tests.test_lesion_geometry import _breast_with_dot
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _disc(size: int, r: float, c: float, radius: float) -> np.ndarray:
@@ -89,3 +96,44 @@ def test_relocating_moves_findings_within_their_window_only(side, view, photomet
         r0, c0, r1, c1 = f.box
         assert r0 <= f.centre[0] <= r1 and c0 <= f.centre[1] <= c1
         assert f.centre[1] >= scan.geometry.box[1] and f.centre[1] < scan.geometry.box[3]
+
+
+def _run(name: str, cc_findings: list, hits: list[bool]) -> dict:
+    """A lesion_select run of 4 patients: a malignant R CC (lesion at row 10, col 2, radius
+    4) with ``cc_findings``, and a normal L CC with one false finding."""
+    views = []
+    for i in range(4):
+        malignant = {"patient": f"P{i}", "path": "R_CC.dcm", "finding": "malignant"}
+        views.append(
+            dict(malignant, part="val", p_malignant=0.8, lesion=[10.0, 2.0, 4.0], hits=hits)
+            | {"findings": [f.to_dict() for f in cc_findings]}
+        )
+        normal = {"patient": f"P{i}", "path": "L_CC.dcm", "finding": "normal", "hits": None}
+        views.append(
+            dict(normal, part="val", p_malignant=0.2, lesion=[0.0, 0.0, 0.0])
+            | {"findings": [_finding(0.5, 20.0, 40).to_dict()]}
+        )
+    return {"model": name, "views": views}
+
+
+def test_the_placement_script_compares_runs_in_pair_order_and_writes_the_card(
+    tmp_path, capsys
+) -> None:
+    off, on = _finding(0.9, 60.0, 30), _finding(0.7, 30.0, 2)
+    runs = [_run("coarse", [off, on], [False, True]), _run("fine", [on], [True])]
+    (tmp_path / "sel.json").write_text(json.dumps(runs))
+    card = ROOT / "sgc_core/models/sgc-lesion-mammo.json"
+    argv = ["--rows", str(tmp_path / "sel.json"), "--card", str(card), "--resamples", "50"]
+    out = tmp_path / "card.json"
+    assert locate_main([*argv, "--write-card", str(out), "--locate-sigma", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "coarse: 8 views, 4 malignant, 1.50 findings per view" in text
+    assert "pair order 0/4 = 0.000" in text and "pair order 4/4 = 1.000" in text
+    assert "median 0.00 radii" in text
+    assert "fine minus coarse, top finding in pair order: +1.000" in text
+    assert json.loads(out.read_text())["lesion"]["locate_sigma"] == 2.0
+    with pytest.raises(SystemExit, match="needs --locate-sigma"):
+        locate_main([*argv, "--write-card", str(out)])
+    (tmp_path / "sel.json").write_text(json.dumps(runs[:1]))
+    with pytest.raises(SystemExit, match="two or more runs"):
+        locate_main(argv)
