@@ -5,16 +5,18 @@
     python -m benchmarks.lesion_locate --rows sel.json --card sgc_core/models/sgc-lesion-mammo.json
     python -m benchmarks.lesion_locate --rows sel.json --card CARD --write-card OUT --version V \\
         --locate-sigma 2
+    python -m benchmarks.lesion_locate --rows OLD/views.json --rows NEW/views.json --part test \\
+        --card CARD
 
 Why: a change to where the finder places its findings (the card's ``locate_sigma``) changes
 no probability, so AUC, ECE and OOD stay as they are; what it changes is which finding lands
-on the lesion, and which nearby candidates merge. lesion_select prints the top finding in
-the scan's order; the bundled card orders findings by the partner view
-(sgc_core/view_pairs.order_findings), so this script reads each run of a lesion_select JSON
-in pair order and prints, per run, the top-finding hit rate on malignant views in both
+on the lesion, and which nearby candidates merge. This script reads each run's rows in the
+scan's order (by P(lesion)) and in the partner view's order that the bundled card reports
+(sgc_core/view_pairs.order_findings) and prints, per run, the top-finding hit rate on malignant views in both
 orders, the findings per view, and how far the first finding on the lesion lies from the
 lesion's centre in lesion radii (median). Each later run follows as its difference from the
-first in pair order, with the 5-95 % over resampled patients. ``--write-card`` writes the
+first in pair order, with the 5-95 % over resampled patients. Two evaluations' views.json
+(lesion_eval) compare the same way, one part at a time. ``--write-card`` writes the
 card with the given ``locate_sigma``.
 """
 
@@ -34,7 +36,14 @@ from sgc_core.lesion_card import LesionCard
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--rows", type=Path, required=True, help="a lesion_select JSON of 2+ runs")
+    p.add_argument(
+        "--rows",
+        type=Path,
+        action="append",
+        required=True,
+        help="a lesion_select JSON, or a lesion_eval views.json; repeatable, 2+ runs in all",
+    )
+    p.add_argument("--part", default=None, help="read only the rows of this part (e.g. test)")
     p.add_argument("--card", type=Path, required=True, help="the model card the runs came from")
     p.add_argument("--write-card", type=Path, help="write the card with --locate-sigma")
     p.add_argument("--locate-sigma", type=float, default=None, help="the written card's sigma")
@@ -43,14 +52,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def load_runs(path: Path) -> list[dict]:
-    """The runs of a lesion_select JSON; refused in one line unless there are two or more."""
-    try:
-        runs = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise SystemExit(f"{path}: not readable JSON ({exc.__class__.__name__})") from None
-    if not isinstance(runs, list) or len(runs) < 2 or not all("views" in r for r in runs):
-        raise SystemExit(f"{path}: expected a lesion_select JSON with two or more runs")
+def load_runs(paths: list[Path]) -> list[dict]:
+    """The runs of lesion_select JSONs (each run its rows) and of lesion_eval ``views.json``
+    files (one run each, named by its path); refused in one line unless there are two or
+    more."""
+    runs: list[dict] = []
+    for path in paths:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"{path}: not readable JSON ({exc.__class__.__name__})") from None
+        if isinstance(data, list) and data and all("views" in r for r in data):
+            runs += data
+        elif isinstance(data, list) and data and all("findings" in r for r in data):
+            runs.append({"model": str(path), "views": data})
+        else:
+            raise SystemExit(f"{path}: neither a lesion_select JSON nor a views.json")
+    if len(runs) < 2:
+        raise SystemExit("expected two or more runs (a lesion_select JSON, or several --rows)")
     return runs
 
 
@@ -82,7 +101,12 @@ def main(argv=None) -> int:
         raise SystemExit("--write-card needs --locate-sigma")
     card = json.loads(args.card.read_text())
     lesion = LesionCard.from_dict(card["lesion"])
-    runs = [dict(run, views=ordered(run["views"], lesion)) for run in load_runs(args.rows)]
+    runs = load_runs(args.rows)
+    if args.part:
+        runs = [
+            dict(run, views=[r for r in run["views"] if r["part"] == args.part]) for run in runs
+        ]
+    runs = [dict(run, views=ordered(run["views"], lesion)) for run in runs]
     for run in runs:
         summary(run["model"], run["views"])
     first = [dict(r, top_hit=r["pair"]) for r in runs[0]["views"]]

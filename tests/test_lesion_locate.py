@@ -137,3 +137,14 @@ def test_the_placement_script_compares_runs_in_pair_order_and_writes_the_card(
     (tmp_path / "sel.json").write_text(json.dumps(runs[:1]))
     with pytest.raises(SystemExit, match="two or more runs"):
         locate_main(argv)
+    # Two evaluations' views.json, one part of them.
+    for run in runs:
+        rows = run["views"] + [dict(r, part="test") for r in run["views"][:2]]
+        (tmp_path / f"{run['model']}.json").write_text(json.dumps(rows))
+    pair = [*argv[2:], "--rows", str(tmp_path / "coarse.json"), "--rows"]
+    assert locate_main([*pair, str(tmp_path / "fine.json"), "--part", "test"]) == 0
+    text = capsys.readouterr().out
+    assert "coarse.json: 2 views, 1 malignant" in text and "+1.000" in text
+    (tmp_path / "fine.json").write_text(json.dumps({"views": []}))
+    with pytest.raises(SystemExit, match="neither a lesion_select JSON nor a views.json"):
+        locate_main([*pair, str(tmp_path / "fine.json")])
