@@ -36,6 +36,11 @@ def finder() -> LesionFinder:
 
 @pytest.fixture(scope="module")
 def study():
+    return spiculated_study()
+
+
+def spiculated_study():
+    """A study drawn from a training style with a conspicuous spiculated mass in each breast."""
     config = SynthConfig(
         rows=832,
         cols=640,
@@ -69,6 +74,7 @@ def test_bundled_card_is_a_calibrated_lesion_finder() -> None:
     assert lesion["spacing_mm"] <= 0.4 and card["classes"] == ["normal", "benign", "malignant"]
     assert lesion["temperature_fine"] > 0 and 0 < lesion["operating_point"] < 1
     assert lesion["view_feature"] == lesion["finding_order"] == "pair"
+    assert lesion["locate_sigma"] > 0, "findings placed on their window's fine evidence"
     report = BUNDLED_MODELS / "eval-lesion" / "report.json"
     assert report.is_file()
 
