@@ -36,6 +36,8 @@ class LesionCard:
         map (one pair per window); above 0, at the peak of its own window's fine-pass
         evidence (``k_fine`` pairs) for its most likely lesion class, smoothed with a Gaussian
         of this many scan pixels (sgc_core/lesion_locate.py). Its probabilities do not change.
+    locate_reach: with ``locate_sigma`` set, how far (scan pixels) the fine peak may lie from
+        the coarse one, the refined window's centre; 0 = anywhere in the window.
     finding_threshold: a candidate is reported when its P(benign or malignant) reaches it.
     view_feature: what the view map reads: "alone", the view's top candidate's malignant
         log-odds; "pair", their mean with the other projection of the same breast
@@ -67,6 +69,7 @@ class LesionCard:
     priors: tuple[float, ...] = (0.5, 0.25, 0.25)
     finding_threshold: float = 0.5
     locate_sigma: float = 0.0
+    locate_reach: float = 0.0
     view_feature: str = "alone"
     finding_order: str = "alone"
     pair_depth_mm: float = 10.0
@@ -99,6 +102,8 @@ class LesionCard:
             raise ValueError(f"finding_order is 'alone' or 'pair', got {self.finding_order!r}")
         if self.locate_sigma < 0:
             raise ValueError(f"locate_sigma must be >= 0, got {self.locate_sigma}")
+        if self.locate_reach < 0:
+            raise ValueError(f"locate_reach must be >= 0, got {self.locate_reach}")
         if self.pair_depth_mm <= 0 or self.pair_weight < 0:
             raise ValueError("pair_depth_mm must be positive and pair_weight >= 0")
 

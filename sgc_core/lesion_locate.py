@@ -36,31 +36,43 @@ def smoothed(evidence: np.ndarray, breast: np.ndarray, sigma: float) -> np.ndarr
     return ndimage.gaussian_filter(evidence.astype(np.float64), sigma) * breast
 
 
-def window_peak(smooth: np.ndarray, margin: int) -> tuple[int, int] | None:
+def window_peak(smooth: np.ndarray, margin: int, reach: float = 0.0) -> tuple[int, int] | None:
     """(row, col) of a window's (smoothed) evidence maximum at least ``margin`` pixels from
-    its edge; None when no such pixel has positive evidence.
+    its edge and, with ``reach`` > 0, within ``reach`` pixels of its centre; None when no such
+    pixel has positive evidence.
 
     Why the margin: the network sees zeros beyond the image and the window's edge as a hard
     border, so the last few pixels' denoising errors say more about the border than about
-    tissue.
+    tissue. Why a reach: the window is centred on the coarse map's peak, and a fine peak far
+    from it can be other structure in the same window rather than the candidate itself.
     """
     h, w = smooth.shape
-    inner = smooth[margin : h - margin, margin : w - margin]
-    if inner.size == 0 or inner.max() <= 0:
+    allowed = np.zeros(smooth.shape, dtype=bool)
+    allowed[margin : h - margin, margin : w - margin] = True
+    if reach > 0:
+        rows, cols = np.ogrid[:h, :w]
+        allowed &= (rows - h // 2) ** 2 + (cols - w // 2) ** 2 <= reach**2
+    inner = np.where(allowed, smooth, -np.inf)
+    if not allowed.any() or inner.max() <= 0:
         return None
     i, j = np.unravel_index(int(np.argmax(inner)), inner.shape)
-    return int(i) + margin, int(j) + margin
+    return int(i), int(j)
 
 
 def fine_location(
-    evidence: np.ndarray, breast: np.ndarray, centre: tuple[float, float], sigma: float, margin: int
+    evidence: np.ndarray,
+    breast: np.ndarray,
+    centre: tuple[float, float],
+    sigma: float,
+    margin: int,
+    reach: float = 0.0,
 ) -> tuple[float, float, float] | None:
     """(row, col, radius) on the scan grid of the evidence peak of the square window cut at
     ``centre`` (``sgc_core.datasets.crops.cut``: its origin is the rounded centre minus half
-    the window), or None when the window holds no positive evidence."""
+    the window), or None when the window holds no positive evidence (within ``reach``)."""
     half = evidence.shape[0] // 2
     smooth = smoothed(evidence, breast, sigma)
-    peak = window_peak(smooth, margin)
+    peak = window_peak(smooth, margin, reach)
     if peak is None:
         return None
     r0, c0 = round(centre[0]) - half, round(centre[1]) - half

@@ -232,7 +232,10 @@ class LesionScanner:
         lesion_class = 1 + int(np.argmax(post[1:]))
         ev = evidence(err[None], lesion_class, 0)[0].numpy()
         breast = cut(scan.mask.astype(np.float32), r, c, self.card.crop)
-        fine = fine_location(ev, breast, (r, c), self.card.locate_sigma, LOCATE_MARGIN)
+        card = self.card
+        fine = fine_location(
+            ev, breast, (r, c), card.locate_sigma, LOCATE_MARGIN, card.locate_reach
+        )
         return fine if fine is not None else (r, c, blob_radius(emap, r, c, half))
 
     # -- the result ---------------------------------------------------------------------------

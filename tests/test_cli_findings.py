@@ -172,3 +172,39 @@ def test_status_keeps_a_views_wrapped_findings_on_its_own_row(monkeypatch, capsy
     last_finding = max(i for i, ln in enumerate(lines) if "203) malignant" in ln)
     assert left < last_finding < right
     assert "malignant 50" not in lines[right]
+
+
+def test_classify_writes_each_views_evidence_map_in_source_geometry(tmp_path: Path) -> None:
+    """`--evidence DIR`: every scored view's map in a file named for its SOP instance, which
+    places itself on the source image (a right breast's flipped); a file that is no image gets
+    no map and still exits non-zero."""
+    import numpy as np
+
+    from sgc_core.results import EvidenceMap
+    from tests.test_lesion_geometry import _breast_with_dot
+
+    model = write_lesion_model(tmp_path)
+    (tmp_path / "in").mkdir()
+    for lat in ("L", "R"):
+        ds = _breast_with_dot(lat, "CC", "MONOCHROME2", (320, 240), 0.1, shape=(640, 480))
+        ds.save_as(tmp_path / "in" / f"{lat}.dcm", enforce_file_format=True)
+    (tmp_path / "in" / "junk.dcm").write_bytes(b"not dicom")
+    out = _sgc(
+        "classify", str(tmp_path / "in"), "--model", str(model), "--json",
+        "--evidence", str(tmp_path / "maps"), env=_env(SGC_DATA_DIR=str(tmp_path / "data")),
+    )  # fmt: skip
+    assert out.returncode == 1, out.stderr
+    rows = {Path(r["path"]).stem: r for r in json.loads(out.stdout)["images"]}
+    assert rows["junk"]["error"] and rows["junk"]["evidence"] is None
+    for lat in ("L", "R"):
+        meta = rows[lat]["evidence"]
+        assert Path(meta["path"]).name == f"{rows[lat]['sop_instance_uid']}.npz"
+        with np.load(meta["path"]) as f:
+            ev = EvidenceMap(f["values"], tuple(f["origin"]), tuple(f["step"]), bool(f["flipped"]))
+        assert list(ev.values.shape) == meta["shape"] and np.isfinite(ev.values).all()
+        assert ev.flipped == (lat == "R") == meta["flipped"]
+        r0, c0, r1, c1 = rows[lat]["breast_box"]
+        corners = [ev.source_point(i, j) for i in (0, ev.values.shape[0] - 1) for j in (0, ev.values.shape[1] - 1)]  # fmt: skip
+        assert all(r0 <= r <= r1 and c0 <= c <= c1 for r, c in corners), "on the breast"
+        grid = ev.to_source_grid((640, 480))
+        assert grid.shape == (640, 480) and np.count_nonzero(grid) > 0

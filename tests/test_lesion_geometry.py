@@ -3,7 +3,9 @@
 A bright dot is put at a known source pixel of a breast on a black background; after
 ``scan_dataset`` (window, crop to the breast, chest wall to the left, resample to 0.4 mm) the
 dot must be where ``ScanGeometry.to_scan`` says, and that scan pixel must map back to the dot
-within one scan pixel, for both lateralities and views and both photometric encodings.
+within one scan pixel, for both lateralities and views and both photometric encodings. A
+finding placed on that dot by the finder's own result builder must then be reported on the dot
+in source pixels: its centre, box and outline, and the peak of its view's evidence map.
 """
 
 from __future__ import annotations
@@ -95,3 +97,54 @@ def test_malformed_rows_is_a_preprocess_error():
     ds.Rows = [900, 900]
     with pytest.raises(PreprocessError):
         scan_dataset(ds, 0.4)
+
+
+@pytest.fixture(scope="module")
+def bundled_scanner():
+    from sgc_core.view_model import load_view_model
+    from worker.runtime import BUNDLED_MODELS
+
+    return load_view_model(BUNDLED_MODELS / "sgc-lesion-mammo").scanner
+
+
+def _inside(outline, point) -> bool:
+    """Whether ``point`` (row, col) lies inside the closed polygon ``outline`` (even-odd)."""
+    path = np.asarray(outline)
+    y, x = point
+    inside = False
+    for (y0, x0), (y1, x1) in zip(path[:-1], path[1:], strict=True):
+        if (y0 > y) != (y1 > y) and x < x0 + (y - y0) * (x1 - x0) / (y1 - y0):
+            inside = not inside
+    return inside
+
+
+@pytest.mark.parametrize("photometric", ["MONOCHROME2", "MONOCHROME1"])
+@pytest.mark.parametrize("view", ["CC", "MLO"])
+@pytest.mark.parametrize("lat", ["L", "R"])
+def test_a_finding_on_the_dot_is_reported_on_it_in_source_pixels(
+    bundled_scanner, lat, view, photometric
+):
+    """What a reader gets, not only the map: a candidate put where the dot lies in the scan
+    image (found in the image, not by the map under test), with evidence there, becomes a
+    reported finding whose centre, box and outline hold the dot in source pixels, and whose
+    evidence map peaks on it, after crop, flip and resample undone."""
+    from sgc_core.lesion_scan import Candidate
+
+    dot = (520, 300 if lat == "L" else 400)
+    ds = _breast_with_dot(lat, view, photometric, dot, spacing=0.1)
+    scan = scan_dataset(ds, 0.4)
+    r, c = np.unravel_index(int(np.argmax(scan.image)), scan.image.shape)
+    yy, xx = np.mgrid[: scan.image.shape[0], : scan.image.shape[1]]
+    emap = np.exp(-((yy - r) ** 2 + (xx - c) ** 2) / (2 * 6.0**2)).astype(np.float32)
+    cand = Candidate(float(r), float(c), np.array([0.1, 0.2, 0.7]), 3.0, 0.85)
+    result = bundled_scanner._result(scan, [cand], emap, ood_score=-0.7, n=1)
+    (finding,) = result.findings
+    assert finding.label == "malignant" and finding.p_malignant == pytest.approx(0.7)
+    reach = finding.radius + 0.5 * max(scan.geometry.step)
+    assert np.hypot(finding.centre[0] - dot[0], finding.centre[1] - dot[1]) <= reach
+    r0, c0, r1, c1 = finding.box
+    assert r0 <= dot[0] < r1 and c0 <= dot[1] < c1
+    assert _inside(finding.outline, dot)
+    src = result.evidence.to_source_grid((int(ds.Rows), int(ds.Columns)))
+    peak = np.unravel_index(int(np.argmax(src)), src.shape)
+    assert np.hypot(peak[0] - dot[0], peak[1] - dot[1]) <= 1.5 * max(result.evidence.step)

@@ -26,10 +26,23 @@ from sgc_node.cli import Context, pass_ctx
     help="Write each study's report objects (SGC_REPORT_FORMATS: SR, evidence SEG, CAD SR) "
     "into this folder.",
 )
+@click.option(
+    "--evidence",
+    "evidence_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Write each scored view's evidence map (downsampled, with its map to source pixels) "
+    "into this folder as <SOPInstanceUID>.npz.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
 def classify_cmd(
-    ctx: Context, inputs: tuple[Path, ...], model: Path | None, sr_dir: Path | None, as_json: bool
+    ctx: Context,
+    inputs: tuple[Path, ...],
+    model: Path | None,
+    sr_dir: Path | None,
+    evidence_dir: Path | None,
+    as_json: bool,
 ) -> None:
     """Classify DICOM files (folders are searched) with the node's model and preprocessing."""
     from sgc_node.send import collect_files
@@ -50,6 +63,9 @@ def classify_cmd(
     formats = settings.report_formats
     written = write_reports(classifier, results, sr_dir, formats) if sr_dir else []
     rows = [_row(r) for r in results]
+    if evidence_dir is not None:
+        for row, r in zip(rows, results, strict=True):
+            row["evidence"] = write_evidence(r, evidence_dir)
     exams = _exams(classifier, results)
     if as_json:
         doc = {
@@ -70,7 +86,7 @@ def classify_cmd(
                     f"study {study}: P(malignant) {100 * exam['p_malignant']:.1f} % "
                     f"({exam['predicted_class']})"
                 )
-        for path in written:
+        for path in written + [Path(r["evidence"]["path"]) for r in rows if r.get("evidence")]:
             click.echo(f"wrote {path}")
     if any(r["error"] for r in rows):
         raise SystemExit(1)
@@ -92,9 +108,35 @@ def _row(r) -> dict:
         "p_malignant": res.get("p_malignant"),
         "probabilities": probabilities,
         "findings": res.get("findings", []),
+        "breast_box": res.get("breast_box"),
         "ood": res.get("ood"),
         "ood_reason": res.get("ood_reason"),
         "error": r.error,
+    }
+
+
+def write_evidence(outcome, folder: Path) -> dict | None:
+    """Save a scored view's evidence map as ``<SOPInstanceUID>.npz`` and describe it.
+
+    Why a file beside the JSON, not in it: the map has thousands of values per view, which
+    would bury the findings in the printed document. The file holds ``values`` (nats per
+    pixel, > 0 favours malignant over normal) and the map's own placement on the source image
+    (``origin``, ``step``, ``flipped``, as ``sgc_core.results.EvidenceMap``), so a reader can
+    overlay it without the node."""
+    import numpy as np
+
+    ev = outcome.result.evidence if outcome.result is not None else None
+    if ev is None:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{outcome.sop_instance_uid or Path(outcome.path).stem}.npz"
+    np.savez_compressed(path, values=ev.values, origin=ev.origin, step=ev.step, flipped=ev.flipped)
+    return {
+        "path": str(path),
+        "shape": list(ev.values.shape),
+        "origin": [round(v, 2) for v in ev.origin],
+        "step": [round(v, 3) for v in ev.step],
+        "flipped": ev.flipped,
     }
 
 
