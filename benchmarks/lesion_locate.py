@@ -17,7 +17,8 @@ orders, the findings per view, and how far the first finding on the lesion lies 
 lesion's centre in lesion radii (median). Each later run follows as its difference from the
 first in pair order, with the 5-95 % over resampled patients. Two evaluations' views.json
 (lesion_eval) compare the same way, one part at a time. ``--write-card`` writes the
-card with the given ``locate_sigma``.
+card with the given ``locate_sigma`` (and ``--locate-reach``, how far from the coarse peak the
+fine one may lie).
 """
 
 from __future__ import annotations
@@ -47,6 +48,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--card", type=Path, required=True, help="the model card the runs came from")
     p.add_argument("--write-card", type=Path, help="write the card with --locate-sigma")
     p.add_argument("--locate-sigma", type=float, default=None, help="the written card's sigma")
+    p.add_argument(
+        "--locate-reach",
+        type=float,
+        default=None,
+        help="the written card's reach (scan px; default: the --card's own)",
+    )
     p.add_argument("--version", default=None, help="the written card's version")
     p.add_argument("--resamples", type=int, default=2000)
     return p.parse_args(argv)
@@ -118,9 +125,13 @@ def main(argv=None) -> int:
             f"{d['value']:+.3f}  5-95 % over patients: {d['q05']:+.3f} {d['q95']:+.3f}"
         )
     if args.write_card:
-        placed = lesion.replace(locate_sigma=args.locate_sigma)
+        reach = lesion.locate_reach if args.locate_reach is None else args.locate_reach
+        placed = lesion.replace(locate_sigma=args.locate_sigma, locate_reach=reach)
         write_card(args.write_card, card, args.version, lesion=placed.to_dict())
-        print(f"wrote {args.write_card}: findings placed with locate_sigma {args.locate_sigma}")
+        print(
+            f"wrote {args.write_card}: findings placed with locate_sigma {args.locate_sigma}, "
+            f"locate_reach {reach}"
+        )
     return 0
 
 

@@ -68,9 +68,25 @@ def test_a_window_peak_is_placed_back_on_the_scan_grid(lesion, centre) -> None:
     assert fine_location(-np.abs(ev), breast, centre, 1.5, 4) is None
 
 
-def test_a_negative_sigma_is_refused() -> None:
+def test_a_negative_sigma_or_reach_is_refused() -> None:
     with pytest.raises(ValueError, match="locate_sigma"):
         LesionCard(locate_sigma=-1.0)
+    with pytest.raises(ValueError, match="locate_reach"):
+        LesionCard(locate_reach=-1.0)
+
+
+def test_a_reach_keeps_the_peak_near_the_window_centre() -> None:
+    """Stronger evidence far from the centre (the coarse peak) wins without a reach; with one,
+    the peak is the best within it, and a window with nothing positive within it has none."""
+    ev = 2.0 * _disc(64, 12, 50, 5) + _disc(64, 36, 30, 4) - 0.1
+    smooth = smoothed(ev, np.ones((64, 64)), 1.0)
+    assert np.hypot(*np.subtract(window_peak(smooth, 4), (12, 50))) <= 1.5
+    assert np.hypot(*np.subtract(window_peak(smooth, 4, reach=10.0), (36, 30))) <= 1.5
+    far = smoothed(2.0 * _disc(64, 12, 50, 5) - 0.1, np.ones((64, 64)), 1.0)
+    assert window_peak(far, 4, reach=10.0) is None
+    centre = (100.0, 80.0)
+    row, col, _ = fine_location(ev, np.ones((64, 64)), centre, 1.0, 4, reach=10.0)
+    assert (row, col) == (centre[0] - 32 + 36, centre[1] - 32 + 30)
 
 
 def test_the_bundled_finder_moves_findings_within_their_window_only() -> None:
@@ -133,6 +149,9 @@ def test_the_placement_script_compares_runs_in_pair_order_and_writes_the_card(
     assert "median 0.00 radii" in text
     assert "fine minus coarse, top finding in pair order: +1.000" in text
     assert json.loads(out.read_text())["lesion"]["locate_sigma"] == 2.0
+    assert json.loads(out.read_text())["lesion"]["locate_reach"] == 0.0, "the card's own"
+    assert locate_main([*argv, "--write-card", str(out), "--locate-sigma", "2", "--locate-reach", "12"]) == 0  # fmt: skip
+    assert json.loads(out.read_text())["lesion"]["locate_reach"] == 12.0
     with pytest.raises(SystemExit, match="needs --locate-sigma"):
         locate_main([*argv, "--write-card", str(out)])
     (tmp_path / "sel.json").write_text(json.dumps(runs[:1]))
