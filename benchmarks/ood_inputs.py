@@ -6,7 +6,17 @@ own preprocessing (``sgc_core.preprocess``) exactly as the worker does it. The k
 * ``ct`` / ``mr``: the CT and MR slices shipped with pydicom (``CT_small.dcm``,
   ``MR_small.dcm`` and their re-encodings), processed with ``modality_policy="ood"``;
 * ``noise``: a synthetic mammogram's header (Modality MG) with uniform random 12-bit pixels;
-* ``blank``: the same header with constant pixels (black, mid-grey, white).
+* ``blank``: the same header with constant pixels (black, mid-grey, white);
+* ``other``: the other real images shipped with pydicom, as stored (CT, MR, NM, ultrasound,
+  secondary captures in colour and grey): what a misrouted series brings;
+* ``relabelled``: the grey content of every real image above (CT, MR, NM, ultrasound, a
+  photograph-like capture) resampled to a medium-size (~0.3 mm) mammogram's size and bit
+  depth under that synthetic mammogram's header. The header checks pass, so only the model's own denoising-error band
+  can flag them: the hard case, a non-breast image sent as MG;
+* ``pictures``: the same, for every picture shipped inside scikit-image and matplotlib
+  (photographs, micrographs, a retina, the Moon, text, a Shepp-Logan phantom, ...). Kept
+  apart because the placement check of sgc_core/input_checks.py was set after the
+  ``relabelled`` kind had been seen, and before these were.
 
 An image the preprocessing refuses (``PreprocessError``) is counted as flagged and reported
 as refused: the node never classifies it as a mammogram.
@@ -24,12 +34,25 @@ from pydicom.dataset import Dataset
 
 CT_FILES = ("CT_small.dcm",)
 MR_FILES = ("MR_small.dcm", "MR_small_RLE.dcm", "MR_small_jp2klossless.dcm")
+# Distinct real pictures (re-encodings of one picture left out), none of them a breast.
+OTHER_FILES = (
+    "693_J2KI.dcm",  # CT, 512 x 512
+    "J2K_pixelrep_mismatch.dcm",  # CT
+    "examples_overlay.dcm",  # MR, 300 x 484
+    "JPEG2000.dcm",  # NM, 1024 x 256
+    "examples_jpeg2k.dcm",  # ultrasound, RGB
+    "examples_palette.dcm",  # ultrasound, palette colour
+    "examples_rgb_color.dcm",  # ultrasound, RGB
+    "image_dfl.dcm",  # secondary capture, grey
+    "SC_rgb_jpeg.dcm",  # secondary capture, colour
+    "GDCMJ2K_TextGBR.dcm",  # secondary capture, text
+)
 
 
-def _mg_template() -> Dataset:
+def _mg_template(size: str = "small") -> Dataset:
     from sgc_core.synth import SynthConfig, generate_study
 
-    return generate_study(12345, SynthConfig(difficulty=0.5))[0]
+    return generate_study(12345, SynthConfig.for_size(size, difficulty=0.5))[0]
 
 
 def _with_pixels(template: Dataset, pixels: np.ndarray) -> Dataset:
@@ -41,16 +64,56 @@ def _with_pixels(template: Dataset, pixels: np.ndarray) -> Dataset:
     return ds
 
 
-def non_mammography_inputs(card: dict, n_noise: int = 40, seed: int = 0) -> dict[str, list]:
-    """{kind: [pydicom Dataset, ...]} for the kinds in the module docstring."""
+def _shipped(names) -> list[Dataset]:
+    """pydicom's own test images of these names (never downloaded; absent ones skipped)."""
     from pydicom.data import get_testdata_file
 
-    out: dict[str, list] = {"ct": [], "mr": []}
-    for kind, names in (("ct", CT_FILES), ("mr", MR_FILES)):
-        for name in names:
-            path = get_testdata_file(name, download=False)
-            if path is not None:
-                out[kind].append(pydicom.dcmread(path))
+    paths = [get_testdata_file(name, download=False) for name in names]
+    return [pydicom.dcmread(p) for p in paths if p is not None]
+
+
+def _grey(ds: Dataset) -> np.ndarray:
+    """A stored image's first frame as grey values (palette colour looked up; pydicom's
+    ``pixel_array`` already returns YBR colour as RGB)."""
+    from pydicom.pixels import apply_color_lut
+
+    px = ds.pixel_array
+    if str(ds.PhotometricInterpretation) == "PALETTE COLOR":
+        px = apply_color_lut(px, ds)
+    if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
+        px = px[0]
+    return px.mean(axis=-1) if px.ndim == 3 else px.astype(np.float64)
+
+
+def _pictures() -> list[np.ndarray]:
+    """Grey versions of the pictures bundled with scikit-image and matplotlib (no download)."""
+    import matplotlib
+    import skimage
+    from PIL import Image
+
+    folder = Path(skimage.__file__).parent / "data"
+    paths = sorted([*folder.glob("*.png"), *folder.glob("*.jpg")])
+    paths.append(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg")
+    return [np.asarray(Image.open(p).convert("L"), dtype=np.float64) for p in paths if p.exists()]
+
+
+def _relabelled(template: Dataset, picture: Dataset | np.ndarray) -> Dataset:
+    """A picture at the mammogram's size and bit depth under its header (Modality MG)."""
+    from scipy import ndimage
+
+    grey = _grey(picture) if isinstance(picture, Dataset) else picture
+    grey = grey.astype(np.float64)
+    rows, cols = int(template.Rows), int(template.Columns)
+    grey = ndimage.zoom(grey, (rows / grey.shape[0], cols / grey.shape[1]), order=1)
+    lo, hi = np.percentile(grey, (0.5, 99.5))
+    top = 2 ** int(template.BitsStored) - 1
+    scaled = np.clip((grey - lo) / max(hi - lo, 1e-9), 0, 1) * top
+    return _with_pixels(template, np.round(scaled[:rows, :cols]))
+
+
+def non_mammography_inputs(card: dict, n_noise: int = 40, seed: int = 0) -> dict[str, list]:
+    """{kind: [pydicom Dataset, ...]} for the kinds in the module docstring."""
+    out: dict[str, list] = {"ct": _shipped(CT_FILES), "mr": _shipped(MR_FILES)}
     template = _mg_template()
     rows, cols = int(template.Rows), int(template.Columns)
     rng = np.random.default_rng(seed)
@@ -61,6 +124,12 @@ def non_mammography_inputs(card: dict, n_noise: int = 40, seed: int = 0) -> dict
     out["blank"] = [
         _with_pixels(template, np.full((rows, cols), v)) for v in (0, hi // 4, hi // 2, hi)
     ]
+    out["other"] = _shipped(OTHER_FILES)
+    real = _shipped(CT_FILES) + _shipped(MR_FILES[:1]) + out["other"]
+    # At the size the lesion finder reads (~0.3 mm pixels), where a real mammogram would be.
+    medium = _mg_template("medium")
+    out["relabelled"] = [_relabelled(medium, ds) for ds in real]
+    out["pictures"] = [_relabelled(medium, grey) for grey in _pictures()]
     del card
     return out
 

@@ -40,12 +40,12 @@ def test_synthetic_mammograms_pass(study):
 @pytest.mark.parametrize("fraction", [0.25, 0.5, 1.0])
 def test_constant_image_is_flagged_whatever_its_value(study, fraction):
     """Below the window a constant image is black (no breast); inside or above it, it is a
-    breast-sized bright region without structure. Either way it is named."""
+    frame-filling bright region without structure. Either way it is named."""
     ds = study[0]
     value = int((2 ** int(ds.BitsStored) - 1) * fraction)
     out = preprocess_dataset(_with_pixels(ds, np.full((ds.Rows, ds.Columns), value)), CFG)
-    assert len(out.ood_reasons) == 1, out.ood_reasons
     assert out.ood_reasons[0].startswith(("no tissue structure", "no breast found"))
+    assert all("from side to side" in r for r in out.ood_reasons[1:]), out.ood_reasons
     if fraction >= 0.5:
         assert out.ood_reasons[0].startswith("no tissue structure")
 
@@ -70,6 +70,35 @@ def test_breast_with_a_spread_is_not_flat():
     assert input_ood_reasons(image, mask, "MG") == ()
     image[5:35, :20] = 0.5
     assert input_ood_reasons(image, mask, "MG")[0].startswith("no tissue structure")
+
+
+@pytest.mark.parametrize(
+    "where,reason",
+    [
+        ((slice(10, 30), slice(10, 30)), "does not lie against a side edge"),
+        ((slice(5, 35), slice(0, 40)), "from side to side"),
+        ((slice(5, 35), slice(20, 40)), None),  # a right breast: chest wall on the right
+        ((slice(17, 23), slice(0, 12)), None),  # a small breast, 15 % of the rows
+    ],
+)
+def test_a_bright_region_must_lie_as_a_breast_does(where, reason):
+    """Against one side edge (the chest wall), not the other: a section or a sector in the
+    middle of the frame, or a picture filling it, is named; a breast on either side is not."""
+    image = np.zeros((40, 40))
+    image[where] = np.linspace(0.2, 0.8, 40)[None, : image[where].shape[1]]
+    reasons = input_ood_reasons(image, image > 0.05, "MG")
+    if reason is None:
+        assert reasons == ()
+    else:
+        assert len(reasons) == 1 and reason in reasons[0], reasons
+
+
+def test_synthetic_mammograms_of_every_style_lie_as_breasts_do():
+    from sgc_core.synth import STYLES
+
+    for i, style in enumerate(STYLES):
+        for ds in generate_study(300 + i, SynthConfig(difficulty=0.3, style=style)):
+            assert preprocess_dataset(ds, CFG).ood_reasons == (), style
 
 
 def test_classifier_flags_inputs_the_checks_reject(tiny_model, study):
