@@ -30,7 +30,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def row(kind: str, i: int, ds, result) -> dict:
     """One input's line: refused (the reason) or scored (flag, reasons, denoising error)."""
-    name = f"{kind}[{i}] {getattr(ds, 'Modality', '?')} {ds.Rows}x{ds.Columns}"
+    source = getattr(ds, "ImageComments", "") or Path(str(getattr(ds, "filename", "") or "")).name
+    name = f"{kind}[{i}] {getattr(ds, 'Modality', '?')} {ds.Rows}x{ds.Columns} {source}".strip()
     if isinstance(result, str):
         return {"kind": kind, "input": name, "flagged": True, "why": result, "score": None}
     score = None if result.ood_score != result.ood_score else round(result.ood_score, 4)

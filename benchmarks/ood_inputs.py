@@ -72,6 +72,10 @@ def _shipped(names) -> list[Dataset]:
     return [pydicom.dcmread(p) for p in paths if p is not None]
 
 
+def _source_name(ds: Dataset) -> str:
+    return Path(str(getattr(ds, "filename", "") or "?")).name
+
+
 def _grey(ds: Dataset) -> np.ndarray:
     """A stored image's first frame as grey values (palette colour looked up; pydicom's
     ``pixel_array`` already returns YBR colour as RGB)."""
@@ -85,7 +89,7 @@ def _grey(ds: Dataset) -> np.ndarray:
     return px.mean(axis=-1) if px.ndim == 3 else px.astype(np.float64)
 
 
-def _pictures() -> list[np.ndarray]:
+def _pictures() -> list[tuple[str, np.ndarray]]:
     """Grey versions of the pictures bundled with scikit-image and matplotlib (no download)."""
     import matplotlib
     import skimage
@@ -94,11 +98,16 @@ def _pictures() -> list[np.ndarray]:
     folder = Path(skimage.__file__).parent / "data"
     paths = sorted([*folder.glob("*.png"), *folder.glob("*.jpg")])
     paths.append(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg")
-    return [np.asarray(Image.open(p).convert("L"), dtype=np.float64) for p in paths if p.exists()]
+    return [
+        (p.name, np.asarray(Image.open(p).convert("L"), dtype=np.float64))
+        for p in paths
+        if p.exists()
+    ]
 
 
-def _relabelled(template: Dataset, picture: Dataset | np.ndarray) -> Dataset:
-    """A picture at the mammogram's size and bit depth under its header (Modality MG)."""
+def _relabelled(template: Dataset, picture: Dataset | np.ndarray, name: str) -> Dataset:
+    """A picture at the mammogram's size and bit depth under its header (Modality MG), named
+    in ImageComments."""
     from scipy import ndimage
 
     grey = _grey(picture) if isinstance(picture, Dataset) else picture
@@ -108,7 +117,9 @@ def _relabelled(template: Dataset, picture: Dataset | np.ndarray) -> Dataset:
     lo, hi = np.percentile(grey, (0.5, 99.5))
     top = 2 ** int(template.BitsStored) - 1
     scaled = np.clip((grey - lo) / max(hi - lo, 1e-9), 0, 1) * top
-    return _with_pixels(template, np.round(scaled[:rows, :cols]))
+    out = _with_pixels(template, np.round(scaled[:rows, :cols]))
+    out.ImageComments = f"{name} relabelled as MG"
+    return out
 
 
 def non_mammography_inputs(card: dict, n_noise: int = 40, seed: int = 0) -> dict[str, list]:
@@ -128,8 +139,8 @@ def non_mammography_inputs(card: dict, n_noise: int = 40, seed: int = 0) -> dict
     real = _shipped(CT_FILES) + _shipped(MR_FILES[:1]) + out["other"]
     # At the size the lesion finder reads (~0.3 mm pixels), where a real mammogram would be.
     medium = _mg_template("medium")
-    out["relabelled"] = [_relabelled(medium, ds) for ds in real]
-    out["pictures"] = [_relabelled(medium, grey) for grey in _pictures()]
+    out["relabelled"] = [_relabelled(medium, ds, _source_name(ds)) for ds in real]
+    out["pictures"] = [_relabelled(medium, grey, name) for name, grey in _pictures()]
     del card
     return out
 

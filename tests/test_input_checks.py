@@ -116,3 +116,24 @@ def test_classifier_flags_inputs_the_checks_reject(tiny_model, study):
     assert plain[0].ood == results[0].ood
     with pytest.raises(ValueError, match="input_ood has 1 entries for 2 images"):
         clf.classify(torch.stack([p.tensor for p in pres]), [()])
+
+
+def test_real_sections_and_pictures_sent_as_mg_are_named():
+    """A CT section (in the middle of the frame), an ultrasound sector and a colour capture
+    (across all of it), each put under a mammogram's header, are flagged by where they lie:
+    the header check passes them and the bundled finder's denoising error did not
+    (benchmarks/results/lesion_ood/)."""
+    from benchmarks.ood_inputs import non_mammography_inputs
+
+    by_name = {
+        ds.ImageComments.split()[0]: ds
+        for ds in non_mammography_inputs({}, n_noise=0)["relabelled"]
+    }
+    expected = {
+        "J2K_pixelrep_mismatch.dcm": "does not lie against a side edge",
+        "examples_jpeg2k.dcm": "does not lie against a side edge",
+        "SC_rgb_jpeg.dcm": "from side to side",
+    }
+    for name, reason in expected.items():
+        reasons = preprocess_dataset(by_name[name], CFG).ood_reasons
+        assert reasons and reason in reasons[0], (name, reasons)
