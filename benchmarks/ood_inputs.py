@@ -66,10 +66,14 @@ def _with_pixels(template: Dataset, pixels: np.ndarray) -> Dataset:
 
 def _shipped(names) -> list[Dataset]:
     """pydicom's own test images of these names (never downloaded; absent ones skipped)."""
+    import warnings
+
     from pydicom.data import get_testdata_file
 
     paths = [get_testdata_file(name, download=False) for name in names]
-    return [pydicom.dcmread(p) for p in paths if p is not None]
+    with warnings.catch_warnings():  # one of them is implicit VR under an explicit-VR header
+        warnings.simplefilter("ignore", UserWarning)
+        return [pydicom.dcmread(p) for p in paths if p is not None]
 
 
 def _source_name(ds: Dataset) -> str:
@@ -122,27 +126,51 @@ def _relabelled(template: Dataset, picture: Dataset | np.ndarray, name: str) -> 
     return out
 
 
-def non_mammography_inputs(card: dict, n_noise: int = 40, seed: int = 0) -> dict[str, list]:
-    """{kind: [pydicom Dataset, ...]} for the kinds in the module docstring."""
-    out: dict[str, list] = {"ct": _shipped(CT_FILES), "mr": _shipped(MR_FILES)}
+KINDS = ("ct", "mr", "noise", "blank", "other", "relabelled", "pictures")
+
+
+def non_mammography_inputs(
+    card: dict, n_noise: int = 40, seed: int = 0, kinds: tuple[str, ...] = KINDS
+) -> dict[str, list]:
+    """{kind: [pydicom Dataset, ...]} for ``kinds`` (those of the module docstring); only the
+    kinds asked for are built (the relabelled ones are resampled to a mammogram's size)."""
+    del card
+    makers = {
+        "ct": lambda: _shipped(CT_FILES),
+        "mr": lambda: _shipped(MR_FILES),
+        "noise": lambda: _noise(n_noise, seed),
+        "blank": _blank,
+        "other": lambda: _shipped(OTHER_FILES),
+        "relabelled": _relabelled_real,
+        "pictures": lambda: [_relabelled(_medium(), grey, n) for n, grey in _pictures()],
+    }
+    return {kind: makers[kind]() for kind in kinds}
+
+
+def _noise(n: int, seed: int) -> list[Dataset]:
     template = _mg_template()
     rows, cols = int(template.Rows), int(template.Columns)
     rng = np.random.default_rng(seed)
     hi = 2 ** int(template.BitsStored) - 1
-    out["noise"] = [
-        _with_pixels(template, rng.integers(0, hi + 1, size=(rows, cols))) for _ in range(n_noise)
-    ]
-    out["blank"] = [
-        _with_pixels(template, np.full((rows, cols), v)) for v in (0, hi // 4, hi // 2, hi)
-    ]
-    out["other"] = _shipped(OTHER_FILES)
-    real = _shipped(CT_FILES) + _shipped(MR_FILES[:1]) + out["other"]
-    # At the size the lesion finder reads (~0.3 mm pixels), where a real mammogram would be.
-    medium = _mg_template("medium")
-    out["relabelled"] = [_relabelled(medium, ds, _source_name(ds)) for ds in real]
-    out["pictures"] = [_relabelled(medium, grey, name) for name, grey in _pictures()]
-    del card
-    return out
+    return [_with_pixels(template, rng.integers(0, hi + 1, size=(rows, cols))) for _ in range(n)]
+
+
+def _blank() -> list[Dataset]:
+    template = _mg_template()
+    rows, cols = int(template.Rows), int(template.Columns)
+    hi = 2 ** int(template.BitsStored) - 1
+    return [_with_pixels(template, np.full((rows, cols), v)) for v in (0, hi // 4, hi // 2, hi)]
+
+
+def _medium() -> Dataset:
+    """At the size the lesion finder reads (~0.3 mm pixels), where a real mammogram would be."""
+    return _mg_template("medium")
+
+
+def _relabelled_real() -> list[Dataset]:
+    real = _shipped(CT_FILES) + _shipped(MR_FILES[:1]) + _shipped(OTHER_FILES)
+    medium = _medium()
+    return [_relabelled(medium, ds, _source_name(ds)) for ds in real]
 
 
 def preprocess_for(card):
