@@ -6,6 +6,7 @@ mammograms' bits/dim band, so it must be flagged by what it lacks, not by its de
 from __future__ import annotations
 
 import copy
+import json
 
 import numpy as np
 import pytest
@@ -137,3 +138,26 @@ def test_real_sections_and_pictures_sent_as_mg_are_named():
     for name, reason in expected.items():
         reasons = preprocess_dataset(by_name[name], CFG).ood_reasons
         assert reasons and reason in reasons[0], (name, reasons)
+
+
+def test_the_recount_adds_views_the_checks_now_flag(tmp_path, study, capsys):
+    """benchmarks/input_recount.py: a recorded evaluation's views, read again from their
+    draw, are flagged now where they were then or where today's checks give a reason."""
+    from benchmarks.input_recount import main as recount
+
+    picture = _with_pixels(study[0], np.full((study[0].Rows, study[0].Columns), 2000))
+    rows = []
+    for i, ds in enumerate([study[1], picture]):
+        (tmp_path / "draw" / f"P{i}").mkdir(parents=True)
+        ds.save_as(tmp_path / "draw" / f"P{i}" / "L_CC.dcm", enforce_file_format=True)
+        rows.append({"part": "test", "patient": f"P{i}", "path": "L_CC.dcm", "ood": False})
+    (tmp_path / "views.json").write_text(json.dumps(rows))
+    args = ["--views", str(tmp_path / "views.json"), "--data", str(tmp_path / "draw")]
+    assert recount(args) == 0
+    out = capsys.readouterr().out
+    assert "test: 2 views; flagged then 0" in out and "flagged now 1 (50.0%)" in out
+    assert "newly 1;" in out and "P1 L_CC.dcm: no breast found" in out
+    rows.append({"part": "test", "patient": "P9", "path": "L_CC.dcm", "ood": False})
+    (tmp_path / "views.json").write_text(json.dumps(rows))
+    with pytest.raises(SystemExit, match="1 views of .* are not under"):
+        recount(args)
