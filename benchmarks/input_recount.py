@@ -2,6 +2,7 @@
 
     python -m benchmarks.input_recount --views sgc_core/models/eval-lesion/views.json \\
         --data DRAW   # the seed-808 draw the views came from (family/ and held-out/)
+    python -m benchmarks.input_recount --data DRAW   # every view of a draw, no record
 
 Why: a new input check (sgc_core/input_checks.py) changes which views are flagged out of
 distribution without touching the model, so its cost on real-looking mammograms can be
@@ -19,7 +20,7 @@ from pathlib import Path
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--views", type=Path, required=True, help="a lesion_eval views.json")
+    p.add_argument("--views", type=Path, default=None, help="a lesion_eval views.json")
     p.add_argument("--data", type=Path, required=True, help="the draw its views came from")
     return p.parse_args(argv)
 
@@ -31,8 +32,11 @@ def main(argv=None) -> int:
     from sgc_core.scan_geometry import scan_dataset
 
     warnings.filterwarnings("ignore", module="pydicom")
-    rows = json.loads(args.views.read_text())
-    files = {(f.parent.name, f.name): f for f in args.data.rglob("*.dcm")}
+    files = {(f.parent.name, f.name): f for f in sorted(args.data.rglob("*.dcm"))}
+    if args.views is None:  # every view of the draw, none flagged before
+        rows = [{"part": "all", "patient": p, "path": n, "ood": False} for p, n in files]
+    else:
+        rows = json.loads(args.views.read_text())
     missing = [r for r in rows if (r["patient"], r["path"]) not in files]
     if missing:
         raise SystemExit(f"{len(missing)} views of {args.views} are not under {args.data}")

@@ -11,8 +11,9 @@ own preprocessing (``sgc_core.preprocess``) exactly as the worker does it. The k
   secondary captures in colour and grey): what a misrouted series brings;
 * ``relabelled``: the grey content of every real image above (CT, MR, NM, ultrasound, a
   photograph-like capture) resampled to a medium-size (~0.3 mm) mammogram's size and bit
-  depth under that synthetic mammogram's header. The header checks pass, so only the model's own denoising-error band
-  can flag them: the hard case, a non-breast image sent as MG;
+  depth under that synthetic mammogram's header. The header check passes them, so only the
+  pixel checks (sgc_core/input_checks.py) and the model's denoising-error band can flag
+  them: the hard case, a non-breast image sent as MG;
 * ``pictures``: the same, for every picture shipped inside scikit-image and matplotlib
   (photographs, micrographs, a retina, the Moon, text, a Shepp-Logan phantom, ...). Kept
   apart because the placement check of sgc_core/input_checks.py was set after the

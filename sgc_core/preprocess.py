@@ -29,7 +29,7 @@ import pydicom
 import torch
 from pydicom.dataset import Dataset
 
-from sgc_core.input_checks import MAMMOGRAPHY_MODALITIES, input_ood_reasons
+from sgc_core.input_checks import MAMMOGRAPHY_MODALITIES, input_ood_reasons, whole_breast_view
 from sgc_core.pixels import PreprocessError, presentation_values
 from sgc_core.view_meta import chest_wall_side, image_laterality, view_position
 
@@ -190,7 +190,7 @@ def _preprocess_dataset(ds: Dataset, config: PreprocessConfig) -> Preprocessed:
 
     mask = breast_mask(image, config.crop_threshold)
     breast_found = bool(mask is not None)
-    ood_reasons = input_ood_reasons(image, mask, modality)
+    ood_reasons = input_ood_reasons(image, mask, modality, whole_breast_view(ds))
     rows, cols = image.shape
     if config.crop and mask is not None:
         r0, c0, r1, c1 = _bbox(mask)

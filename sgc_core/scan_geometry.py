@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydicom.dataset import Dataset
 
-from sgc_core.input_checks import MAMMOGRAPHY_MODALITIES, input_ood_reasons
+from sgc_core.input_checks import MAMMOGRAPHY_MODALITIES, input_ood_reasons, whole_breast_view
 from sgc_core.pixels import presentation_values
 from sgc_core.preprocess import ViewFacts, breast_mask, malformed_as_preprocess_error
 from sgc_core.view_meta import chest_wall_side, image_laterality, view_position
@@ -111,7 +111,7 @@ def _scan_dataset(ds: Dataset, spacing_mm: float, crop_threshold: float) -> Scan
     modality = str(ds.get("Modality", "") or "").upper() or None
     image = presentation_values(ds)
     mask = breast_mask(image, crop_threshold)
-    reasons = input_ood_reasons(image, mask, modality)
+    reasons = input_ood_reasons(image, mask, modality, whole_breast_view(ds))
     full = np.ones(image.shape, dtype=bool)
     r0, c0, r1, c1 = _bbox(mask if mask is not None else full)
     region = np.where(mask, image, 0.0)[r0:r1, c0:c1] if mask is not None else image

@@ -208,3 +208,17 @@ def test_classify_writes_each_views_evidence_map_in_source_geometry(tmp_path: Pa
         assert all(r0 <= r <= r1 and c0 <= c <= c1 for r, c in corners), "on the breast"
         grid = ev.to_source_grid((640, 480))
         assert grid.shape == (640, 480) and np.count_nonzero(grid) > 0
+
+
+def test_an_evidence_file_is_named_by_a_plain_uid_only() -> None:
+    """A SOPInstanceUID that could be a path, or one met twice, never names the file."""
+    from types import SimpleNamespace
+
+    from sgc_node.cli.classify import evidence_name
+
+    used: set[str] = set()
+    names = [
+        evidence_name(SimpleNamespace(sop_instance_uid=uid), i, used)
+        for i, uid in enumerate(["1.2.3", "../../etc/x", "1.2.3", "", None])
+    ]
+    assert names == ["1.2.3.npz", "view-1.npz", "view-2.npz", "view-3.npz", "view-4.npz"]

@@ -32,7 +32,7 @@ from sgc_node.cli import Context, pass_ctx
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
     help="Write each scored view's evidence map (downsampled, with its map to source pixels) "
-    "into this folder as <SOPInstanceUID>.npz.",
+    "into this folder as <SOPInstanceUID>.npz (view-<N>.npz where the UID is unusable).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
@@ -64,8 +64,9 @@ def classify_cmd(
     written = write_reports(classifier, results, sr_dir, formats) if sr_dir else []
     rows = [_row(r) for r in results]
     if evidence_dir is not None:
-        for row, r in zip(rows, results, strict=True):
-            row["evidence"] = write_evidence(r, evidence_dir)
+        used: set[str] = set()
+        for i, (row, r) in enumerate(zip(rows, results, strict=True)):
+            row["evidence"] = write_evidence(r, evidence_dir, evidence_name(r, i, used))
     exams = _exams(classifier, results)
     if as_json:
         doc = {
@@ -115,7 +116,20 @@ def _row(r) -> dict:
     }
 
 
-def write_evidence(outcome, folder: Path) -> dict | None:
+def evidence_name(outcome, index: int, used: set[str]) -> str:
+    """``<SOPInstanceUID>.npz``; a UID that is not a plain DICOM UID (it could hold a path) or
+    one already written in this run gets the file's place in the run instead."""
+    import re
+
+    uid = str(outcome.sop_instance_uid or "")
+    name = f"{uid}.npz" if re.fullmatch(r"[0-9][0-9.]{0,63}", uid) else f"view-{index}.npz"
+    if name in used:
+        name = f"view-{index}.npz"
+    used.add(name)
+    return name
+
+
+def write_evidence(outcome, folder: Path, name: str) -> dict | None:
     """Save a scored view's evidence map as ``<SOPInstanceUID>.npz`` and describe it.
 
     Why a file beside the JSON, not in it: the map has thousands of values per view, which
@@ -129,7 +143,7 @@ def write_evidence(outcome, folder: Path) -> dict | None:
     if ev is None:
         return None
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{outcome.sop_instance_uid or Path(outcome.path).stem}.npz"
+    path = folder / name
     np.savez_compressed(path, values=ev.values, origin=ev.origin, step=ev.step, flipped=ev.flipped)
     return {
         "path": str(path),
