@@ -3,6 +3,7 @@
     python -m benchmarks.input_recount --views sgc_core/models/eval-lesion/views.json \\
         --data DRAW   # the seed-808 draw the views came from (family/ and held-out/)
     python -m benchmarks.input_recount --data DRAW   # every view of a draw, no record
+    python -m benchmarks.input_recount --data DRAW --shape   # and the shape check's margins
 
 Why: a new input check (sgc_core/input_checks.py) changes which views are flagged out of
 distribution without touching the model, so its cost on real-looking mammograms can be
@@ -22,6 +23,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--views", type=Path, default=None, help="a lesion_eval views.json")
     p.add_argument("--data", type=Path, required=True, help="the draw its views came from")
+    p.add_argument(
+        "--shape", action="store_true", help="also print the spread of the shape measures"
+    )
     return p.parse_args(argv)
 
 
@@ -54,7 +58,38 @@ def main(argv=None) -> int:
         print(f"{len(new)}; flagged now {now} ({now / len(sel):.1%})")
         for line in new:
             print(line)
+    if args.shape:
+        shape_margins([files[(r["patient"], r["path"])] for r in rows])
     return 0
+
+
+def shape_margins(paths) -> None:
+    """How far the views lie from the shape check's thresholds (sgc_core/input_checks.py):
+    the least, 1st and 5th percentile and median of the chest-wall runs and the solidity."""
+    import numpy as np
+    import pydicom
+    from skimage.morphology import convex_hull_image
+
+    from sgc_core.input_checks import SHAPE_SIDE, _chest_wall_closed, chest_wall_runs
+    from sgc_core.pixels import presentation_values
+    from sgc_core.preprocess import breast_mask
+
+    runs, solidity = [], []
+    for path in paths:
+        mask = breast_mask(presentation_values(pydicom.dcmread(path)), 0.05)
+        if mask is None:
+            continue
+        step = max(1, -(-max(mask.shape) // SHAPE_SIDE))
+        small = _chest_wall_closed(mask[::step, ::step])
+        runs.append(chest_wall_runs(small))
+        solidity.append(small.sum() / convex_hull_image(small).sum())
+    for name, values in (("chest-wall runs", runs), ("solidity", solidity)):
+        q = np.percentile(values, [0, 1, 5, 50])
+        print(
+            f"{name} over {len(values)} views: least {q[0]:.3f}, 1st percentile {q[1]:.3f}, ",
+            end="",
+        )
+        print(f"5th {q[2]:.3f}, median {q[3]:.3f}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,13 @@ own preprocessing (``sgc_core.preprocess``) exactly as the worker does it. The k
 * ``pictures``: the same, for every picture shipped inside scikit-image and matplotlib
   (photographs, micrographs, a retina, the Moon, text, a Shepp-Logan phantom, ...). Kept
   apart because the placement check of sgc_core/input_checks.py was set after the
-  ``relabelled`` kind had been seen, and before these were.
+  ``relabelled`` kind had been seen, and before these were;
+* ``unseen``: the same, for the pictures and arrays shipped with scikit-learn, scikit-image
+  and matplotlib that ``pictures`` does not read (two photographs, an MR head section, a
+  logo, a photographed parcel, two elevation maps, a smooth two-dimensional bell, a
+  disparity map, five face thumbnails, a cartoon frame). Kept apart because the shape check
+  of sgc_core/input_checks.py was set after ``pictures`` had been seen, and before these
+  were (benchmarks/results/lesion_ood/adoption-rule-shape.md).
 
 An image the preprocessing refuses (``PreprocessError``) is counted as flagged and reported
 as refused: the node never classifies it as a mammogram.
@@ -127,7 +133,46 @@ def _relabelled(template: Dataset, picture: Dataset | np.ndarray, name: str) -> 
     return out
 
 
-KINDS = ("ct", "mr", "noise", "blank", "other", "relabelled", "pictures")
+def _unseen() -> list[tuple[str, np.ndarray]]:
+    """Grey arrays of the ``unseen`` kind (module docstring), each under its file's name."""
+    import gzip
+
+    import matplotlib
+    import skimage
+    import sklearn
+    from PIL import Image
+
+    sample = Path(matplotlib.get_data_path()) / "sample_data"
+    skdata = Path(skimage.__file__).parent / "data"
+
+    def picture(path: Path) -> np.ndarray:
+        return np.asarray(Image.open(path).convert("L"), dtype=np.float64)
+
+    photos = Path(sklearn.__file__).parent / "datasets" / "images"
+    out = [(p.name, picture(p)) for p in sorted(photos.glob("*.jpg"))]
+    with gzip.open(sample / "s1045.ima.gz") as fh:
+        mri = np.frombuffer(fh.read(), np.uint16)
+    out.append(("s1045.ima", mri.reshape(256, 256).astype(np.float64)))
+    out += [(n, picture(sample / n)) for n in ("logo2.png", "Minduka_Present_Blue_Pack.png")]
+    out.append(("jacksboro_fault_dem", np.load(sample / "jacksboro_fault_dem.npz")["elevation"]))
+    out.append(("topobathy", np.load(sample / "topobathy.npz")["topo"]))
+    out.append(("bivariate_normal", np.load(sample / "axes_grid" / "bivariate_normal.npy")))
+    out.append(("motorcycle_disp", np.load(skdata / "motorcycle_disp.npz")["arr_0"]))
+    faces = np.load(skdata / "lfw_subset.npy")
+    out += [(f"lfw_subset[{i}]", faces[i]) for i in range(0, 200, 40)]
+    out.append(("no_time_for_that_tiny.gif", picture(skdata / "no_time_for_that_tiny.gif")))
+    return [(name, _finite(grey)) for name, grey in out]
+
+
+def _finite(grey) -> np.ndarray:
+    """The array with its infinite or missing values (a disparity map has some) set to the
+    nearest finite extreme."""
+    grey = np.asarray(grey, dtype=np.float64)
+    ok = np.isfinite(grey)
+    return np.nan_to_num(grey, nan=grey[ok].min(), posinf=grey[ok].max(), neginf=grey[ok].min())
+
+
+KINDS = ("ct", "mr", "noise", "blank", "other", "relabelled", "pictures", "unseen")
 
 
 def non_mammography_inputs(
@@ -144,6 +189,7 @@ def non_mammography_inputs(
         "other": lambda: _shipped(OTHER_FILES),
         "relabelled": _relabelled_real,
         "pictures": lambda: [_relabelled(_medium(), grey, n) for n, grey in _pictures()],
+        "unseen": lambda: [_relabelled(_medium(), grey, n) for n, grey in _unseen()],
     }
     return {kind: makers[kind]() for kind in kinds}
 

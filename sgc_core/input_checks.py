@@ -17,7 +17,10 @@ bundled model). These rules do not depend on any model, so they cannot be fooled
   (docs/benchmarks.md), its median denoising error lies inside the band the finder's card
   took from its validation views; what gives it away is where it lies: in the middle of the
   frame, or across all of it. Views whose header says they show part of the breast
-  (PartialView, or a magnification or spot-compression view modifier) are not held to it.
+  (PartialView, or a magnification or spot-compression view modifier) are not held to it;
+* the bright region is shaped like a compressed breast: a convex mound that every row
+  crosses once, from the chest wall to the skin line. A photograph or an MR section that
+  happens to lie against one side edge is ragged or hollow instead.
 
 Each rule returns a reason in words; an image with any reason is flagged out of distribution
 (it is still classified, so the flag and the scores are both on record).
@@ -47,6 +50,17 @@ CHEST_WALL_BAND = 0.10
 FAR_SIDE_BAND = 0.05
 CHEST_WALL_MIN = 0.15
 FAR_SIDE_MAX = 0.30
+# The share of the bright region's pixels that must lie, row by row, in the run that starts
+# at the chest-wall side, and the least area over convex-hull area (solidity). Synthetic
+# breasts give 1.000 and 0.998-0.999; the thresholds leave a fifth of the region off those
+# runs and three tenths of the hull empty for the skin folds, the inframammary fold and the
+# abdomen of real views. Chosen on the `relabelled` and `pictures` inputs of
+# benchmarks/ood_inputs.py (benchmarks/results/lesion_ood/adoption-rule-shape.md).
+CHEST_WALL_RUNS_MIN = 0.80
+SOLIDITY_MIN = 0.70
+# The shape is measured on the mask subsampled to at most this many pixels a side: its
+# convex hull on a full-field mask would cost more than the rest of the checks together.
+SHAPE_SIDE = 512
 # View modifiers (CID 4015 meanings) of a view that shows part of the breast on purpose.
 PARTIAL_VIEW_MODIFIERS = ("magnification", "spot compression")
 
@@ -83,7 +97,8 @@ def input_ood_reasons(
             reasons.append(
                 f"no tissue structure (pixel spread {spread:.4f} of the window, below {FLAT_STD})"
             )
-        reasons += placement_reasons(mask) if whole_breast else []
+        if whole_breast:
+            reasons += placement_reasons(mask) or shape_reasons(mask)
     return tuple(reasons)
 
 
@@ -108,6 +123,62 @@ def placement_reasons(mask: np.ndarray) -> list[str]:
             f"both side edges, above {FAR_SIDE_MAX:.0%}): a breast leaves the nipple side open"
         ]
     return []
+
+
+def shape_reasons(mask: np.ndarray) -> list[str]:
+    """Why the bright region is not shaped like a compressed breast (possibly none): too
+    little of it in chest-wall runs (:func:`chest_wall_runs`), or too hollow for a convex
+    mound (solidity below ``SOLIDITY_MIN``). Meant for a region that passed
+    :func:`placement_reasons`, so it has a chest-wall side."""
+    from skimage.morphology import convex_hull_image
+
+    step = max(1, -(-max(mask.shape) // SHAPE_SIDE))
+    small = _chest_wall_closed(mask[::step, ::step])
+    if not small.any():
+        return []
+    runs = chest_wall_runs(small)
+    if runs < CHEST_WALL_RUNS_MIN:
+        return [
+            f"the bright region is not crossed once by each row from a side edge ({runs:.0%} "
+            f"of it lies in runs from the chest-wall side, below {CHEST_WALL_RUNS_MIN:.0%}): "
+            "a breast reaches from the chest wall to the skin line"
+        ]
+    solidity = float(small.sum() / max(1, convex_hull_image(small).sum()))
+    if solidity < SOLIDITY_MIN:
+        return [
+            f"the bright region is not a convex mound (it fills {solidity:.0%} of its convex "
+            f"hull, below {SOLIDITY_MIN:.0%}): a compressed breast is one"
+        ]
+    return []
+
+
+def _chest_wall_closed(mask: np.ndarray) -> np.ndarray:
+    """``mask`` mirrored so the chest wall is at column 0, with the gaps that open only onto
+    that edge filled. The chest-wall edge cuts through tissue, so a dark strip or a fatty
+    patch reaching it is breast, not air; ``breast_mask`` leaves such gaps open because they
+    touch the image border (phantoms' fat below the crop threshold does)."""
+    from scipy import ndimage
+
+    left, right = (_touch(mask, band) for band in (CHEST_WALL_BAND, -CHEST_WALL_BAND))
+    m = mask if left >= right else mask[:, ::-1]
+    padded = np.pad(m, ((0, 0), (1, 0)), constant_values=True)
+    return ndimage.binary_fill_holes(padded)[:, 1:]
+
+
+def chest_wall_runs(mask: np.ndarray) -> float:
+    """The share of ``mask``'s pixels that lie in the first run of their row when that run
+    starts within ``CHEST_WALL_BAND`` of the chest-wall side (the side edge touched on more
+    rows). A breast is crossed once by every row, so for a breast this is near 1."""
+    left, right = (_touch(mask, band) for band in (CHEST_WALL_BAND, -CHEST_WALL_BAND))
+    m = mask if left >= right else mask[:, ::-1]
+    band = max(1, round(CHEST_WALL_BAND * m.shape[1]))
+    first = m.argmax(axis=1)
+    starts = m.any(axis=1) & (first < band)
+    cols = np.arange(m.shape[1])[None, :]
+    beyond = ~m & (cols >= first[:, None])  # background after the run's start
+    stop = np.where(beyond.any(axis=1), beyond.argmax(axis=1), m.shape[1])
+    anchored = np.where(starts, stop - first, 0).sum()
+    return float(anchored / max(1, m.sum()))
 
 
 def _touch(mask: np.ndarray, band: float) -> float:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 
 import numpy as np
 import pytest
@@ -186,10 +187,13 @@ def test_the_recount_adds_views_the_checks_now_flag(tmp_path, study, capsys):
         rows.append({"part": "test", "patient": f"P{i}", "path": "L_CC.dcm", "ood": False})
     (tmp_path / "views.json").write_text(json.dumps(rows))
     args = ["--views", str(tmp_path / "views.json"), "--data", str(tmp_path / "draw")]
-    assert recount(args) == 0
+    assert recount([*args, "--shape"]) == 0
     out = capsys.readouterr().out
     assert "test: 2 views; flagged then 0" in out and "flagged now 1 (50.0%)" in out
     assert "newly 1;" in out and "P1 L_CC.dcm: no breast found" in out
+    # the shape's margins are read on the one view with a breast; a phantom's is ~1
+    assert re.search(r"chest-wall runs over 1 views: least (0\.9\d\d|1\.000)", out), out
+    assert "solidity over 1 views" in out
     rows.append({"part": "test", "patient": "P9", "path": "L_CC.dcm", "ood": False})
     (tmp_path / "views.json").write_text(json.dumps(rows))
     with pytest.raises(SystemExit, match="1 views of .* are not under"):
