@@ -4,7 +4,8 @@ Per view: AUC malignant vs rest and malignant vs benign-lesion views, ECE, sensi
 specificity at the card's operating point; per breast and study: AUC; localisation: the top
 finding's hit rate on malignant lesions and FROC sensitivity at 0.5 / 1 / 2 false findings per
 view; OOD: the flagged fraction of in-family test views and of non-mammography inputs
-(benchmarks/ood_inputs.py, none of which the thresholds saw); time per view and per 4-view
+(benchmarks/ood_inputs.py: the card's band saw none of them; the goal is read on the kinds
+no input-check threshold was chosen on, ``CHOSEN_ON`` left out); time per view and per 4-view
 study on this machine. The raw per-view rows are written beside the summary.
 """
 
@@ -73,6 +74,12 @@ def ood_inputs_rate(model) -> dict:
     return per_kind
 
 
+def ood_fraction(per_kind: dict, leave_out: tuple[str, ...] = ()) -> float:
+    """The flagged share of the inputs of ``ood_inputs_rate``'s kinds, ``leave_out`` left out."""
+    kept = [k for name, k in per_kind.items() if name not in leave_out]
+    return sum(k["flagged"] for k in kept) / max(1, sum(k["n"] for k in kept))
+
+
 def study_timing(model, notes, studies: int = 3) -> dict:
     """Seconds per view and per 4-view study (file read included), first studies of ``notes``."""
     import pydicom
@@ -90,6 +97,7 @@ def study_timing(model, notes, studies: int = 3) -> dict:
 
 
 def evaluate_model(args, model_path: Path, notes, held_notes, out_dir: Path) -> dict:
+    from benchmarks.ood_inputs import CHOSEN_ON
     from sgc_core.lesion_fit import score_views
     from sgc_core.view_model import load_view_model
 
@@ -109,16 +117,17 @@ def evaluate_model(args, model_path: Path, notes, held_notes, out_dir: Path) -> 
     )
     seconds = time.perf_counter() - t0
     ood = ood_inputs_rate(model)
-    flagged = sum(k["flagged"] for k in ood.values()) / sum(k["n"] for k in ood.values())
+    flagged, unseen = ood_fraction(ood), ood_fraction(ood, leave_out=CHOSEN_ON)
     test_m, held_m = view_metrics(scored, card), view_metrics(held, card)
     summary = {
         "test": test_m,
         "held_out_style": held_m,
         "ood_flagged_on_non_mammography": flagged,
+        "ood_flagged_on_non_mammography_not_chosen_on": unseen,
         "ood_per_kind": ood,
         "timing": study_timing(model, test),
         "scoring_seconds": round(seconds, 1),
-        "goals": _goals(test_m, flagged),
+        "goals": _goals(test_m, unseen),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = [view_row(v, "test") for v in scored] + [view_row(v, "held-out") for v in held]
@@ -142,7 +151,7 @@ def _goals(m: dict, ood_non_mammo: float) -> dict:
         "top_finding_hit>=0.90": at_least("top_finding_hit", 0.90),
         "ece<=0.05": m["ece"] <= 0.05,
         "ood<=0.05 on in-family views": m["ood_flagged_fraction"] <= 0.05,
-        "ood>=0.99 on non-mammography": ood_non_mammo >= 0.99,
+        "ood>=0.99 on non-mammography not chosen on": ood_non_mammo >= 0.99,
     }
 
 

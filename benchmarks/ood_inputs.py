@@ -173,6 +173,9 @@ def _finite(grey) -> np.ndarray:
 
 
 KINDS = ("ct", "mr", "noise", "blank", "other", "relabelled", "pictures", "unseen")
+# The kinds a threshold of sgc_core/input_checks.py was chosen on (the placement rule on
+# ``relabelled``, the shape check on both): the goal's figure is read on the others.
+CHOSEN_ON = ("relabelled", "pictures")
 
 
 def non_mammography_inputs(

@@ -148,3 +148,15 @@ def test_bad_inputs_are_refused_in_one_line(tmp_path, views, labels, says) -> No
     if views != "views.json":
         with pytest.raises(SystemExit, match=says):
             main(["--views", str(tmp_path / views)])
+
+
+def test_the_ood_goal_is_read_on_kinds_no_threshold_was_chosen_on():
+    """The evaluation's non-mammography goal leaves out the kinds the input checks' thresholds
+    were set on, so a pass there cannot come from the inputs that chose them."""
+    from benchmarks.lesion_eval import ood_fraction
+    from benchmarks.ood_inputs import CHOSEN_ON, KINDS
+
+    assert set(CHOSEN_ON) < set(KINDS) and "unseen" not in CHOSEN_ON
+    per_kind = {"noise": {"n": 4, "flagged": 4}, "pictures": {"n": 4, "flagged": 0}}
+    assert ood_fraction(per_kind) == 0.5
+    assert ood_fraction(per_kind, leave_out=CHOSEN_ON) == 1.0
