@@ -5,12 +5,12 @@
 
 Why: the finder's goal is an OOD flag on >= 99 % of non-mammography inputs, and a count
 hides which inputs pass. Most kinds (benchmarks/ood_inputs.py) are stopped by the header and
-pixel checks before the network sees them; the ``relabelled`` and ``pictures`` kinds (real
-CT, MR, NM, ultrasound and captured pictures, and bundled photographs, under a mammogram's
-header) pass the header check, so only the placement rule of sgc_core/input_checks.py and
-the model's denoising-error band can flag them. This prints, per input, whether it was
-flagged and why, its median per-pixel denoising error against the card's band, and the count
-per kind. No threshold is chosen here: the band was fitted on validation mammograms.
+pixel checks before the network sees them; the ``relabelled``, ``pictures`` and ``unseen``
+kinds (real CT, MR, NM, ultrasound and captured pictures, bundled photographs and arrays,
+under a mammogram's header) pass the header check, so only the placement and shape rules of
+sgc_core/input_checks.py and the model's denoising-error band can flag them. This prints,
+per input, whether it was flagged and why, its median per-pixel denoising error against the
+card's band, and the count per kind. No threshold is chosen here: the band was fitted on validation mammograms.
 """
 
 from __future__ import annotations
