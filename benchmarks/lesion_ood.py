@@ -10,7 +10,8 @@ kinds (real CT, MR, NM, ultrasound and captured pictures, bundled photographs an
 under a mammogram's header) pass the header check, so only the placement and shape rules of
 sgc_core/input_checks.py and the model's denoising-error band can flag them. This prints,
 per input, whether it was flagged and why, its median per-pixel denoising error against the
-card's band, and the count per kind. No threshold is chosen here: the band was fitted on validation mammograms.
+card's band, and the count per kind. No threshold is chosen here: the band was fitted on
+validation mammograms.
 """
 
 from __future__ import annotations
