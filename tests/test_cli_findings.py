@@ -222,3 +222,30 @@ def test_an_evidence_file_is_named_by_a_plain_uid_only() -> None:
         for i, uid in enumerate(["1.2.3", "../../etc/x", "1.2.3", "", None])
     ]
     assert names == ["1.2.3.npz", "view-1.npz", "view-2.npz", "view-3.npz", "view-4.npz"]
+
+
+def test_classify_says_how_many_of_a_studys_views_were_flagged(tmp_path: Path) -> None:
+    """The exam-level result reads every scored view, flagged or not; the study line and
+    --json say how many of its views were flagged out of distribution."""
+    import numpy as np
+
+    from sgc_core.synth import SynthConfig, generate_study
+
+    model = write_lesion_model(tmp_path)
+    kept, flagged = generate_study(5, SynthConfig(difficulty=0.3))[:2]
+    yy, xx = np.mgrid[: flagged.Rows, : flagged.Columns]
+    disc = np.hypot(yy - flagged.Rows / 2, xx - flagged.Columns / 2) < flagged.Columns / 4
+    flagged.PixelData = np.where(disc, 1500 + (xx % 9) * 100, 0).astype(np.uint16).tobytes()
+    (tmp_path / "in").mkdir()
+    for name, ds in (("kept", kept), ("flagged", flagged)):
+        ds.save_as(tmp_path / "in" / f"{name}.dcm", enforce_file_format=True)
+    env = _env(SGC_DATA_DIR=str(tmp_path / "data"))
+    args = ("classify", str(tmp_path / "in"), "--model", str(model))
+    out = _sgc(*args, "--json", env=env)
+    assert out.returncode == 0, out.stderr
+    exam = json.loads(out.stdout)["studies"][kept.StudyInstanceUID]
+    assert (exam["views"], exam["views_ood"]) == (2, 1)
+    human = _sgc(*args, env=env)
+    assert f"study {kept.StudyInstanceUID}: P(malignant)" in human.stdout
+    assert "; 1 of 2 views flagged out of distribution" in human.stdout
+    assert "flagged.dcm: out of distribution: the bright region does not lie" in human.stdout

@@ -83,10 +83,7 @@ def classify_cmd(
                 click.echo(f"{Path(r['path']).name}: out of distribution: {r['ood_reason']}")
         for study, exam in exams.items():
             if exam.get("p_malignant") is not None:
-                click.echo(
-                    f"study {study}: P(malignant) {100 * exam['p_malignant']:.1f} % "
-                    f"({exam['predicted_class']})"
-                )
+                click.echo(_study_line(study, exam))
         for path in written + [Path(r["evidence"]["path"]) for r in rows if r.get("evidence")]:
             click.echo(f"wrote {path}")
     if any(r["error"] for r in rows):
@@ -154,6 +151,16 @@ def write_evidence(outcome, folder: Path, name: str) -> dict | None:
     }
 
 
+def _study_line(study: str, exam: dict) -> str:
+    """The study's exam-level result, and how many of its views were flagged out of
+    distribution (they are still read, so a reader must know)."""
+    line = f"study {study}: P(malignant) {100 * exam['p_malignant']:.1f} % "
+    line += f"({exam['predicted_class']})"
+    if exam["views_ood"]:
+        line += f"; {exam['views_ood']} of {exam['views']} views flagged out of distribution"
+    return line
+
+
 def _exams(model, results) -> dict[str, dict]:
     from collections import defaultdict
 
@@ -165,7 +172,9 @@ def _exams(model, results) -> dict[str, dict]:
     for study, views in by_study.items():
         exam = model.exam(views)
         if exam is not None:
-            out[study] = exam.to_dict()
+            # The exam reads every scored view, flagged or not: say how many were flagged.
+            flagged = sum(bool(v.ood) for v in views)
+            out[study] = {**exam.to_dict(), "views": len(views), "views_ood": flagged}
     return out
 
 
