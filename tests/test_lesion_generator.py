@@ -1,0 +1,47 @@
+"""The generator-shift benchmark (benchmarks/lesion_generator.py): its draws come from the
+generator the bundled weights never trained on, stored as its sets say, and its figures count
+the top finding and the lesion among findings as the committed evaluation does."""
+
+from __future__ import annotations
+
+import pydicom
+import pytest
+from pydicom.uid import JPEG2000Lossless
+
+from benchmarks import lesion_generator
+
+
+def _row(finding: str, p: float, hits=None, ood=False) -> dict:
+    top = bool(hits) and hits[0] if finding == "malignant" else None
+    return {"finding": finding, "p_malignant": p, "hits": hits, "top_hit": top, "ood": ood}
+
+
+def test_figures_read_rank_top_finding_and_flags():
+    rows = [
+        _row("malignant", 0.9, [True, False]),
+        _row("malignant", 0.6, [False, True]),
+        _row("malignant", 0.2, [False, False]),
+        _row("benign", 0.5),
+        _row("normal", 0.1, ood=True),
+        _row("normal", 0.3),
+    ]
+    f = lesion_generator.figures(rows)
+    assert f["views"] == 6 and f["malignant"] == 3
+    assert f["top_finding_hit"] == pytest.approx(1 / 3)
+    assert f["lesion_among_findings"] == pytest.approx(2 / 3)
+    assert f["auc_malignant_vs_rest"] == pytest.approx(7 / 9)
+    assert f["auc_malignant_vs_benign_lesion"] == pytest.approx(2 / 3)
+    assert f["ood_flagged_fraction"] == pytest.approx(1 / 6)
+
+
+def test_the_vendor_draw_is_the_classic_generator_stored_as_the_outside_phantoms(tmp_path):
+    """classic-vendor: the legacy generator's pixels, MONOCHROME1 in about half the studies,
+    14-bit, JPEG 2000 lossless (the conventions of the phantoms the node is read on outside)."""
+    folder = lesion_generator.draw(tmp_path, "classic-vendor", studies=4, workers=1)
+    files = sorted((folder / "images").rglob("*.dcm"))
+    assert len(files) == 16
+    headers = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
+    assert {h.BitsStored for h in headers} == {14}
+    assert {h.file_meta.TransferSyntaxUID for h in headers} == {JPEG2000Lossless}
+    assert {h.PhotometricInterpretation for h in headers} == {"MONOCHROME1", "MONOCHROME2"}
+    assert "classic" in (folder / "synth.json").read_text()
