@@ -160,3 +160,34 @@ def test_the_ood_goal_is_read_on_kinds_no_threshold_was_chosen_on():
     per_kind = {"noise": {"n": 4, "flagged": 4}, "pictures": {"n": 4, "flagged": 0}}
     assert ood_fraction(per_kind) == 0.5
     assert ood_fraction(per_kind, leave_out=CHOSEN_ON) == 1.0
+
+
+def test_refreshing_a_reports_ood_rewrites_its_goal_and_keeps_its_view_figures():
+    """A report's OOD part can be re-measured alone (new input checks, same weights): the goal
+    follows the new counts on the kinds not chosen on, and the views' figures are untouched."""
+    from benchmarks.lesion_eval import with_ood
+
+    test = {"auc_malignant_vs_rest": 0.9, "top_finding_hit": 0.8, "ece": 0.04}
+    test |= {"auc_malignant_vs_benign_lesion": 0.9, "ood_flagged_fraction": 0.01}
+    summary = {"test": dict(test), "ood_per_kind": {"ct": {"n": 1, "flagged": 1}}}
+    missed = {"unseen": {"n": 10, "flagged": 9}, "pictures": {"n": 5, "flagged": 5}}
+    s = with_ood(summary, missed)
+    assert s["test"] == test and s["ood_per_kind"] == missed
+    assert s["ood_flagged_on_non_mammography"] == 14 / 15
+    assert s["ood_flagged_on_non_mammography_not_chosen_on"] == 0.9
+    assert not s["goals"]["ood>=0.99 on non-mammography not chosen on"]
+    met = {"unseen": {"n": 10, "flagged": 10}, "pictures": {"n": 5, "flagged": 0}}
+    assert with_ood(summary, met)["goals"]["ood>=0.99 on non-mammography not chosen on"]
+
+
+def test_a_report_of_another_model_is_not_refreshed(tmp_path):
+    """The refresh refuses a report whose model hash is not the model's, in one line."""
+    import json
+
+    from benchmarks.lesion_eval import main
+
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"model": {"sha256": "0" * 64}, "summary": {}}))
+    with pytest.raises(SystemExit, match="another model's report"):
+        main(["--refresh-ood", "--report", str(report)])
+    assert json.loads(report.read_text())["summary"] == {}
