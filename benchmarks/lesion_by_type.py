@@ -6,7 +6,8 @@
 Why: the goals are missed mostly on malignant against benign (docs/model.md); a single AUC
 cannot say whether every malignant morphology is graded a little low or one is graded as
 benign. Per lesion type of a synthetic (or any) folder whose labels.csv has ``lesion_type``:
-the views, their mean and median P(malignant), the top finding's hit rate (malignant types),
+the views, their mean and median P(malignant), the top finding's hit rate and the share with
+the lesion among any finding (malignant types),
 and the AUC of that type against the other class's lesion views (a malignant type against all
 benign lesion views, a benign type against all malignant ones).
 """
@@ -32,20 +33,32 @@ def parse_args(argv=None) -> argparse.Namespace:
         metavar="PART=LABELS_CSV",
         help="the labels.csv of a part's folder (with a lesion_type column); repeatable",
     )
+    p.add_argument(
+        "--detail",
+        action="store_true",
+        help="one line per type, variant and style (labels.csv's lesion_variant and style)",
+    )
     return p.parse_args(argv)
 
 
-def lesion_types(labels: Path) -> dict[tuple[str, str], str]:
-    """(patient, view file) -> lesion type ('normal' for a view without a lesion)."""
+def lesion_types(labels: Path, detail: bool = False) -> dict[tuple[str, str], str]:
+    """(patient, view file) -> lesion type ('normal' for a view without a lesion); with
+    ``detail``, "type:variant@style", so a morphology weak on one texture is named."""
     if not labels.is_file():
         raise SystemExit(f"{labels}: not found")
     with labels.open(newline="") as fh:
         reader = csv.DictReader(fh)
         if "lesion_type" not in (reader.fieldnames or []):
             raise SystemExit(f"{labels}: no lesion_type column")
-        return {
-            (r["patient_id"], Path(r["path"]).name): r["lesion_type"] or "normal" for r in reader
-        }
+        return {(r["patient_id"], Path(r["path"]).name): _kind(r, detail) for r in reader}
+
+
+def _kind(row: dict, detail: bool) -> str:
+    kind = row["lesion_type"] or "normal"
+    if not detail:
+        return kind
+    variant = f":{row['lesion_variant']}" if row.get("lesion_variant") else ""
+    return f"{kind}{variant}@{row.get('style') or '?'}"
 
 
 def by_type(rows: list[dict], types: dict[tuple[str, str], str]) -> list[dict]:
@@ -68,6 +81,8 @@ def by_type(rows: list[dict], types: dict[tuple[str, str], str]) -> list[dict]:
         if cls == "malignant":
             hits = [scored[i].get("top_hit") for i in np.flatnonzero(here)]
             line["top_hit"] = float(np.mean(hits)) if None not in hits else float("nan")
+            among = [any(scored[i].get("hits") or []) for i in np.flatnonzero(here)]
+            line["among_findings"] = float(np.mean(among))
         lines.append(line)
     return lines
 
@@ -86,7 +101,7 @@ def main(argv=None) -> int:
             raise SystemExit(f"--labels {spec!r}: expected PART=LABELS_CSV")
         mine = [r for r in rows if r["part"] == part]
         print(f"{part}: {len(mine)} views")
-        for line in by_type(mine, lesion_types(Path(path))):
+        for line in by_type(mine, lesion_types(Path(path), args.detail)):
             cells = [
                 f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in line.items()
             ]

@@ -124,6 +124,30 @@ def test_readings_per_lesion_type_name_the_type_graded_as_benign(tmp_path, capsy
     assert any("type normal" in x and "views 3" in x for x in out)
 
 
+def test_detailed_readings_split_a_type_by_variant_and_style(tmp_path, capsys) -> None:
+    """--detail names the texture a morphology is missed on, and counts the lesion among any
+    finding as well as under the first."""
+    from benchmarks.lesion_by_type import main as by_type_main
+
+    rows, lines = [], ["patient_id,path,lesion_type,lesion_variant,style"]
+    for i in range(8):
+        style = "ligament" if i % 2 else "lumpy"
+        hits = [False, False] if style == "ligament" else [False, True]
+        rows.append({"part": "test", "patient": f"P{i}", "path": "R_CC.dcm", "finding": "malignant",
+                     "p_malignant": 0.5, "top_hit": False, "hits": hits})  # fmt: skip
+        lines.append(f"P{i},images/P{i}/R_CC.dcm,calc_pleomorphic,branching,{style}")
+    (tmp_path / "views.json").write_text(json.dumps(rows))
+    (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
+    argv = ["--views", str(tmp_path / "views.json"), "--labels", f"test={tmp_path / 'labels.csv'}"]
+    assert by_type_main([*argv, "--detail"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    ligament = next(x for x in out if "calc_pleomorphic:branching@ligament" in x)
+    lumpy = next(x for x in out if "calc_pleomorphic:branching@lumpy" in x)
+    assert "among_findings 0.000" in ligament and "among_findings 1.000" in lumpy
+    assert by_type_main(argv) == 0
+    assert "views 8" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     "views, labels, says",
     [

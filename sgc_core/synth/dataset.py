@@ -182,6 +182,18 @@ def write_dataset(
     return labels
 
 
+def write_studies(
+    out_dir: str | Path, indices: Iterable[int], seed: int, config: SynthConfig, workers: int = 1
+) -> list[dict]:
+    """Write only studies ``indices`` of the draw (seed, config) and return their label rows.
+
+    A study depends on (seed, index) alone, so these are byte-identical to the same studies
+    of a full ``write_dataset`` draw: an evaluation's views can be written again, with their
+    truth, without the rest of the draw."""
+    jobs = [(str(out_dir), i, seed, config, False) for i in indices]
+    return [row for rows in _run_jobs(jobs, workers, None) for row in rows]
+
+
 def _run_jobs(
     jobs: Iterable[tuple], workers: int, progress: Callable[[int], None] | None
 ) -> list[list[dict]]:
