@@ -45,3 +45,24 @@ def test_the_vendor_draw_is_the_classic_generator_stored_as_the_outside_phantoms
     assert {h.file_meta.TransferSyntaxUID for h in headers} == {JPEG2000Lossless}
     assert {h.PhotometricInterpretation for h in headers} == {"MONOCHROME1", "MONOCHROME2"}
     assert "classic" in (folder / "synth.json").read_text()
+
+
+def test_a_miss_is_split_into_search_and_classifier_misses():
+    """benchmarks/lesion_miss: a lesion among no finding counts as the search's miss when
+    its own window reads at least as lesion-like as the first finding, else the classifier's."""
+    from benchmarks.lesion_miss import linear, summary
+
+    assert linear({"lesion_type": "distortion", "lesion_variant": ""})
+    assert linear({"lesion_type": "calc_pleomorphic", "lesion_variant": "branching"})
+    assert not linear({"lesion_type": "calc_pleomorphic", "lesion_variant": "segmental"})
+
+    def row(is_linear, hits, own, first):
+        return {"linear": is_linear, "hits": hits, "lesion_p_lesion": own, "first_p_lesion": first}
+
+    rows = [row(True, [False, False], 0.9, 0.7), row(True, [False], 0.2, 0.8),
+            row(True, [True], 0.95, 0.95), row(False, [False, True], 0.6, 0.9)]  # fmt: skip
+    s = summary(rows)
+    assert s["linear"]["malignant_views"] == 3 and s["linear"]["among_no_finding"] == 2
+    assert s["linear"]["own_window_reaches_first_finding"] == 1
+    assert s["other"]["among_no_finding"] == 0 and s["other"]["malignant_views"] == 1
+    assert s["linear"]["own_window_p_lesion_median_found"] == 0.95
