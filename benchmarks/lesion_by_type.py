@@ -102,11 +102,14 @@ def main(argv=None) -> int:
         mine = [r for r in rows if r["part"] == part]
         print(f"{part}: {len(mine)} views")
         for line in by_type(mine, lesion_types(Path(path), args.detail)):
-            cells = [
-                f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in line.items()
-            ]
-            print("  " + "  ".join(cells))
+            print(printed(line))
     return 0
+
+
+def printed(line: dict) -> str:
+    """One of ``by_type``'s lines as the scripts print it."""
+    cells = [f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in line.items()]
+    return "  " + "  ".join(cells)
 
 
 if __name__ == "__main__":

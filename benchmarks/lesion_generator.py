@@ -100,25 +100,6 @@ def figures(rows: list[dict]) -> dict:
     }
 
 
-def by_lesion_type(rows: list[dict], labels_csv: Path) -> dict:
-    """Per lesion type of the draw (its labels.csv): views, top finding on the lesion (malignant
-    types) and the median P(malignant), so a weak morphology is named, not averaged away."""
-    import csv
-
-    with labels_csv.open(newline="") as fh:
-        kind = {
-            (r["patient_id"], Path(r["path"]).name): r["lesion_type"] for r in csv.DictReader(fh)
-        }
-    out: dict[str, dict] = {}
-    for r in rows:
-        t = kind[(r["patient"], r["path"])] or "normal"
-        o = out.setdefault(t, {"views": 0, "top_hit": 0, "p": []})
-        o["views"] += 1
-        o["top_hit"] += bool(r["top_hit"])
-        o["p"].append(r["p_malignant"])
-    return {t: {**o, "p": float(np.median(o["p"]))} for t, o in sorted(out.items())}
-
-
 def per_style(views_json: Path) -> dict:
     """The committed evaluation's test rows, per style (the in-family reference)."""
     rows = [r for r in json.loads(views_json.read_text()) if r["part"] == "test"]
@@ -130,6 +111,7 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    from benchmarks.lesion_by_type import by_type, lesion_types, printed
     from benchmarks.lesion_intervals import intervals
 
     results, all_rows = {}, {}
@@ -140,10 +122,9 @@ def main(argv=None) -> int:
             rows_file.write_text(json.dumps(scan(folder, args.model)) + "\n")
         all_rows[name] = rows = json.loads(rows_file.read_text())
         results[name] = figures(rows)
-        types = by_lesion_type(rows, args.data / name / "labels.csv")
-        print(f"{name}, per lesion type (views, top finding on it, median P(malignant)):")
-        for t, o in types.items():
-            print(f"  {t:18s} {o['views']:4d} {o['top_hit']:4d} {o['p']:.3f}")
+        print(f"{name}, per lesion type:")
+        for line in by_type(rows, lesion_types(args.data / name / "labels.csv")):
+            print(printed(line))
     views_json = args.model.parent / "eval-lesion" / "views.json"
     for style, rows in per_style(views_json).items():
         results[f"test:{style}"] = figures(rows)
