@@ -100,6 +100,13 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--resume", action="store_true", help="continue the run in <out>.train/")
     p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="stop training after this long (state kept for --resume), then calibrate: a run "
+        "that must fit a lease of fixed length, e.g. a lent GPU",
+    )
+    p.add_argument(
         "--init", default=None, help="warm start: a saved model whose weights start this run"
     )
     p.add_argument("--version", default="0.3.0", help="the version written into the card")
@@ -192,6 +199,8 @@ def check_args(args) -> None:
         raise SystemExit(f"--crop {args.crop} must be a multiple of 16, --spacing positive")
     if (args.crop, args.spacing) != (64, 0.4) and (args.recalibrate or args.evaluate_only):
         raise SystemExit("--crop/--spacing are for training: a saved model keeps its own window")
+    if args.max_minutes is not None and args.max_minutes <= 0:
+        raise SystemExit(f"--max-minutes must be > 0, got {args.max_minutes}")
     if args.ce_weight < 0:
         raise SystemExit(f"--ce-weight must be >= 0, got {args.ce_weight}")
     if args.ce_t_max is not None and not 0.01 < args.ce_t_max <= args.train_t_max:
@@ -248,6 +257,7 @@ def main(argv=None) -> int:
             version=args.version,
             data_description=_describe(args),
             resume=args.resume,
+            max_seconds=None if args.max_minutes is None else 60 * args.max_minutes,
         )
     if args.no_evaluate:
         return 0

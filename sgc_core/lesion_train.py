@@ -124,8 +124,10 @@ def train_lesion_finder(
     data_description: str = "",
     resume: bool = False,
     progress: bool = True,
+    max_seconds: float | None = None,
 ) -> tuple[Path, Path]:
-    """Train on ``crops``' train split, calibrate on the val split, write weights + card."""
+    """Train on ``crops``' train split, calibrate on the val split, write weights + card
+    (``max_seconds``: train.train's time budget; the card's record says the steps done)."""
     check_inputs(crops, notes, config)
     out = Path(out)
     result = train(
@@ -134,6 +136,7 @@ def train_lesion_finder(
         out.with_name(out.name + ".train"),
         resume=resume,
         progress=progress,
+        max_seconds=max_seconds,
     )
     t0 = time.perf_counter()
     val_notes = [n for n in notes if n.split == "val"]

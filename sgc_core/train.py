@@ -99,11 +99,14 @@ def train(
     resume: bool = False,
     progress: bool = True,
     on_step: Callable[[int, float], None] | None = None,
+    max_seconds: float | None = None,
 ) -> TrainResult:
     """Train a class-conditional score network on ``dataset``; returns the EMA model.
 
     With ``out_dir`` a resume state (model, EMA, optimiser, step, losses) is written every
     ``checkpoint_every`` steps and at the end; ``resume=True`` continues from it.
+    ``max_seconds`` ends this session early (after a step, state saved), so a run fits a lease
+    of fixed length (a lent GPU) and another can resume it; the result's ``step`` says where.
     """
     num_classes = _check_trainable(config, dataset)
     torch.manual_seed(config.seed)  # the network's initial weights
@@ -124,9 +127,11 @@ def train(
         dataset, enabled=len(dataset) * config.channels * config.image_size**2 * 4 < 8e9
     )
     bar = ProgressBar(config.steps, run.step) if progress else None
-    t0 = time.perf_counter()
+    t0, start = time.perf_counter(), run.step
     run.model.train()
     while run.step < config.steps:
+        if max_seconds is not None and run.step > start and time.perf_counter() - t0 > max_seconds:
+            break  # out of this session's time: the state below lets another continue
         gen = _step_generator(config.seed, run.step)
         x, y = _batch(cache, config, run.step, num_classes, gen, device)
         loss = _optimise(run, config, sde, (x, y, num_classes), gen, sampler, use_amp)
@@ -136,15 +141,19 @@ def train(
             on_step(run.step, loss)
         if bar is not None:
             bar.update(run.losses, x.shape[0], t0)
-        if state_path is not None and (
-            run.step % config.checkpoint_every == 0 or run.step == config.steps
-        ):
-            spent = run.earlier + time.perf_counter() - t0
-            save_state(state_path, run, config, spent)
+        if run.step % config.checkpoint_every == 0:
+            _save(state_path, run, config, t0)
+    _save(state_path, run, config, t0)
     if bar is not None:
         bar.close()
     run.ema.eval()
     return TrainResult(run.ema, run.losses, run.step, arch, run.earlier + time.perf_counter() - t0)
+
+
+def _save(state_path: Path | None, run: RunState, config: TrainConfig, t0: float) -> None:
+    """The resume state, with the seconds spent so far (none without an ``out_dir``)."""
+    if state_path is not None:
+        save_state(state_path, run, config, run.earlier + time.perf_counter() - t0)
 
 
 def warm_start(run: RunState, path: str, arch: dict) -> None:

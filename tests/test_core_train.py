@@ -129,6 +129,24 @@ def test_same_seed_same_weights_and_resume_continues_the_same_run(tmp_path: Path
     assert resumed.losses == straight.losses
 
 
+def test_a_time_budget_stops_early_with_its_state_saved_and_resume_finishes_the_run(
+    tmp_path: Path,
+) -> None:
+    """max_seconds (a lease of fixed length) ends a session after its first step past the
+    budget, keeps the state, and a resumed run is the same as one never stopped."""
+    torch.set_num_threads(1)
+    ds = toy_dataset()
+    straight = train(tiny_config(steps=20), ds, tmp_path / "a", progress=False)
+    cut = train(tiny_config(steps=20), ds, tmp_path / "b", progress=False, max_seconds=0.0)
+    assert cut.step == 1 and len(cut.losses) == 1
+    resumed = train(tiny_config(steps=20), ds, tmp_path / "b", resume=True, progress=False)
+    assert resumed.step == 20 and resumed.losses == straight.losses
+    for k, v in straight.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+    roomy = train(tiny_config(steps=20), ds, tmp_path / "c", progress=False, max_seconds=600.0)
+    assert roomy.step == 20
+
+
 def test_resume_refuses_different_settings(tmp_path: Path) -> None:
     ds = toy_dataset(16)
     train(tiny_config(steps=2), ds, tmp_path, progress=False)

@@ -64,6 +64,7 @@ def test_hard_negatives_without_a_finder_are_refused_before_any_data() -> None:
         (["--evaluate-only", "--no-evaluate"], "exclude each other"),
         (["--ce-t-max", "0.7"], "ce-t-max must lie in"),  # above --train-t-max 0.5
         (["--ce-t-max", "0.01"], "ce-t-max must lie in"),
+        (["--max-minutes", "0"], "max-minutes must be > 0"),
     ],
 )
 def test_training_options_are_checked_before_any_data(argv, says) -> None:
