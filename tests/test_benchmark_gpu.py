@@ -40,3 +40,26 @@ def test_gpu_benchmark_smoke_run_on_cpu(tmp_path: Path) -> None:
     assert paper["paper_rule_seconds_per_study"] > paper["elbo_seconds_per_study"] > 0
     assert len(figures["train_steps_per_second"]) == 3
     assert "goal >= 1000 studies/h" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "argv, env, says",
+    [
+        ([], {}, "usage:"),
+        (["run"], {"OUT": ""}, "set OUT"),
+    ],
+)
+def test_the_device_training_script_refuses_a_call_it_cannot_serve(argv, env, says) -> None:
+    """benchmarks/device_lesion.sh (the GPU recipe sized to a lease) says what is missing,
+    in one line and with a non-zero exit, before it spends any of a lent device's time."""
+    import os
+
+    run = subprocess.run(
+        ["bash", str(ROOT / "benchmarks/device_lesion.sh"), *argv],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode != 0 and says in run.stderr
