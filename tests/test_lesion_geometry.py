@@ -42,17 +42,23 @@ def _breast_with_dot(
     return ds
 
 
+# Detector pitches: 0.1 mm resamples by a whole factor of 4; 0.07 mm by 5.71, so a scan pixel
+# straddles source pixels and the map back cannot lean on whole steps.
+SPACINGS = [0.1, 0.07]
+
+
+@pytest.mark.parametrize("spacing", SPACINGS)
 @pytest.mark.parametrize("photometric", ["MONOCHROME2", "MONOCHROME1"])
 @pytest.mark.parametrize("view", ["CC", "MLO"])
 @pytest.mark.parametrize("lat", ["L", "R"])
-def test_dot_maps_to_scan_and_back(lat, view, photometric):
+def test_dot_maps_to_scan_and_back(lat, view, photometric, spacing):
     dot = (520, 300 if lat == "L" else 400)
-    ds = _breast_with_dot(lat, view, photometric, dot, spacing=0.1)
+    ds = _breast_with_dot(lat, view, photometric, dot, spacing=spacing)
     scan = scan_dataset(ds, 0.4)
     geo = scan.geometry
     assert geo.flipped == (lat == "R")
     assert geo.box[0] > 0, "the black rows above the breast are cropped"
-    assert geo.step == pytest.approx((4.0, 4.0), rel=0.02)
+    assert geo.step == pytest.approx((0.4 / spacing, 0.4 / spacing), rel=0.02)
     sr, sc = geo.to_scan(np.array([dot[0]]), np.array([dot[1]]))
     peak = np.unravel_index(int(np.argmax(scan.image)), scan.image.shape)
     assert abs(peak[0] - sr[0]) <= 1.0 and abs(peak[1] - sc[0]) <= 1.0
@@ -118,11 +124,12 @@ def _inside(outline, point) -> bool:
     return inside
 
 
+@pytest.mark.parametrize("spacing", SPACINGS)
 @pytest.mark.parametrize("photometric", ["MONOCHROME2", "MONOCHROME1"])
 @pytest.mark.parametrize("view", ["CC", "MLO"])
 @pytest.mark.parametrize("lat", ["L", "R"])
 def test_a_finding_on_the_dot_is_reported_on_it_in_source_pixels(
-    bundled_scanner, lat, view, photometric
+    bundled_scanner, lat, view, photometric, spacing
 ):
     """What a reader gets, not only the map: a candidate put where the dot lies in the scan
     image (found in the image, not by the map under test), with evidence there, becomes a
@@ -131,7 +138,7 @@ def test_a_finding_on_the_dot_is_reported_on_it_in_source_pixels(
     from sgc_core.lesion_scan import Candidate
 
     dot = (520, 300 if lat == "L" else 400)
-    ds = _breast_with_dot(lat, view, photometric, dot, spacing=0.1)
+    ds = _breast_with_dot(lat, view, photometric, dot, spacing=spacing)
     scan = scan_dataset(ds, 0.4)
     r, c = np.unravel_index(int(np.argmax(scan.image)), scan.image.shape)
     yy, xx = np.mgrid[: scan.image.shape[0], : scan.image.shape[1]]
