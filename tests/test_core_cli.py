@@ -90,6 +90,20 @@ def test_train_reports_bad_data_clearly(tmp_path: Path) -> None:
     assert "at least two class folders" in res.output
 
 
+def test_train_refuses_a_list_naming_an_image_that_is_not_there(tmp_path: Path) -> None:
+    _write_pngs(tmp_path / "d", 2)
+    rows = [f"{p.relative_to(tmp_path)},{p.parent.name}" for p in sorted(tmp_path.rglob("*.png"))]
+    (tmp_path / "list.csv").write_text("\n".join(["path,label", *rows, "d/gone.dcm,benign", ""]))
+    res = CliRunner().invoke(
+        cli, ["train", "--data", str(tmp_path / "list.csv"), "--out", str(tmp_path / "m")]
+    )
+    assert res.exit_code == 1, res.output
+    assert res.output.strip().splitlines() == [
+        f"Error: {tmp_path / 'list.csv'}:{len(rows) + 2}: image d/gone.dcm does not exist"
+    ]
+    assert not (tmp_path / "m").exists()
+
+
 def test_evaluate_reports_a_missing_model(tmp_path: Path) -> None:
     _write_pngs(tmp_path / "d", 4)
     res = CliRunner().invoke(

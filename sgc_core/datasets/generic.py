@@ -157,7 +157,11 @@ class CsvDataset(_FileDataset):
                     f"{csv_path}:{line}: unknown class {row['label']!r}; expected one of {names}"
                 )
             p = Path(row["path"])
-            items.append((p if p.is_absolute() else csv_path.parent / p, index[row["label"]]))
+            p = p if p.is_absolute() else csv_path.parent / p
+            if not p.is_file():
+                # Refused before training starts, not at the first batch that draws it.
+                raise ValueError(f"{csv_path}:{line}: image {row['path']} does not exist")
+            items.append((p, index[row["label"]]))
         super().__init__(items, names, image_size, channels, transform)
 
 
