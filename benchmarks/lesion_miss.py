@@ -27,7 +27,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "sgc_core/models/sgc-lesion-mammo"
-SETS = {"ligament": 1717, "strands": 1718}
+STYLES = ("ligament", "strands")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -37,7 +37,27 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--studies", type=int, default=60, help="studies per style")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--analyse-only", action="store_true")
-    return p.parse_args(argv)
+    p.add_argument(
+        "--seeds",
+        default="1717,1718",
+        help="the ligament and strands draws' seeds (the recorded run's by default)",
+    )
+    p.add_argument(
+        "--rows",
+        type=Path,
+        default=None,
+        help="where the rows and summary go (default --data): several models, one draw",
+    )
+    args = p.parse_args(argv)
+    try:
+        seeds = [int(x) for x in args.seeds.split(",")]
+    except ValueError:
+        p.error(f"--seeds {args.seeds!r}: two integers, e.g. 1717,1718")
+    if len(seeds) != len(STYLES) or min(seeds) < 0:
+        p.error(f"--seeds {args.seeds!r}: two seeds >= 0, one per style {list(STYLES)}")
+    args.sets = dict(zip(STYLES, seeds, strict=True))
+    args.rows = args.rows or args.data
+    return args
 
 
 def linear(row: dict) -> bool:
@@ -108,6 +128,7 @@ def summary(rows: list[dict]) -> dict:
         reaches = [r["lesion_p_lesion"] >= r["first_p_lesion"] for r in missed]
         out[name] = {
             "malignant_views": len(g),
+            "top_finding": sum(bool(r["hits"]) and r["hits"][0] for r in g),
             "among_no_finding": len(missed),
             "own_window_reaches_first_finding": int(sum(reaches)),
             "own_window_p_lesion_median_missed": _median([r["lesion_p_lesion"] for r in missed]),
@@ -131,9 +152,10 @@ def main(argv=None) -> int:
     from sgc_core.synth import write_dataset
 
     results = {}
-    for style, seed in SETS.items():
+    args.rows.mkdir(parents=True, exist_ok=True)
+    for style, seed in args.sets.items():
         folder = args.data / style
-        rows_file = args.data / f"{style}-rows.json"
+        rows_file = args.rows / f"{style}-rows.json"
         if not args.analyse_only:
             if not (folder / "labels.csv").is_file():
                 opts = dict(size="medium", difficulty=0.3, normal_fraction=0.25, workers=2)
@@ -142,10 +164,10 @@ def main(argv=None) -> int:
         rows = json.loads(rows_file.read_text())
         results[style] = summary(rows)
     results["both"] = summary(
-        [r for s in SETS for r in json.loads((args.data / f"{s}-rows.json").read_text())]
+        [r for s in STYLES for r in json.loads((args.rows / f"{s}-rows.json").read_text())]
     )
     print(json.dumps(results, indent=2))
-    (args.data / "summary.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.rows / "summary.json").write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
 

@@ -106,18 +106,8 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         help="stop training after this long (state kept for --resume), then calibrate: a run "
         "that must fit a lease of fixed length, e.g. a lent GPU",
     )
-    p.add_argument(
-        "--init", default=None, help="warm start: a saved model whose weights start this run"
-    )
     p.add_argument("--version", default="0.3.0", help="the version written into the card")
-    p.add_argument(
-        "--hard-negatives",
-        type=int,
-        default=0,
-        help="per training view, add this many of the --init finder's least-normal windows "
-        "away from every lesion as normal crops (sgc_core/hard_negatives.py)",
-    )
-    p.add_argument("--mine-views", type=int, default=0, help="mine only the first N training views")
+    _start_options(p)
     p.add_argument("--evaluate-only", action="store_true")
     p.add_argument(
         "--no-evaluate",
@@ -138,6 +128,30 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="with --recalibrate: a scan setting of the card (e.g. k_coarse=2), repeatable",
+    )
+
+
+def _start_options(p: argparse.ArgumentParser) -> None:
+    """What a run starts from beside --data: weights, mined crops, further draws."""
+    p.add_argument(
+        "--init", default=None, help="warm start: a saved model whose weights start this run"
+    )
+    p.add_argument(
+        "--hard-negatives",
+        type=int,
+        default=0,
+        help="per training view, add this many of the --init finder's least-normal windows "
+        "away from every lesion as normal crops (sgc_core/hard_negatives.py)",
+    )
+    p.add_argument("--mine-views", type=int, default=0, help="mine only the first N training views")
+    p.add_argument(
+        "--extra-data",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a `sgc synth` folder whose training split's crops join the training crops "
+        "(repeatable; calibration and evaluation stay on --data)",
     )
 
 
@@ -205,6 +219,9 @@ def check_args(args) -> None:
         raise SystemExit(f"--ce-weight must be >= 0, got {args.ce_weight}")
     if args.ce_t_max is not None and not 0.01 < args.ce_t_max <= args.train_t_max:
         raise SystemExit(f"--ce-t-max must lie in (0.01, --train-t-max], got {args.ce_t_max}")
+    for extra in args.extra_data:
+        if not (extra / "labels.csv").is_file():
+            raise SystemExit(f"--extra-data {extra}: no labels.csv (not a `sgc synth` folder)")
     if args.background_crops < 1:
         raise SystemExit(
             f"--background-crops must be >= 1 (the normal class), got {args.background_crops}"
@@ -228,6 +245,9 @@ def main(argv=None) -> int:
     notes = read_synthetic_annotations(family)
     if args.hard_negatives:
         crops = mine(args, crops, notes, family)
+    for extra in args.extra_data:  # after mining: the mined cache is of --data alone
+        more = make_crops(extra, args.workers, args.crop, args.spacing, args.background_crops)
+        crops = crops.joined(more, split="train")
     if args.recalibrate:
         recalibrate(args, crops, _cap_val(notes, args.val_views, args.val_skip))
     elif not args.evaluate_only:
@@ -329,7 +349,8 @@ def _describe(args) -> str:
             f"; {args.hard_negatives} hard negatives per training view "
             f"({args.mine_views or 'all'} views) mined with it"
         )
-    return _data(args) + warm
+    extra = "".join(f"; training crops also from {d} (its train split)" for d in args.extra_data)
+    return _data(args) + warm + extra
 
 
 def _data(args) -> str:

@@ -65,6 +65,7 @@ def test_hard_negatives_without_a_finder_are_refused_before_any_data() -> None:
         (["--ce-t-max", "0.7"], "ce-t-max must lie in"),  # above --train-t-max 0.5
         (["--ce-t-max", "0.01"], "ce-t-max must lie in"),
         (["--max-minutes", "0"], "max-minutes must be > 0"),
+        (["--extra-data", "/nonexistent/extra"], "no labels.csv"),
     ],
 )
 def test_training_options_are_checked_before_any_data(argv, says) -> None:
@@ -113,6 +114,25 @@ def test_more_normal_crops_per_view_keep_the_lesion_crops_and_their_own_cache(tm
     assert n_more == 3 * n_base and more.recipe.background_crops == 6
     lesion = base.labels != normal
     assert np.array_equal(base.images[lesion], more.images[more.labels != normal])
+
+
+def test_a_second_draw_adds_only_its_training_crops_and_only_in_the_same_window(tmp_path) -> None:
+    from benchmarks.train_lesion_model import make_crops
+    from sgc_core.datasets.crops import CropDataError
+    from sgc_core.synth import write_dataset
+
+    write_dataset(tmp_path / "a", 3, seed=5, size="small", style="mixed", normal_fraction=0.0)
+    write_dataset(tmp_path / "b", 10, seed=6, size="small", style="strands", normal_fraction=0.0)
+    base, extra = make_crops(tmp_path / "a", 1), make_crops(tmp_path / "b", 1)
+    both = base.joined(extra, split="train")
+    train = extra.splits == "train"
+    assert 0 < train.sum() < len(extra.labels), "the draw must have other splits to leave out"
+    assert len(both.labels) == len(base.labels) + train.sum()
+    assert np.array_equal(both.images[len(base.labels) :], extra.images[train])
+    assert set(both.styles[len(base.labels) :]) == {"strands"}
+    assert np.array_equal(both.labels[: len(base.labels)], base.labels)
+    with pytest.raises(CropDataError, match="cannot join"):
+        base.joined(make_crops(tmp_path / "b", 1, crop=128))
 
 
 def test_calibration_views_skip_the_choice_views_and_keep_other_splits() -> None:

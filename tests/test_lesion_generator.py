@@ -66,3 +66,14 @@ def test_a_miss_is_split_into_search_and_classifier_misses():
     assert s["linear"]["own_window_reaches_first_finding"] == 1
     assert s["other"]["among_no_finding"] == 0 and s["other"]["malignant_views"] == 1
     assert s["linear"]["own_window_p_lesion_median_found"] == 0.95
+    assert s["linear"]["top_finding"] == 1 and s["other"]["top_finding"] == 0
+
+
+@pytest.mark.parametrize("seeds", ["1717", "a,b", "1,2,3", "-1,5"])
+def test_miss_draws_need_one_seed_per_style(seeds, capsys):
+    from benchmarks.lesion_miss import parse_args
+
+    with pytest.raises(SystemExit) as stop:
+        parse_args(["--seeds", seeds])
+    assert stop.value.code == 2 and "--seeds" in capsys.readouterr().err
+    assert parse_args(["--seeds", "7,8"]).sets == {"ligament": 7, "strands": 8}

@@ -216,6 +216,25 @@ class CropSet:
             recipe=self.recipe,
         )
 
+    def joined(self, other: CropSet, split: str | None = None) -> CropSet:
+        """This set plus ``other``'s crops (only its ``split`` when given). Why: a finder can
+        be trained on a second draw aimed at its weak cases beside its own; the windows must
+        be the same, or the network would learn two geometries under one label."""
+        a, b = self.recipe, other.recipe
+        if (a.crop, a.spacing_mm) != (b.crop, b.spacing_mm):
+            raise CropDataError(
+                f"crops of {b.crop} px at {b.spacing_mm} mm cannot join crops of "
+                f"{a.crop} px at {a.spacing_mm} mm"
+            )
+        keep = np.ones(len(other.labels), bool) if split is None else other.splits == split
+        return CropSet(
+            images=np.concatenate([self.images, other.images[keep]]),
+            labels=np.concatenate([self.labels, other.labels[keep]]),
+            splits=np.concatenate([self.splits, other.splits[keep]]).astype(str),
+            styles=np.concatenate([self.styles, other.styles[keep]]).astype(str),
+            recipe=self.recipe,
+        )
+
     def save(self, path: Path) -> None:
         np.savez_compressed(
             path,
