@@ -2,6 +2,7 @@
 
     python -m benchmarks.lesion_miss --studies 60        # draw, scan, print
     python -m benchmarks.lesion_miss --analyse-only      # print again from the rows
+    python -m benchmarks.lesion_miss --data D --seeds 2323,2324 --model M --rows D/m  # other draws, another model
 
 Why: on the test split the finder's misses are mostly linear lesions (architectural
 distortions, fine-linear calcification clusters) on textures with linear structure
@@ -9,7 +10,7 @@ distortions, fine-linear calcification clusters) on textures with linear structu
 pass may never refine the lesion's window (a search problem: the scan could look longer),
 or the window centred on the lesion may itself read less lesion-like than the false finding
 (a classifier problem: only training helps). Per malignant view of fresh draws of those two
-styles (seeds never read before; medium size, difficulty 0.3, 25 % normal, as trained), it
+styles (seeds no choice has read; medium size, difficulty 0.3, 25 % normal, as trained), it
 scans the view as the evaluation does, then scores one more window centred on the true
 lesion with the fine pass's (t, eps) and temperature, and prints, for views whose lesion is
 among no finding, how often that window's P(lesion) reaches the first finding's.
@@ -58,6 +59,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.sets = dict(zip(STYLES, seeds, strict=True))
     args.rows = args.rows or args.data
     return args
+
+
+def check_draw(folder: Path, seed: int, studies: int) -> None:
+    """Refuse a folder drawn with another seed or size: it would be read as the asked-for one."""
+    made = json.loads((folder / "synth.json").read_text())
+    if (made["seed"], made["n_studies"]) != (seed, studies):
+        raise SystemExit(
+            f"{folder} holds seed {made['seed']}, {made['n_studies']} studies; asked for seed "
+            f"{seed}, {studies} studies: give another --data"
+        )
 
 
 def linear(row: dict) -> bool:
@@ -128,7 +139,7 @@ def summary(rows: list[dict]) -> dict:
         reaches = [r["lesion_p_lesion"] >= r["first_p_lesion"] for r in missed]
         out[name] = {
             "malignant_views": len(g),
-            "top_finding": sum(bool(r["hits"]) and r["hits"][0] for r in g),
+            "top_finding_hits": sum(bool(r["hits"]) and r["hits"][0] for r in g),
             "among_no_finding": len(missed),
             "own_window_reaches_first_finding": int(sum(reaches)),
             "own_window_p_lesion_median_missed": _median([r["lesion_p_lesion"] for r in missed]),
@@ -151,8 +162,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     from sgc_core.synth import write_dataset
 
-    results = {}
-    args.rows.mkdir(parents=True, exist_ok=True)
+    results, rows = {}, {}
     for style, seed in args.sets.items():
         folder = args.data / style
         rows_file = args.rows / f"{style}-rows.json"
@@ -160,12 +170,14 @@ def main(argv=None) -> int:
             if not (folder / "labels.csv").is_file():
                 opts = dict(size="medium", difficulty=0.3, normal_fraction=0.25, workers=2)
                 write_dataset(folder, args.studies, seed=seed, style=style, **opts)
+            check_draw(folder, seed, args.studies)
+            args.rows.mkdir(parents=True, exist_ok=True)
             rows_file.write_text(json.dumps(scan_rows(folder, args.model)) + "\n")
-        rows = json.loads(rows_file.read_text())
-        results[style] = summary(rows)
-    results["both"] = summary(
-        [r for s in STYLES for r in json.loads((args.rows / f"{s}-rows.json").read_text())]
-    )
+        if not rows_file.is_file():
+            raise SystemExit(f"{rows_file}: no rows (run without --analyse-only first)")
+        rows[style] = json.loads(rows_file.read_text())
+        results[style] = summary(rows[style])
+    results["both"] = summary([r for s in STYLES for r in rows[s]])
     print(json.dumps(results, indent=2))
     (args.rows / "summary.json").write_text(json.dumps(results, indent=2) + "\n")
     return 0

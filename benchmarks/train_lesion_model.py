@@ -219,9 +219,13 @@ def check_args(args) -> None:
         raise SystemExit(f"--ce-weight must be >= 0, got {args.ce_weight}")
     if args.ce_t_max is not None and not 0.01 < args.ce_t_max <= args.train_t_max:
         raise SystemExit(f"--ce-t-max must lie in (0.01, --train-t-max], got {args.ce_t_max}")
+    if args.extra_data and (args.recalibrate or args.evaluate_only):
+        raise SystemExit(
+            "--extra-data is for training: --recalibrate and --evaluate-only train not"
+        )
     for extra in args.extra_data:
-        if not (extra / "labels.csv").is_file():
-            raise SystemExit(f"--extra-data {extra}: no labels.csv (not a `sgc synth` folder)")
+        if not (extra / "synth.json").is_file():
+            raise SystemExit(f"--extra-data {extra}: no synth.json (not a `sgc synth` folder)")
     if args.background_crops < 1:
         raise SystemExit(
             f"--background-crops must be >= 1 (the normal class), got {args.background_crops}"
@@ -245,9 +249,7 @@ def main(argv=None) -> int:
     notes = read_synthetic_annotations(family)
     if args.hard_negatives:
         crops = mine(args, crops, notes, family)
-    for extra in args.extra_data:  # after mining: the mined cache is of --data alone
-        more = make_crops(extra, args.workers, args.crop, args.spacing, args.background_crops)
-        crops = crops.joined(more, split="train")
+    crops = join_extra(args, crops)
     if args.recalibrate:
         recalibrate(args, crops, _cap_val(notes, args.val_views, args.val_skip))
     elif not args.evaluate_only:
@@ -324,7 +326,8 @@ def mine(args, crops, notes, family: Path):
     from sgc_core.hard_negatives import add_hard_negatives
     from sgc_core.view_model import load_view_model
 
-    tag = f"{read_card(args.init)['sha256'][:8]}-{args.hard_negatives}-{args.mine_views}"
+    window = f"{args.crop}px-{args.spacing:g}mm-bg{args.background_crops}"
+    tag = f"{read_card(args.init)['sha256'][:8]}-{args.hard_negatives}-{args.mine_views}-{window}"
     cache = family / f"crops-hard-{tag}.npz"
     if cache.is_file():
         return CropSet.load(cache)
@@ -333,6 +336,20 @@ def mine(args, crops, notes, family: Path):
     print(f"hard negatives: {len(out.labels) - len(crops.labels)} crops added", flush=True)
     out.save(cache)
     return out
+
+
+def join_extra(args, crops):
+    """The crops plus the training split of each --extra-data draw (after mining: the mined
+    cache is of --data alone); a folder that cannot be cut is refused in one line."""
+    from sgc_core.datasets.crops import CropDataError
+
+    for extra in args.extra_data:
+        try:
+            more = make_crops(extra, args.workers, args.crop, args.spacing, args.background_crops)
+            crops = crops.joined(more, split="train")
+        except CropDataError as exc:
+            raise SystemExit(f"--extra-data {extra}: {exc}") from None
+    return crops
 
 
 def _cap_val(notes, n: int, skip: int = 0):
@@ -349,8 +366,19 @@ def _describe(args) -> str:
             f"; {args.hard_negatives} hard negatives per training view "
             f"({args.mine_views or 'all'} views) mined with it"
         )
-    extra = "".join(f"; training crops also from {d} (its train split)" for d in args.extra_data)
-    return _data(args) + warm + extra
+    return _data(args) + warm + "".join(map(_extra_draw, args.extra_data))
+
+
+def _extra_draw(folder: Path) -> str:
+    """An --extra-data draw as the card records it: how to make it again, not where it lay."""
+    made = json.loads((folder / "synth.json").read_text())
+    c = made["config"]
+    types = "".join(f" --lesion-type {t}" for t in c["lesion_types"])
+    return (
+        f"; training crops also from the train split of sgc synth --studies {made['n_studies']} "
+        f"--seed {made['seed']} --style {c['style']}{types} --difficulty {c['difficulty']:g} "
+        f"--normal-fraction {c['normal_fraction']:g} ({c['rows']} x {c['cols']})"
+    )
 
 
 def _data(args) -> str:

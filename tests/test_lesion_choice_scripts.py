@@ -65,7 +65,8 @@ def test_hard_negatives_without_a_finder_are_refused_before_any_data() -> None:
         (["--ce-t-max", "0.7"], "ce-t-max must lie in"),  # above --train-t-max 0.5
         (["--ce-t-max", "0.01"], "ce-t-max must lie in"),
         (["--max-minutes", "0"], "max-minutes must be > 0"),
-        (["--extra-data", "/nonexistent/extra"], "no labels.csv"),
+        (["--extra-data", "/nonexistent/extra"], "no synth.json"),
+        (["--evaluate-only", "--extra-data", "x"], "--extra-data is for training"),
     ],
 )
 def test_training_options_are_checked_before_any_data(argv, says) -> None:
@@ -130,9 +131,15 @@ def test_a_second_draw_adds_only_its_training_crops_and_only_in_the_same_window(
     assert len(both.labels) == len(base.labels) + train.sum()
     assert np.array_equal(both.images[len(base.labels) :], extra.images[train])
     assert set(both.styles[len(base.labels) :]) == {"strands"}
-    assert np.array_equal(both.labels[: len(base.labels)], base.labels)
+    assert set(both.splits[len(base.labels) :]) == {"train"}
+    assert np.array_equal(both.labels, np.concatenate([base.labels, extra.labels[train]]))
     with pytest.raises(CropDataError, match="cannot join"):
         base.joined(make_crops(tmp_path / "b", 1, crop=128))
+    with pytest.raises(CropDataError, match="at 0.5 mm cannot join"):
+        base.joined(make_crops(tmp_path / "b", 1, spacing=0.5))
+    from benchmarks.train_lesion_model import _extra_draw
+
+    assert "--studies 10 --seed 6 --style strands" in _extra_draw(tmp_path / "b")
 
 
 def test_calibration_views_skip_the_choice_views_and_keep_other_splits() -> None:

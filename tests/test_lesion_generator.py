@@ -66,14 +66,31 @@ def test_a_miss_is_split_into_search_and_classifier_misses():
     assert s["linear"]["own_window_reaches_first_finding"] == 1
     assert s["other"]["among_no_finding"] == 0 and s["other"]["malignant_views"] == 1
     assert s["linear"]["own_window_p_lesion_median_found"] == 0.95
-    assert s["linear"]["top_finding"] == 1 and s["other"]["top_finding"] == 0
+    assert s["linear"]["top_finding_hits"] == 1 and s["other"]["top_finding_hits"] == 0
 
 
-@pytest.mark.parametrize("seeds", ["1717", "a,b", "1,2,3", "-1,5"])
-def test_miss_draws_need_one_seed_per_style(seeds, capsys):
+@pytest.mark.parametrize(
+    "seeds, says", [("1717", "two seeds"), ("a,b", "two integers"), ("1,2,3", "two seeds"),
+                    ("-1,5", "two seeds >= 0")]
+)  # fmt: skip
+def test_miss_draws_need_one_seed_per_style(seeds, says, capsys):
     from benchmarks.lesion_miss import parse_args
 
     with pytest.raises(SystemExit) as stop:
-        parse_args(["--seeds", seeds])
-    assert stop.value.code == 2 and "--seeds" in capsys.readouterr().err
+        parse_args([f"--seeds={seeds}"])
+    assert stop.value.code == 2 and says in capsys.readouterr().err
     assert parse_args(["--seeds", "7,8"]).sets == {"ligament": 7, "strands": 8}
+
+
+def test_a_miss_draw_of_another_seed_is_refused_and_missing_rows_named(tmp_path):
+    from benchmarks import lesion_miss
+
+    folder = tmp_path / "ligament"
+    folder.mkdir()
+    (folder / "synth.json").write_text('{"seed": 1717, "n_studies": 60}')
+    lesion_miss.check_draw(folder, 1717, 60)
+    with pytest.raises(SystemExit, match="holds seed 1717, 60 studies; asked for seed 2323"):
+        lesion_miss.check_draw(folder, 2323, 60)
+    with pytest.raises(SystemExit, match="no rows"):
+        lesion_miss.main(["--data", str(tmp_path), "--rows", str(tmp_path / "r"), "--analyse-only"])
+    assert not (tmp_path / "r").exists()
