@@ -3,6 +3,7 @@
     python -m benchmarks.lesion_miss --studies 60        # draw, scan, print
     python -m benchmarks.lesion_miss --analyse-only      # print again from the rows
     python -m benchmarks.lesion_miss --data D --seeds 2323,2324 --model M --rows D/m  # other draws, another model
+    python -m benchmarks.lesion_miss --compare D/m D/n   # two models on one draw, paired
 
 Why: on the test split the finder's misses are mostly linear lesions (architectural
 distortions, fine-linear calcification clusters) on textures with linear structure
@@ -48,6 +49,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         type=Path,
         default=None,
         help="where the rows and summary go (default --data): several models, one draw",
+    )
+    p.add_argument(
+        "--compare",
+        nargs=2,
+        type=Path,
+        metavar=("ROWS_A", "ROWS_B"),
+        help="two --rows folders of one draw: the views only one model finds, and a sign test",
     )
     args = p.parse_args(argv)
     try:
@@ -151,6 +159,38 @@ def summary(rows: list[dict]) -> dict:
     return out
 
 
+def paired(a: list[dict], b: list[dict]) -> dict:
+    """Per group, the views where only one of two models has the lesion among its findings
+    (and first), with the exact two-sided sign test on those views (McNemar's). Why: both
+    models read the same views, so the views they disagree on carry the difference; two
+    counts side by side hide that pairing."""
+    from scipy.stats import binomtest
+
+    if [r["type"] for r in a] != [r["type"] for r in b]:
+        raise SystemExit("the two row sets are not of the same views (another draw?)")
+    out = {}
+    for name, group in (("linear", True), ("other", False)):
+        pairs = [(x, y) for x, y in zip(a, b, strict=True) if x["linear"] is group]
+        out[name] = {"malignant_views": len(pairs)}
+        for what, hit in (("among", any), ("top", lambda h: bool(h) and h[0])):
+            only_a = sum(hit(x["hits"]) and not hit(y["hits"]) for x, y in pairs)
+            only_b = sum(hit(y["hits"]) and not hit(x["hits"]) for x, y in pairs)
+            p = binomtest(only_a, only_a + only_b).pvalue if only_a + only_b else 1.0
+            out[name][what] = {"only_a": only_a, "only_b": only_b, "sign_test_p": float(p)}
+    return out
+
+
+def compare(folders: list[Path]) -> dict:
+    """``paired`` of two --rows folders, both styles together."""
+    rows = []
+    for folder in folders:
+        files = [folder / f"{s}-rows.json" for s in STYLES]
+        if not all(f.is_file() for f in files):
+            raise SystemExit(f"{folder}: no rows of {list(STYLES)}")
+        rows.append([r for f in files for r in json.loads(f.read_text())])
+    return paired(*rows)
+
+
 def _median(values: list[float]) -> float | None:
     return float(np.median(values)) if values else None
 
@@ -161,6 +201,10 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     from sgc_core.synth import write_dataset
+
+    if args.compare:
+        print(json.dumps(compare(args.compare), indent=2))
+        return 0
 
     results, rows = {}, {}
     for style, seed in args.sets.items():

@@ -4,6 +4,8 @@ the top finding and the lesion among findings as the committed evaluation does."
 
 from __future__ import annotations
 
+import json
+
 import pydicom
 import pytest
 from pydicom.uid import JPEG2000Lossless
@@ -94,3 +96,25 @@ def test_a_miss_draw_of_another_seed_is_refused_and_missing_rows_named(tmp_path)
     with pytest.raises(SystemExit, match="no rows"):
         lesion_miss.main(["--data", str(tmp_path), "--rows", str(tmp_path / "r"), "--analyse-only"])
     assert not (tmp_path / "r").exists()
+
+
+def test_two_models_are_compared_on_the_views_only_one_finds(tmp_path):
+    from benchmarks.lesion_miss import compare
+
+    def rows(hits):
+        return [{"type": "distortion", "linear": True, "hits": h} for h in hits]
+
+    a = rows([[True], [True], [False, True], [True], [False]] + [[True]] * 5)
+    b = rows([[False], [False], [False], [True], [True]] + [[True]] * 5)
+    for name, r in (("a", a), ("b", b)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "ligament-rows.json").write_text(json.dumps(r[:6]))
+        (tmp_path / name / "strands-rows.json").write_text(json.dumps(r[6:]))
+    out = compare([tmp_path / "a", tmp_path / "b"])["linear"]
+    assert out["malignant_views"] == 10
+    assert (out["among"]["only_a"], out["among"]["only_b"]) == (3, 1)
+    assert (out["top"]["only_a"], out["top"]["only_b"]) == (2, 1)
+    assert out["among"]["sign_test_p"] == pytest.approx(0.625)
+    (tmp_path / "b" / "strands-rows.json").write_text(json.dumps(rows([[True]] * 3)))
+    with pytest.raises(SystemExit, match="not of the same views"):
+        compare([tmp_path / "a", tmp_path / "b"])
