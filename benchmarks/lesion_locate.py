@@ -42,7 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         type=Path,
         action="append",
         required=True,
-        help="a lesion_select JSON, or a lesion_eval views.json; repeatable, 2+ runs in all",
+        help="a lesion_select JSON, or a lesion_eval views.json; repeatable; later runs are compared with the first",
     )
     p.add_argument("--part", default=None, help="read only the rows of this part (e.g. test)")
     p.add_argument("--card", type=Path, required=True, help="the model card the runs came from")
@@ -61,8 +61,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def load_runs(paths: list[Path]) -> list[dict]:
     """The runs of lesion_select JSONs (each run its rows) and of lesion_eval ``views.json``
-    files (one run each, named by its path); refused in one line unless there are two or
-    more."""
+    files (one run each, named by its path); a file that is neither is refused in one line.
+    One run is summarised alone (and may be written into a card); later runs are compared
+    with the first."""
     runs: list[dict] = []
     for path in paths:
         try:
@@ -75,8 +76,6 @@ def load_runs(paths: list[Path]) -> list[dict]:
             runs.append({"model": str(path), "views": data})
         else:
             raise SystemExit(f"{path}: neither a lesion_select JSON nor a views.json")
-    if len(runs) < 2:
-        raise SystemExit("expected two or more runs (a lesion_select JSON, or several --rows)")
     return runs
 
 

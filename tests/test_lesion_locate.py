@@ -155,7 +155,11 @@ def test_the_placement_script_compares_runs_in_pair_order_and_writes_the_card(
     with pytest.raises(SystemExit, match="needs --locate-sigma"):
         locate_main([*argv, "--write-card", str(out)])
     (tmp_path / "sel.json").write_text(json.dumps(runs[:1]))
-    with pytest.raises(SystemExit, match="two or more runs"):
+    capsys.readouterr()
+    assert locate_main(argv) == 0, "one run is summarised alone"
+    assert "coarse: 8 views" in (text := capsys.readouterr().out) and "minus" not in text
+    (tmp_path / "sel.json").write_text(json.dumps([]))
+    with pytest.raises(SystemExit, match="neither a lesion_select JSON nor a views.json"):
         locate_main(argv)
     # Two evaluations' views.json, one part of them.
     for run in runs:
