@@ -240,53 +240,60 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     from benchmarks.lesion_eval import evaluate_model
     from sgc_core.datasets.crops import read_synthetic_annotations
-    from sgc_core.lesion_card import LesionCard
-    from sgc_core.lesion_train import train_lesion_finder
-    from sgc_core.train import TrainConfig
 
     family, held = make_data(args)
-    crops = make_crops(family, args.workers, args.crop, args.spacing, args.background_crops)
     notes = read_synthetic_annotations(family)
-    if args.hard_negatives:
-        crops = mine(args, crops, notes, family)
-    crops = join_extra(args, crops)
-    if args.recalibrate:
-        recalibrate(args, crops, _cap_val(notes, args.val_views, args.val_skip))
-    elif not args.evaluate_only:
-        config = TrainConfig(
-            image_size=crops.recipe.crop,
-            width=args.width,
-            steps=args.steps,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            seed=args.seed,
-            device=args.device,
-            balanced=True,
-            checkpoint_every=250,
-            init_weights=args.init,
-            t_max=args.train_t_max,
-            ce_weight=args.ce_weight,
-            ce_t_max=args.ce_t_max,
-        )
-        base = LesionCard(k_coarse=args.k_coarse, k_fine=args.k_fine)
-        train_lesion_finder(
-            crops,
-            _cap_val(notes, args.val_views, args.val_skip),
-            config,
-            args.out,
-            base=base,
-            name=args.out.name,
-            version=args.version,
-            data_description=_describe(args),
-            resume=args.resume,
-            max_seconds=None if args.max_minutes is None else 60 * args.max_minutes,
-        )
+    if not args.evaluate_only:
+        fit(args, family, notes)
     if args.no_evaluate:
         return 0
     held_notes = read_synthetic_annotations(held)
     report = evaluate_model(args, args.out, notes, held_notes, args.out.parent / "eval-lesion")
     print(json.dumps(report["summary"], indent=2))
     return 0
+
+
+def fit(args, family: Path, notes) -> None:
+    """Train, or recalibrate --init, on the family's crops (apart from main: --evaluate-only
+    reads whole views, and the crops' first build on a new machine takes minutes)."""
+    from sgc_core.lesion_card import LesionCard
+    from sgc_core.lesion_train import train_lesion_finder
+    from sgc_core.train import TrainConfig
+
+    crops = make_crops(family, args.workers, args.crop, args.spacing, args.background_crops)
+    if args.hard_negatives:
+        crops = mine(args, crops, notes, family)
+    crops = join_extra(args, crops)
+    if args.recalibrate:
+        recalibrate(args, crops, _cap_val(notes, args.val_views, args.val_skip))
+        return
+    config = TrainConfig(
+        image_size=crops.recipe.crop,
+        width=args.width,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        device=args.device,
+        balanced=True,
+        checkpoint_every=250,
+        init_weights=args.init,
+        t_max=args.train_t_max,
+        ce_weight=args.ce_weight,
+        ce_t_max=args.ce_t_max,
+    )
+    train_lesion_finder(
+        crops,
+        _cap_val(notes, args.val_views, args.val_skip),
+        config,
+        args.out,
+        base=LesionCard(k_coarse=args.k_coarse, k_fine=args.k_fine),
+        name=args.out.name,
+        version=args.version,
+        data_description=_describe(args),
+        resume=args.resume,
+        max_seconds=None if args.max_minutes is None else 60 * args.max_minutes,
+    )
 
 
 def recalibrate(args, crops, notes) -> None:
