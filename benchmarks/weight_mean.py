@@ -5,8 +5,9 @@
         --version 0.13.0-s --out /tmp/s/sgc-lesion-mammo
 
 Why: two fine-tunings of one network (the bundled weights and candidate I, which continued
-from them) often read, when their weights are averaged, like the average of their outputs,
-at the cost of one network per window. The mean is only meaningful for networks that share
+from them) may read, with their weights averaged, close to the average of their outputs at
+the cost of one network per window (candidate S: 0.929 view AUC where the output mean
+read 0.931 on the same views, docs/benchmarks.md). The mean is only meaningful for networks that share
 their starting point, so models whose architectures differ are refused in one line. The
 card is the last model's (its scan settings and its fitted numbers, which belong to other
 weights: recalibrate before reading, ``train_lesion_model --init OUT --recalibrate``), with
